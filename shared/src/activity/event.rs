@@ -1,0 +1,318 @@
+//! Tencent Lexiang activity callbacks parsed and normalized.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::envelope::Envelope;
+use crate::error::ParseError;
+use crate::json::{kind_of, EventDigest, Fields};
+use crate::merge::Stamp;
+use crate::timefmt::SourceOffset;
+
+/// What happened. `event/*` actions the service does not model, and every other family
+/// (`doc/add`, …), are `Other`: verified, acknowledged, logged, not merged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActivityAction {
+    #[serde(rename = "event/add")]
+    Add,
+    #[serde(rename = "event/edit")]
+    Edit,
+    #[serde(rename = "event/delete")]
+    Delete,
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl ActivityAction {
+    pub fn from_wire(action: &str) -> Self {
+        match action {
+            "event/add" => Self::Add,
+            "event/edit" => Self::Edit,
+            "event/delete" => Self::Delete,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Add => "event/add",
+            Self::Edit => "event/edit",
+            Self::Delete => "event/delete",
+            Self::Other(action) => action,
+        }
+    }
+
+    /// `event/*` actions name an activity in `attributes.event_id`.
+    pub fn names_an_activity(&self) -> bool {
+        self.as_str().starts_with("event/")
+    }
+}
+
+/// Who can see the activity (`privilege_type` 0, 1, 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivilegeType {
+    Public,
+    Private,
+    CreatorOnly,
+}
+
+impl PrivilegeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::CreatorOnly => "creator_only",
+        }
+    }
+}
+
+/// The descriptive content of an activity, as `event/add` and `event/edit` send it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityContent {
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub content: Option<String>,
+    pub location: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub created_at: Option<String>,
+    pub attend_start_at: Option<String>,
+    pub attend_end_at: Option<String>,
+    pub attend_method: Option<String>,
+    pub app_source_type: Option<String>,
+    pub participant_count_limit: Option<i64>,
+    pub enable_random_extract: Option<bool>,
+    pub privilege_type: Option<PrivilegeType>,
+    /// Member type (`department`, `staff`, `contacttag`, …) → ids, in the order sent.
+    pub privilege: BTreeMap<String, Vec<String>>,
+    pub logo: Option<String>,
+    pub team_id: Option<String>,
+    pub category_id: Option<String>,
+    pub roadmap_id: Option<i64>,
+}
+
+/// A verified activity callback, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivityEvent {
+    pub mid: String,
+    pub nonce: String,
+    pub timestamp: i64,
+    pub action: ActivityAction,
+    /// `attributes.event_id`; present for every `event/*` action.
+    pub entity_id: Option<String>,
+    /// For `event/add` and `event/edit`.
+    pub content: Option<ActivityContent>,
+    pub operator: Option<String>,
+    pub operator_name: Option<String>,
+    pub digest: EventDigest,
+    #[serde(skip)]
+    pub raw: String,
+}
+
+impl ActivityEvent {
+    /// Normalizes a verified envelope for tenant `mid`, with its verified `nonce` and `timestamp`.
+    pub fn from_envelope(
+        envelope: Envelope,
+        mid: &str,
+        nonce: &str,
+        timestamp: i64,
+        offset: SourceOffset,
+    ) -> Result<Self, ParseError> {
+        let top = Fields::new(&envelope.object, "");
+        let action = ActivityAction::from_wire(&top.req_str("action")?);
+        let attributes = top.opt_object("attributes")?;
+        let empty = Map::new();
+        let attrs = Fields::new(attributes.unwrap_or(&empty), "attributes");
+        let entity_id = if action.names_an_activity() {
+            Some(attrs.req_id("event_id")?)
+        } else {
+            attrs.opt_id("event_id")?
+        };
+        let content = match action {
+            ActivityAction::Add | ActivityAction::Edit => Some(content(&attrs, offset)?),
+            _ => None,
+        };
+        let operator_info = top.opt_object("operator_info")?;
+        let operator_name = operator_info
+            .map(|info| Fields::new(info, "operator_info").opt_str("name"))
+            .transpose()?
+            .flatten();
+        Ok(Self {
+            mid: mid.to_owned(),
+            nonce: nonce.to_owned(),
+            timestamp,
+            action,
+            entity_id,
+            content,
+            operator: top.opt_id("operator")?,
+            operator_name,
+            digest: envelope.digest,
+            raw: envelope.raw,
+        })
+    }
+
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            time: self.timestamp,
+            digest: self.digest.clone(),
+        }
+    }
+}
+
+fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, ParseError> {
+    let time = |key: &str| -> Result<Option<String>, ParseError> {
+        attrs
+            .opt_str(key)?
+            .map(|text| offset.local_to_rfc3339(&text))
+            .transpose()
+            .map_err(|reason| ParseError::invalid(attrs.path(key), reason))
+    };
+    Ok(ActivityContent {
+        title: attrs.opt_str("title")?,
+        summary: attrs.opt_str("summary")?,
+        content: attrs.opt_str("content")?,
+        location: attrs.opt_str("location")?,
+        started_at: time("started_at")?,
+        ended_at: time("ended_at")?,
+        closed_at: time("closed_at")?,
+        created_at: time("created_at")?,
+        attend_start_at: time("attend_start_at")?,
+        attend_end_at: time("attend_end_at")?,
+        attend_method: attrs.opt_str("attend_method")?,
+        app_source_type: attrs.opt_str("app_source_type")?,
+        participant_count_limit: attrs.opt_int("participant_count_limit")?,
+        enable_random_extract: flag(attrs, "enable_random_extract")?,
+        privilege_type: privilege_type(attrs)?,
+        privilege: privilege(attrs)?,
+        logo: attrs.opt_str("logo")?,
+        team_id: attrs.opt_id("team_id")?,
+        category_id: attrs.opt_id("category_id")?,
+        roadmap_id: attrs.opt_int("roadmap_id")?.filter(|id| *id != 0),
+    })
+}
+
+/// `0`/`1`, `"0"`/`"1"` or `false`/`true`.
+fn flag(attrs: &Fields<'_>, key: &str) -> Result<Option<bool>, ParseError> {
+    match attrs.present(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
+        Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
+        Some(Value::String(s)) if matches!(s.trim(), "0" | "false") => Ok(Some(false)),
+        Some(Value::String(s)) if matches!(s.trim(), "1" | "true") => Ok(Some(true)),
+        Some(_) => Err(ParseError::invalid(attrs.path(key), "expected 0, 1, false or true")),
+    }
+}
+
+fn privilege_type(attrs: &Fields<'_>) -> Result<Option<PrivilegeType>, ParseError> {
+    let Some(code) = attrs.opt_int("privilege_type")? else {
+        return Ok(None);
+    };
+    match code {
+        0 => Ok(Some(PrivilegeType::Public)),
+        1 => Ok(Some(PrivilegeType::Private)),
+        2 => Ok(Some(PrivilegeType::CreatorOnly)),
+        other => Err(ParseError::invalid(
+            attrs.path("privilege_type"),
+            format!("expected 0 (public), 1 (private) or 2 (creator only), got {other}"),
+        )),
+    }
+}
+
+/// `[{type, id}, …]` grouped by type.
+fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseError> {
+    let path = attrs.path("privilege");
+    let entries = match attrs.present("privilege") {
+        None => return Ok(BTreeMap::new()),
+        Some(Value::Array(entries)) => entries,
+        Some(other) => {
+            return Err(ParseError::invalid(path, format!("expected an array, got {}", kind_of(other))))
+        }
+    };
+    let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let entry_path = format!("{path}[{index}]");
+        let Value::Object(entry) = entry else {
+            return Err(ParseError::invalid(entry_path, "expected an object with type and id"));
+        };
+        let entry = Fields::new(entry, &entry_path);
+        grouped.entry(entry.req_str("type")?).or_default().push(entry.req_id("id")?);
+    }
+    Ok(grouped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<ActivityEvent, ParseError> {
+        let envelope = Envelope::parse(value.to_string().as_bytes()).unwrap();
+        ActivityEvent::from_envelope(envelope, "124", "n", 1_701_744_489, SourceOffset::BEIJING)
+    }
+
+    #[test]
+    fn escaped_slash_and_spaced_keys_are_read() {
+        let body = br#"{"action":"event\/add","attributes":{"event_id":"A","team_id ":"T","roadmap_id":0,
+            "participant_count_limit":null,"enable_random_extract":"1","privilege_type":2,"logo":"",
+            "started_at":"2023-12-05 10:47:00"}}"#;
+        let envelope = Envelope::parse(body).unwrap();
+        let event = ActivityEvent::from_envelope(envelope, "124", "n", 1, SourceOffset::BEIJING).unwrap();
+        assert_eq!(event.action, ActivityAction::Add);
+        let content = event.content.unwrap();
+        assert_eq!(content.team_id.as_deref(), Some("T"));
+        assert_eq!((content.roadmap_id, content.participant_count_limit, content.logo), (None, None, None));
+        assert_eq!(content.enable_random_extract, Some(true));
+        assert_eq!(content.privilege_type, Some(PrivilegeType::CreatorOnly));
+        assert_eq!(content.started_at.as_deref(), Some("2023-12-05T10:47:00+08:00"));
+    }
+
+    #[test]
+    fn event_actions_need_an_event_id_and_others_do_not() {
+        assert_eq!(
+            parse(json!({"action": "event/edit", "attributes": {}})).unwrap_err(),
+            ParseError::missing("attributes.event_id")
+        );
+        assert_eq!(parse(json!({"action": "event/delete"})).unwrap_err(), ParseError::missing("attributes.event_id"));
+        let doc = parse(json!({"action": "doc/add", "attributes": {"doc_id": "D"}})).unwrap();
+        assert_eq!((doc.action, doc.entity_id), (ActivityAction::Other("doc/add".into()), None));
+        assert_eq!(parse(json!({"attributes": {}})).unwrap_err(), ParseError::missing("action"));
+    }
+
+    #[test]
+    fn malformed_attributes_name_their_field() {
+        let cases = [
+            (json!({"privilege_type": 7}), "attributes.privilege_type"),
+            (json!({"enable_random_extract": 2}), "attributes.enable_random_extract"),
+            (json!({"privilege": "all"}), "attributes.privilege"),
+            (json!({"privilege": [{"type": "staff"}]}), "attributes.privilege[0].id"),
+            (json!({"started_at": "tomorrow"}), "attributes.started_at"),
+            (json!({"participant_count_limit": "many"}), "attributes.participant_count_limit"),
+            (json!({"title": ["x"]}), "attributes.title"),
+        ];
+        for (attributes, field) in cases {
+            let mut attributes = attributes;
+            attributes["event_id"] = json!("A");
+            let error = parse(json!({"action": "event/add", "attributes": attributes})).unwrap_err();
+            let got = match &error {
+                ParseError::InvalidField { field, .. } | ParseError::MissingField(field) => field.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, field, "{error}");
+        }
+    }
+
+    #[test]
+    fn privilege_is_grouped_by_type() {
+        let event = parse(json!({"action": "event/add", "attributes": {"event_id": "A", "privilege": [
+            {"type": "staff", "id": "s1"}, {"type": "department", "id": 1}, {"type": "staff", "id": "s2"}]}}))
+        .unwrap();
+        let privilege = event.content.unwrap().privilege;
+        assert_eq!(privilege["staff"], ["s1", "s2"]);
+        assert_eq!(privilege["department"], ["1"]);
+    }
+}

@@ -1,0 +1,8 @@
+//! The Tencent Lexiang activity callback: verification, normalization, merge.
+
+pub mod event;
+pub mod state;
+pub mod verify;
+
+pub use event::{ActivityAction, ActivityEvent};
+pub use state::ActivityState;

@@ -1,0 +1,115 @@
+//! The current state of one activity and its merge rule (SPEC 4): the whole item follows the
+//! newest event; a delete is a tombstone that older adds and edits cannot undo.
+
+use serde::{Deserialize, Serialize};
+
+use crate::activity::event::{ActivityAction, ActivityContent, ActivityEvent};
+use crate::item::{AttrValue, Item, ItemBuilder};
+use crate::json::EventDigest;
+use crate::merge::{offer_newest, Lww, Mergeable};
+
+/// Who did the newest event, and what it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastActivityEvent {
+    pub action: ActivityAction,
+    pub operator: Option<String>,
+    pub operator_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityState {
+    pub mid: String,
+    pub entity_id: String,
+    /// The content of the newest add or edit. A delete does not erase it, so the tombstone
+    /// still says what was deleted.
+    pub content: Option<Lww<ActivityContent>>,
+    pub last: Lww<LastActivityEvent>,
+    #[serde(skip)]
+    pub last_raw: String,
+}
+
+impl ActivityState {
+    pub fn deleted(&self) -> bool {
+        self.last.value.action == ActivityAction::Delete
+    }
+
+    /// The item of SPEC 3.2.
+    pub fn to_item(&self, updated_at: &str) -> Item {
+        let empty = ActivityContent::default();
+        let c = self.content.as_ref().map_or(&empty, |held| &held.value);
+        let privilege = c
+            .privilege
+            .iter()
+            .map(|(kind, ids)| (kind.clone(), AttrValue::L(ids.iter().cloned().map(AttrValue::S).collect())))
+            .collect();
+        let mut item = ItemBuilder::key(&self.mid, &self.entity_id)
+            .opt_s("title", c.title.as_deref())
+            .opt_s("summary", c.summary.as_deref())
+            .opt_s("content", c.content.as_deref())
+            .opt_s("location", c.location.as_deref())
+            .opt_s("started_at", c.started_at.as_deref())
+            .opt_s("ended_at", c.ended_at.as_deref())
+            .opt_s("closed_at", c.closed_at.as_deref())
+            .opt_s("created_at", c.created_at.as_deref())
+            .opt_s("attend_start_at", c.attend_start_at.as_deref())
+            .opt_s("attend_end_at", c.attend_end_at.as_deref())
+            .opt_s("attend_method", c.attend_method.as_deref())
+            .opt_s("app_source_type", c.app_source_type.as_deref())
+            .opt_n("participant_count_limit", c.participant_count_limit)
+            .opt_bool("enable_random_extract", c.enable_random_extract)
+            .opt_s("privilege_type", c.privilege_type.map(|p| p.as_str()))
+            .opt_s("logo", c.logo.as_deref())
+            .opt_s("team_id", c.team_id.as_deref())
+            .opt_s("category_id", c.category_id.as_deref())
+            .opt_n("roadmap_id", c.roadmap_id)
+            .opt_s("operator", self.last.value.operator.as_deref())
+            .opt_s("operator_name", self.last.value.operator_name.as_deref())
+            .s("last_action", self.last.value.action.as_str())
+            .n("event_time", self.last.stamp.time)
+            .bool("deleted", self.deleted())
+            .s("updated_at", updated_at)
+            .s("last_raw", &self.last_raw);
+        if self.content.is_some() {
+            item = item.attr("privilege", AttrValue::M(privilege));
+        }
+        item.build()
+    }
+}
+
+impl Mergeable for ActivityState {
+    type Event = ActivityEvent;
+
+    fn digest(event: &ActivityEvent) -> &EventDigest {
+        &event.digest
+    }
+
+    /// Only events that name an activity reach here (the store checks `entity_id`).
+    fn merge(state: Option<Self>, event: &ActivityEvent) -> Self {
+        let stamp = event.stamp();
+        let last = LastActivityEvent {
+            action: event.action.clone(),
+            operator: event.operator.clone(),
+            operator_name: event.operator_name.clone(),
+        };
+        let mut state = match state {
+            Some(mut state) => {
+                if stamp > state.last.stamp {
+                    state.last = Lww::new(last, &stamp);
+                    state.last_raw = event.raw.clone();
+                }
+                state
+            }
+            None => Self {
+                mid: event.mid.clone(),
+                entity_id: event.entity_id.clone().unwrap_or_default(),
+                content: None,
+                last: Lww::new(last, &stamp),
+                last_raw: event.raw.clone(),
+            },
+        };
+        if let Some(content) = &event.content {
+            offer_newest(&mut state.content, content.clone(), &stamp);
+        }
+        state
+    }
+}

@@ -1,0 +1,462 @@
+//! CRM events (`event_category: object_v2`) parsed and normalized: what each event type says
+//! about the object it names.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::envelope::Envelope;
+use crate::error::ParseError;
+use crate::json::{kind_of, EventDigest, Fields};
+use crate::merge::Stamp;
+use crate::timefmt::SourceOffset;
+
+/// The event types JINGdigital documents for leads; anything else is `Other` and is merged
+/// generically (its `mapping_data`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrmEventType {
+    Create,
+    Update,
+    UpdateStatus,
+    Voids,
+    ChangeOwner,
+    UpdateLifeCycle,
+    AddNotes,
+    AddTeamMember,
+    RemoveTeamMember,
+    ChangeLeadPool,
+    Restore,
+    Relation,
+    SourceInfo,
+    Other(String),
+}
+
+impl CrmEventType {
+    const KNOWN: [(&'static str, CrmEventType); 13] = [
+        ("object_create", Self::Create),
+        ("object_update", Self::Update),
+        ("object_update_status", Self::UpdateStatus),
+        ("object_voids", Self::Voids),
+        ("object_change_owner", Self::ChangeOwner),
+        ("object_update_life_cycle", Self::UpdateLifeCycle),
+        ("object_add_notes", Self::AddNotes),
+        ("object_add_team_member", Self::AddTeamMember),
+        ("object_remove_team_member", Self::RemoveTeamMember),
+        ("object_change_lead_pool", Self::ChangeLeadPool),
+        ("object_restore", Self::Restore),
+        ("object_relation", Self::Relation),
+        ("object_source_info", Self::SourceInfo),
+    ];
+
+    pub fn from_wire(name: &str) -> Self {
+        Self::KNOWN
+            .iter()
+            .find(|(wire, _)| *wire == name)
+            .map_or_else(|| Self::Other(name.to_owned()), |(_, kind)| kind.clone())
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Other(name) => name,
+            known => Self::KNOWN
+                .iter()
+                .find(|(_, kind)| kind == known)
+                .map(|(wire, _)| *wire)
+                .expect("every known type is listed"),
+        }
+    }
+
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Other(_))
+    }
+}
+
+impl Serialize for CrmEventType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// One `mapping_data` entry: `[after]` or `[before, after]`, with its display label.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub before: Option<Value>,
+    /// `None` when the field was cleared (`null` or `""`).
+    pub after: Option<Value>,
+    /// The after-label from `mapping_data_text`.
+    pub label: Option<String>,
+}
+
+/// The object's well-known attributes as this event sets them (absent: not set by this event).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WellKnown {
+    pub owner: Option<String>,
+    pub life_status: Option<String>,
+    pub lead_pool: Option<String>,
+    pub leads_status: Option<String>,
+    pub business_type: Option<String>,
+    pub business_type_name: Option<String>,
+    pub lead_omni_user_uuid: Option<String>,
+}
+
+/// Event-type-specific details that do not shape the item but are worth reading in the logs and
+/// golden files (the raw body keeps everything).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Details {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scene_type: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub former_owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub former_owner_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_leads_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_life_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_lead_pool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_object_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_object_name: Option<String>,
+}
+
+/// A verified CRM event, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrmEvent {
+    pub mid: String,
+    pub entity_id: String,
+    pub event_type: CrmEventType,
+    pub action_keyword: String,
+    pub create_time: i64,
+    pub digest: EventDigest,
+    pub object_name: Option<String>,
+    pub object_id: Option<String>,
+    /// `created_timestamp` as RFC 3339 at the source offset.
+    pub created_at: Option<String>,
+    pub changes: BTreeMap<String, FieldChange>,
+    pub well_known: WellKnown,
+    /// Collaborators added or removed (`object_add_team_member` / `object_remove_team_member`).
+    pub members: Vec<String>,
+    pub details: Details,
+    #[serde(skip)]
+    pub raw: String,
+}
+
+/// The tenant of a CRM body, needed before anything else to pick its secret.
+pub fn tenant_of(object: &Map<String, Value>) -> Result<String, ParseError> {
+    Fields::new(object, "").req_id("mid")
+}
+
+impl CrmEvent {
+    /// Normalizes a verified envelope. `offset` reads the zone-less `created_timestamp`.
+    pub fn from_envelope(envelope: Envelope, offset: SourceOffset) -> Result<Self, ParseError> {
+        let top = Fields::new(&envelope.object, "");
+        let mid = tenant_of(&envelope.object)?;
+        let event_type = CrmEventType::from_wire(&top.req_str("event_type")?);
+        let action_keyword = top
+            .opt_str("action_keyword")?
+            .unwrap_or_else(|| event_type.as_str().to_owned());
+        let create_time = top.req_unix_seconds("create_time")?;
+        let extra_map = top
+            .opt_object("extra_data")?
+            .ok_or_else(|| ParseError::missing("extra_data.entity_id"))?;
+        let extra = Fields::new(extra_map, "extra_data");
+        let entity_id = extra.req_id("entity_id")?;
+        let created_at = extra
+            .opt_str("created_timestamp")?
+            .map(|text| offset.local_to_rfc3339(&text))
+            .transpose()
+            .map_err(|reason| ParseError::invalid(extra.path("created_timestamp"), reason))?;
+        let changes = field_changes(&extra)?;
+        let well_known = well_known(&extra, &changes)?;
+        let members = match event_type {
+            CrmEventType::AddTeamMember | CrmEventType::RemoveTeamMember => members(&extra)?,
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            details: details(&extra)?,
+            object_name: extra.opt_str("object_name")?,
+            object_id: extra.opt_id("object_id")?,
+            mid,
+            entity_id,
+            event_type,
+            action_keyword,
+            create_time,
+            digest: envelope.digest,
+            created_at,
+            changes,
+            well_known,
+            members,
+            raw: envelope.raw,
+        })
+    }
+
+    /// The event's place in the total order.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            time: self.create_time,
+            digest: self.digest.clone(),
+        }
+    }
+}
+
+fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, ParseError> {
+    let Some(mapping) = extra.opt_object("mapping_data")? else {
+        return Ok(BTreeMap::new());
+    };
+    let labels_map = extra.opt_object("mapping_data_text")?;
+    let labels_path = extra.path("mapping_data_text");
+    let labels = labels_map.map(|map| Fields::new(map, &labels_path));
+    let mut changes = BTreeMap::new();
+    for (field, value) in mapping {
+        let path = format!("{}.{field}", extra.path("mapping_data"));
+        let (before, after) = match value {
+            Value::Array(items) if items.len() == 1 => (None, &items[0]),
+            Value::Array(items) if items.len() == 2 => (Some(&items[0]), &items[1]),
+            Value::Array(items) => {
+                return Err(ParseError::invalid(
+                    path,
+                    format!("expected [after] or [before, after], got {} values", items.len()),
+                ))
+            }
+            other => {
+                return Err(ParseError::invalid(
+                    path,
+                    format!("expected an array, got {}", kind_of(other)),
+                ))
+            }
+        };
+        let label = match &labels {
+            Some(labels) => label(labels, field)?,
+            None => None,
+        };
+        changes.insert(
+            field.clone(),
+            FieldChange {
+                before: before.and_then(meaningful).cloned(),
+                after: meaningful(after).cloned(),
+                label,
+            },
+        );
+    }
+    Ok(changes)
+}
+
+/// `null` and `""` say "no value".
+fn meaningful(value: &Value) -> Option<&Value> {
+    match value {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        other => Some(other),
+    }
+}
+
+/// A label is a string, or an array whose last element is the after-label (`["-", "中山大学"]`).
+fn label(labels: &Fields<'_>, field: &str) -> Result<Option<String>, ParseError> {
+    let invalid = |what: &Value| {
+        ParseError::invalid(
+            labels.path(field),
+            format!("expected a string or an array of strings, got {}", kind_of(what)),
+        )
+    };
+    match labels.present(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Array(items)) => match items.last() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(invalid(other)),
+        },
+        Some(other) => Err(invalid(other)),
+    }
+}
+
+fn well_known(extra: &Fields<'_>, changes: &BTreeMap<String, FieldChange>) -> Result<WellKnown, ParseError> {
+    let changed_to = |field: &str| {
+        changes
+            .get(field)
+            .and_then(|change| change.after.as_ref())
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Ok(WellKnown {
+        owner: extra.opt_id("owner")?,
+        life_status: extra.opt_str("to_life_status")?.or(extra.opt_str("life_status")?),
+        lead_pool: extra.opt_str("to_lead_pool")?.or_else(|| changed_to("lead_pool")),
+        leads_status: extra.opt_id("to_leads_status")?,
+        business_type: extra.opt_id("business_type")?,
+        business_type_name: extra.opt_str("business_type_name")?,
+        lead_omni_user_uuid: extra.opt_id("lead_omni_user_uuid")?,
+    })
+}
+
+/// `members` is an array of uuids, or one uuid (or a comma-separated list) as a string.
+fn members(extra: &Fields<'_>) -> Result<Vec<String>, ParseError> {
+    let mut members: Vec<String> = match extra.present("members") {
+        None => Vec::new(),
+        Some(Value::String(list)) => list.split(',').map(|m| m.trim().to_owned()).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter(|item| !item.is_null())
+            .map(|item| match item {
+                Value::String(member) => Ok(member.trim().to_owned()),
+                other => Err(ParseError::invalid(
+                    extra.path("members"),
+                    format!("expected uuids as strings, got {}", kind_of(other)),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(ParseError::invalid(
+                extra.path("members"),
+                format!("expected an array of uuids, got {}", kind_of(other)),
+            ))
+        }
+    };
+    members.retain(|member| !member.is_empty());
+    members.sort();
+    members.dedup();
+    Ok(members)
+}
+
+fn details(extra: &Fields<'_>) -> Result<Details, ParseError> {
+    Ok(Details {
+        scene_type: extra.opt_int("scene_type")?,
+        former_owner: extra.opt_id("former_owner")?,
+        former_owner_name: extra.opt_str("former_owner_name")?,
+        notes: extra.opt_str("notes")?,
+        from_leads_status: extra.opt_id("from_leads_status")?,
+        from_life_status: extra.opt_str("from_life_status")?,
+        from_lead_pool: extra.opt_str("from_lead_pool")?,
+        target_object_id: extra.opt_id("target_object_id")?,
+        target_entity_id: extra.opt_id("target_entity_id")?,
+        target_object_name: extra.opt_str("target_object_name")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<CrmEvent, ParseError> {
+        let envelope = Envelope::parse(value.to_string().as_bytes())?;
+        CrmEvent::from_envelope(envelope, SourceOffset::BEIJING)
+    }
+
+    fn minimal() -> Value {
+        json!({"mid": "124", "event_type": "object_update", "create_time": 1677481345,
+               "extra_data": {"entity_id": "E1"}})
+    }
+
+    #[test]
+    fn every_documented_event_type_round_trips_and_others_are_kept() {
+        for (wire, _) in CrmEventType::KNOWN {
+            assert_eq!(CrmEventType::from_wire(wire).as_str(), wire);
+            assert!(CrmEventType::from_wire(wire).is_known());
+        }
+        assert_eq!(CrmEventType::from_wire("object_merge"), CrmEventType::Other("object_merge".into()));
+    }
+
+    #[test]
+    fn mid_and_create_time_accept_numbers_and_strings() {
+        let mut value = minimal();
+        value["mid"] = json!(941);
+        value["create_time"] = json!("1677481345");
+        let event = parse(value).unwrap();
+        assert_eq!((event.mid.as_str(), event.create_time), ("941", 1_677_481_345));
+        assert_eq!(event.action_keyword, "object_update", "defaults to the event type");
+    }
+
+    #[test]
+    fn each_required_field_is_named_when_missing() {
+        for (pointer, field) in [
+            ("/mid", "mid"),
+            ("/event_type", "event_type"),
+            ("/create_time", "create_time"),
+            ("/extra_data/entity_id", "extra_data.entity_id"),
+        ] {
+            let mut value = minimal();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            value.pointer_mut(parent).unwrap().as_object_mut().unwrap().remove(key);
+            assert_eq!(parse(value).unwrap_err(), ParseError::missing(field), "{pointer}");
+        }
+        let mut value = minimal();
+        value.as_object_mut().unwrap().remove("extra_data");
+        assert_eq!(parse(value).unwrap_err(), ParseError::missing("extra_data.entity_id"));
+    }
+
+    #[test]
+    fn wrong_shapes_are_invalid_fields() {
+        let cases = [
+            ("/mid", json!(1.5), "mid"),
+            ("/event_type", json!(7), "event_type"),
+            ("/create_time", json!(-1), "create_time"),
+            ("/create_time", json!("soon"), "create_time"),
+            ("/create_time", json!(99_999_999_999_999_i64), "create_time"),
+            ("/extra_data", json!("x"), "extra_data"),
+            ("/extra_data/mapping_data", json!({"name": "x"}), "extra_data.mapping_data.name"),
+            ("/extra_data/mapping_data", json!({"name": []}), "extra_data.mapping_data.name"),
+            ("/extra_data/mapping_data", json!({"name": [1, 2, 3]}), "extra_data.mapping_data.name"),
+            ("/extra_data/created_timestamp", json!("2023-02-30 10:00:00"), "extra_data.created_timestamp"),
+        ];
+        for (pointer, bad, field) in cases {
+            let mut value = minimal();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            value.pointer_mut(parent).unwrap().as_object_mut().unwrap().insert(key.to_owned(), bad.clone());
+            match parse(value) {
+                Err(ParseError::InvalidField { field: got, .. }) => assert_eq!(got, field, "{pointer} = {bad}"),
+                other => panic!("{pointer} = {bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn mapping_data_shapes_and_labels() {
+        let mut value = minimal();
+        value["extra_data"]["mapping_data"] = json!({
+            "name": ["a", "b"], "email": [null, "e@x"], "mobile": ["178", ""], "pool": ["market"],
+            " spaced ": ["v"]
+        });
+        value["extra_data"]["mapping_data_text"] = json!({"name": "B", "email": ["-", "E"], "pool": null});
+        let event = parse(value).unwrap();
+        let change = |f: &str| event.changes.get(f).unwrap().clone();
+        assert_eq!(change("name"), FieldChange { before: Some(json!("a")), after: Some(json!("b")), label: Some("B".into()) });
+        assert_eq!(change("email").after, Some(json!("e@x")));
+        assert_eq!(change("email").label.as_deref(), Some("E"));
+        assert_eq!(change("mobile").after, None, "cleared");
+        assert_eq!(change("pool").before, None);
+        assert_eq!(change("pool").label, None);
+        assert!(event.changes.contains_key("spaced"), "keys are trimmed");
+    }
+
+    #[test]
+    fn members_arrive_as_an_array_or_a_string() {
+        let mut value = minimal();
+        value["event_type"] = json!("object_add_team_member");
+        value["extra_data"]["members"] = json!(["m2", "m1", "m2", ""]);
+        assert_eq!(parse(value.clone()).unwrap().members, ["m1", "m2"]);
+        value["extra_data"]["members"] = json!("m3, m4");
+        assert_eq!(parse(value.clone()).unwrap().members, ["m3", "m4"]);
+        value["extra_data"]["members"] = json!(5);
+        assert!(matches!(parse(value), Err(ParseError::InvalidField { field, .. }) if field == "extra_data.members"));
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_in_the_raw_body_and_never_fatal() {
+        let mut value = minimal();
+        value["extra_data"]["logi n_environment"] = json!("pc");
+        value["brand_new"] = json!({"nested": [1, 2]});
+        let event = parse(value).unwrap();
+        assert!(event.raw.contains("logi n_environment") && event.raw.contains("brand_new"));
+    }
+}

@@ -1,0 +1,8 @@
+//! The JINGdigital CRM webhook: verification, normalization, merge.
+
+pub mod event;
+pub mod state;
+pub mod verify;
+
+pub use event::{tenant_of, CrmEvent, CrmEventType};
+pub use state::CrmState;

@@ -1,0 +1,198 @@
+//! The current state of one CRM object and the merge rules that make it converge (SPEC 4):
+//! per-field last writer wins, collaborators per member, void/restore, newest-event metadata.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::crm::event::{CrmEvent, CrmEventType};
+use crate::item::{AttrValue, Item, ItemBuilder};
+use crate::json::EventDigest;
+use crate::merge::{offer_newest, offer_oldest, Lww, Mergeable, Stamp};
+
+/// A field's current value and the label from the same event (`None` value: cleared).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldValue {
+    pub value: Option<Value>,
+    pub label: Option<String>,
+}
+
+/// What the newest event was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastEvent {
+    pub event_type: String,
+    pub action_keyword: String,
+}
+
+/// The state of one CRM object: every value with the stamp of the event that wrote it, so that
+/// any later event, whatever its age, can be merged correctly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrmState {
+    pub mid: String,
+    pub entity_id: String,
+    pub object_name: Option<Lww<String>>,
+    pub object_id: Option<Lww<String>>,
+    pub fields: BTreeMap<String, Lww<FieldValue>>,
+    pub owner: Option<Lww<String>>,
+    pub life_status: Option<Lww<String>>,
+    pub lead_pool: Option<Lww<String>>,
+    pub leads_status: Option<Lww<String>>,
+    pub business_type: Option<Lww<String>>,
+    pub business_type_name: Option<Lww<String>>,
+    pub lead_omni_user_uuid: Option<Lww<String>>,
+    /// Member → whether the newest add/remove for that member was an add.
+    pub team: BTreeMap<String, Lww<bool>>,
+    pub voided: Option<Lww<bool>>,
+    /// From the oldest event that carries `created_timestamp` (the create, when it arrived).
+    pub created_at: Option<Lww<String>>,
+    pub last: Lww<LastEvent>,
+    pub event_count: u64,
+    /// Raw body of the newest event. Stored in its own attribute, not in the merge state.
+    #[serde(skip)]
+    pub last_raw: String,
+}
+
+impl CrmState {
+    fn empty(event: &CrmEvent, stamp: &Stamp) -> Self {
+        Self {
+            mid: event.mid.clone(),
+            entity_id: event.entity_id.clone(),
+            object_name: None,
+            object_id: None,
+            fields: BTreeMap::new(),
+            owner: None,
+            life_status: None,
+            lead_pool: None,
+            leads_status: None,
+            business_type: None,
+            business_type_name: None,
+            lead_omni_user_uuid: None,
+            team: BTreeMap::new(),
+            voided: None,
+            created_at: None,
+            last: Lww::new(last_event(event), stamp),
+            event_count: 0,
+            last_raw: event.raw.clone(),
+        }
+    }
+
+    /// The item of SPEC 3.1. `updated_at` is the time of the write, which is not part of the
+    /// convergent state.
+    pub fn to_item(&self, updated_at: &str) -> Item {
+        fn value(slot: &Option<Lww<String>>) -> Option<&str> {
+            slot.as_ref().map(|held| held.value.as_str())
+        }
+        let fields: BTreeMap<String, AttrValue> = self
+            .fields
+            .iter()
+            .filter_map(|(name, held)| Some((name.clone(), AttrValue::from_json(held.value.value.as_ref()?))))
+            .collect();
+        let labels: BTreeMap<String, AttrValue> = self
+            .fields
+            .iter()
+            .filter_map(|(name, held)| Some((name.clone(), AttrValue::S(held.value.label.clone()?))))
+            .collect();
+        let members: std::collections::BTreeSet<String> = self
+            .team
+            .iter()
+            .filter(|(_, present)| present.value)
+            .map(|(member, _)| member.clone())
+            .collect();
+        let mut item = ItemBuilder::key(&self.mid, &self.entity_id)
+            .opt_s("object_name", value(&self.object_name))
+            .opt_s("object_id", value(&self.object_id))
+            .attr("fields", AttrValue::M(fields))
+            .attr("field_labels", AttrValue::M(labels))
+            .opt_s("owner", value(&self.owner))
+            .opt_s("life_status", value(&self.life_status))
+            .opt_s("lead_pool", value(&self.lead_pool))
+            .opt_s("leads_status", value(&self.leads_status))
+            .opt_s("business_type", value(&self.business_type))
+            .opt_s("business_type_name", value(&self.business_type_name))
+            .opt_s("lead_omni_user_uuid", value(&self.lead_omni_user_uuid))
+            .opt_bool("voided", self.voided.as_ref().map(|held| held.value))
+            .opt_s("created_at", value(&self.created_at))
+            .s("last_event_type", &self.last.value.event_type)
+            .s("last_action_keyword", &self.last.value.action_keyword)
+            .n("event_time", self.last.stamp.time)
+            .n("event_count", self.event_count)
+            .s("updated_at", updated_at)
+            .s("last_raw", &self.last_raw);
+        if !members.is_empty() {
+            item = item.attr("team_members", AttrValue::SS(members));
+        }
+        item.build()
+    }
+}
+
+fn last_event(event: &CrmEvent) -> LastEvent {
+    LastEvent {
+        event_type: event.event_type.as_str().to_owned(),
+        action_keyword: event.action_keyword.clone(),
+    }
+}
+
+fn offer(slot: &mut Option<Lww<String>>, value: &Option<String>, stamp: &Stamp) {
+    if let Some(value) = value {
+        offer_newest(slot, value.clone(), stamp);
+    }
+}
+
+impl Mergeable for CrmState {
+    type Event = CrmEvent;
+
+    fn digest(event: &CrmEvent) -> &EventDigest {
+        &event.digest
+    }
+
+    fn merge(state: Option<Self>, event: &CrmEvent) -> Self {
+        let stamp = event.stamp();
+        let mut state = state.unwrap_or_else(|| Self::empty(event, &stamp));
+        state.event_count += 1;
+        if stamp > state.last.stamp {
+            state.last = Lww::new(last_event(event), &stamp);
+            state.last_raw = event.raw.clone();
+        }
+        offer(&mut state.object_name, &event.object_name, &stamp);
+        offer(&mut state.object_id, &event.object_id, &stamp);
+        if let Some(created_at) = &event.created_at {
+            offer_oldest(&mut state.created_at, created_at.clone(), &stamp);
+        }
+        for (name, change) in &event.changes {
+            let value = FieldValue {
+                value: change.after.clone(),
+                label: change.label.clone(),
+            };
+            let mut slot = state.fields.remove(name);
+            offer_newest(&mut slot, value, &stamp);
+            state.fields.insert(name.clone(), slot.expect("just offered"));
+        }
+        let known = &event.well_known;
+        offer(&mut state.owner, &known.owner, &stamp);
+        offer(&mut state.life_status, &known.life_status, &stamp);
+        offer(&mut state.lead_pool, &known.lead_pool, &stamp);
+        offer(&mut state.leads_status, &known.leads_status, &stamp);
+        offer(&mut state.business_type, &known.business_type, &stamp);
+        offer(&mut state.business_type_name, &known.business_type_name, &stamp);
+        offer(&mut state.lead_omni_user_uuid, &known.lead_omni_user_uuid, &stamp);
+        let membership = match event.event_type {
+            CrmEventType::AddTeamMember => Some(true),
+            CrmEventType::RemoveTeamMember => Some(false),
+            _ => None,
+        };
+        if let Some(present) = membership {
+            for member in &event.members {
+                let mut slot = state.team.remove(member);
+                offer_newest(&mut slot, present, &stamp);
+                state.team.insert(member.clone(), slot.expect("just offered"));
+            }
+        }
+        match event.event_type {
+            CrmEventType::Voids => offer_newest(&mut state.voided, true, &stamp),
+            CrmEventType::Restore => offer_newest(&mut state.voided, false, &stamp),
+            _ => {}
+        }
+        state
+    }
+}

@@ -1,0 +1,68 @@
+//! A received body, parsed once: the JSON object (keys trimmed), its identity, and the raw text.
+
+use serde_json::{Map, Value};
+
+use crate::error::ParseError;
+use crate::json::{kind_of, trim_keys, EventDigest};
+
+/// Bodies larger than this are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The body's top-level object, with every key trimmed of surrounding whitespace.
+    pub object: Map<String, Value>,
+    /// Identity of the delivery: SHA-256 of the canonical JSON of the body as sent.
+    pub digest: EventDigest,
+    /// The body exactly as received, kept for reprocessing (`last_raw`).
+    pub raw: String,
+}
+
+impl Envelope {
+    pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+        let raw = std::str::from_utf8(body)
+            .map_err(|e| ParseError::InvalidJson(format!("body is not UTF-8: {e}")))?;
+        let mut value: Value =
+            serde_json::from_str(raw).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+        if !value.is_object() {
+            return Err(ParseError::InvalidJson(format!(
+                "expected a JSON object, got {}",
+                kind_of(&value)
+            )));
+        }
+        let digest = EventDigest::of(&value);
+        trim_keys(&mut value);
+        let Value::Object(object) = value else {
+            unreachable!("checked to be an object above")
+        };
+        Ok(Self {
+            object,
+            digest,
+            raw: raw.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_of_the_body_as_sent_and_keys_are_trimmed_for_reading() {
+        let a = Envelope::parse(br#"{"team_id ": "t", "x": 1}"#).unwrap();
+        let b = Envelope::parse(br#"{"team_id": "t", "x": 1}"#).unwrap();
+        assert!(a.object.contains_key("team_id"));
+        assert_ne!(a.digest, b.digest, "a different body is a different event");
+        assert_eq!(a.raw, r#"{"team_id ": "t", "x": 1}"#);
+    }
+
+    #[test]
+    fn refuses_anything_but_a_utf8_json_object() {
+        for body in [&b"[1]"[..], b"42", b"\"s\"", b"", b"\xc3\x28", b"{\"a\":1}{"] {
+            assert!(matches!(Envelope::parse(body), Err(ParseError::InvalidJson(_))), "{body:?}");
+        }
+        // serde_json bounds nesting depth: hostile nesting is an error, not a stack overflow.
+        let deep = "[".repeat(100_000);
+        assert!(matches!(Envelope::parse(deep.as_bytes()), Err(ParseError::InvalidJson(_))));
+    }
+}

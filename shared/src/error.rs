@@ -1,0 +1,167 @@
+//! The refusals of SPEC 2.3, one enum per failure mode, and the single place that maps each of
+//! them to an HTTP status and an error code.
+
+use thiserror::Error;
+
+/// The body is not what the sender documents.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParseError {
+    #[error("body is not a UTF-8 JSON object: {0}")]
+    InvalidJson(String),
+    #[error("required field `{0}` is missing")]
+    MissingField(String),
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidField { field: String, reason: String },
+}
+
+impl ParseError {
+    pub(crate) fn missing(field: impl Into<String>) -> Self {
+        Self::MissingField(field.into())
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The request could not be proven authentic (or was a replay).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AuthError {
+    #[error("the request carries no signature ({0})")]
+    MissingSignature(String),
+    #[error("the signature does not match the body")]
+    InvalidSignature,
+    #[error("timestamp {timestamp} is more than {max_skew} s away from now ({now})")]
+    StaleTimestamp {
+        timestamp: i64,
+        now: i64,
+        max_skew: u64,
+    },
+    #[error("nonce was already used with a different body")]
+    ReplayedNonce,
+    #[error("no secret is configured for tenant `{0}`")]
+    NoSecret(String),
+}
+
+/// The request is refused before its body is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestError {
+    #[error("method {0} is not allowed; use POST")]
+    MethodNotAllowed(String),
+    #[error("body is {size} bytes; the limit is {limit} bytes")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("no tenant: the request names no mid in its path or query and no default is configured")]
+    MissingMid,
+}
+
+/// The store could not complete the write; nothing was written and the sender should retry.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage timed out after {0} ms")]
+    Timeout(u64),
+    #[error("gave up after {0} conflicting concurrent writes")]
+    TooManyConflicts(u32),
+    #[error("stored item is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// HTTP status of the refusal (SPEC 2.3).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Request(RequestError::MethodNotAllowed(_)) => 405,
+            Self::Request(RequestError::PayloadTooLarge { .. }) => 413,
+            Self::Request(RequestError::MissingMid) | Self::Parse(_) => 400,
+            Self::Auth(_) => 401,
+            Self::Store(_) => 503,
+        }
+    }
+
+    /// Machine-readable error code (SPEC 2.3).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Request(RequestError::MethodNotAllowed(_)) => "method_not_allowed",
+            Self::Request(RequestError::PayloadTooLarge { .. }) => "payload_too_large",
+            Self::Request(RequestError::MissingMid) => "missing_mid",
+            Self::Parse(ParseError::InvalidJson(_)) => "invalid_json",
+            Self::Parse(ParseError::MissingField(_)) => "missing_field",
+            Self::Parse(ParseError::InvalidField { .. }) => "invalid_field",
+            Self::Auth(AuthError::MissingSignature(_)) => "missing_signature",
+            Self::Auth(AuthError::InvalidSignature) => "invalid_signature",
+            Self::Auth(AuthError::StaleTimestamp { .. }) => "stale_timestamp",
+            Self::Auth(AuthError::ReplayedNonce) => "replayed_nonce",
+            Self::Auth(AuthError::NoSecret(_)) => "no_secret",
+            Self::Store(_) => "storage_unavailable",
+        }
+    }
+
+    /// The JSON body of the refusal: `{"error": {"code": ..., "message": ...}}`.
+    pub fn body(&self) -> String {
+        let message = match self {
+            // Storage details (endpoints, table names) are for the logs, not for the sender.
+            Self::Store(_) => "storage is unavailable; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        serde_json::json!({ "error": { "code": self.code(), "message": message } }).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_its_documented_status_and_code() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (RequestError::MethodNotAllowed("GET".into()).into(), 405, "method_not_allowed"),
+            (RequestError::PayloadTooLarge { size: 2, limit: 1 }.into(), 413, "payload_too_large"),
+            (RequestError::MissingMid.into(), 400, "missing_mid"),
+            (ParseError::InvalidJson("x".into()).into(), 400, "invalid_json"),
+            (ParseError::missing("mid").into(), 400, "missing_field"),
+            (ParseError::invalid("mid", "x").into(), 400, "invalid_field"),
+            (AuthError::MissingSignature("X-Signature".into()).into(), 401, "missing_signature"),
+            (AuthError::InvalidSignature.into(), 401, "invalid_signature"),
+            (AuthError::StaleTimestamp { timestamp: 0, now: 1000, max_skew: 300 }.into(), 401, "stale_timestamp"),
+            (AuthError::ReplayedNonce.into(), 401, "replayed_nonce"),
+            (AuthError::NoSecret("124".into()).into(), 401, "no_secret"),
+            (StoreError::Timeout(4000).into(), 503, "storage_unavailable"),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert_eq!(error.code(), code, "{error:?}");
+            let body: serde_json::Value = serde_json::from_str(&error.body()).unwrap();
+            assert_eq!(body["error"]["code"], code);
+            assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+
+    #[test]
+    fn messages_name_the_offending_field() {
+        let error = ApiError::from(ParseError::invalid("extra_data.mapping_data.name", "not an array"));
+        assert!(error.body().contains("extra_data.mapping_data.name"));
+    }
+
+    #[test]
+    fn storage_details_stay_out_of_the_answer() {
+        let error = ApiError::from(StoreError::Unavailable("dispatch failure to http://10.0.0.1".into()));
+        assert!(!error.body().contains("10.0.0.1"));
+    }
+}

@@ -1,0 +1,122 @@
+//! Items as DynamoDB stores them, modelled without the SDK so that item building is pure and
+//! golden-testable. The DynamoDB adapter converts these one-to-one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One DynamoDB attribute value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum AttrValue {
+    S(String),
+    /// A number, in DynamoDB's decimal-string form.
+    N(String),
+    #[serde(rename = "BOOL")]
+    Bool(bool),
+    #[serde(rename = "NULL")]
+    Null,
+    SS(BTreeSet<String>),
+    L(Vec<AttrValue>),
+    M(BTreeMap<String, AttrValue>),
+}
+
+impl AttrValue {
+    pub fn n(number: impl ToString) -> Self {
+        Self::N(number.to_string())
+    }
+
+    /// JSON as DynamoDB stores it: strings S, numbers N, booleans BOOL, null NULL, arrays L,
+    /// objects M.
+    pub fn from_json(value: &Value) -> Self {
+        match value {
+            Value::Null => Self::Null,
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Number(n) => Self::N(n.to_string()),
+            Value::String(s) => Self::S(s.clone()),
+            Value::Array(items) => Self::L(items.iter().map(Self::from_json).collect()),
+            Value::Object(map) => Self::M(map.iter().map(|(k, v)| (k.clone(), Self::from_json(v))).collect()),
+        }
+    }
+}
+
+/// An item: attribute name → value. Absent attributes are simply not in the map.
+pub type Item = BTreeMap<String, AttrValue>;
+
+/// Builds an item, leaving out attributes whose value is absent.
+#[derive(Debug, Default)]
+pub struct ItemBuilder(Item);
+
+impl ItemBuilder {
+    pub fn key(mid: &str, entity_id: &str) -> Self {
+        Self::default().s("mid", mid).s("entity_id", entity_id)
+    }
+
+    pub fn s(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.0.insert(name.to_owned(), AttrValue::S(value.into()));
+        self
+    }
+
+    pub fn opt_s(self, name: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(value) => self.s(name, value),
+            None => self,
+        }
+    }
+
+    pub fn n(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.insert(name.to_owned(), AttrValue::n(value));
+        self
+    }
+
+    pub fn opt_n(self, name: &str, value: Option<i64>) -> Self {
+        match value {
+            Some(value) => self.n(name, value),
+            None => self,
+        }
+    }
+
+    pub fn bool(mut self, name: &str, value: bool) -> Self {
+        self.0.insert(name.to_owned(), AttrValue::Bool(value));
+        self
+    }
+
+    pub fn opt_bool(self, name: &str, value: Option<bool>) -> Self {
+        match value {
+            Some(value) => self.bool(name, value),
+            None => self,
+        }
+    }
+
+    pub fn attr(mut self, name: &str, value: AttrValue) -> Self {
+        self.0.insert(name.to_owned(), value);
+        self
+    }
+
+    pub fn build(self) -> Item {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_maps_onto_dynamodb_types() {
+        let value = json!({"s": "x", "n": 1.5, "b": true, "z": null, "l": [1, "a"]});
+        let AttrValue::M(map) = AttrValue::from_json(&value) else { panic!() };
+        assert_eq!(map["s"], AttrValue::S("x".into()));
+        assert_eq!(map["n"], AttrValue::N("1.5".into()));
+        assert_eq!(map["b"], AttrValue::Bool(true));
+        assert_eq!(map["z"], AttrValue::Null);
+        assert_eq!(map["l"], AttrValue::L(vec![AttrValue::N("1".into()), AttrValue::S("a".into())]));
+    }
+
+    #[test]
+    fn absent_values_leave_no_attribute() {
+        let item = ItemBuilder::key("124", "E").opt_s("owner", None).opt_n("roadmap_id", None).opt_bool("b", None).build();
+        assert_eq!(item.len(), 2);
+    }
+}

@@ -1,0 +1,21 @@
+//! The model crate: everything the two webhook functions know, as plain functions.
+//!
+//! The pure core (default features) has no AWS SDK and no async runtime: verification over raw
+//! bytes with an injectable clock, tolerant parsing, normalization into the items of the SPEC,
+//! and merge rules that converge whatever the delivery order. The `dynamodb` and `lambda`
+//! features add the adapters both functions share.
+
+pub mod activity;
+pub mod clock;
+pub mod config;
+pub mod crm;
+pub mod envelope;
+pub mod error;
+pub mod item;
+pub mod json;
+pub mod merge;
+pub mod secret;
+pub mod store;
+pub mod timefmt;
+
+pub use error::{ApiError, AuthError, ParseError, RequestError, StoreError};

@@ -1,0 +1,107 @@
+//! The ports to storage. Adapters (DynamoDB, or the in-memory one for unit tests) apply the pure
+//! merge rules atomically: a delivery is recorded together with the state it produced, or not at
+//! all.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use crate::activity::event::ActivityEvent;
+use crate::activity::state::ActivityState;
+use crate::crm::event::CrmEvent;
+use crate::crm::state::CrmState;
+use crate::error::StoreError;
+use crate::json::EventDigest;
+use crate::merge::{Delivery, Ledger};
+
+/// What the activity store says about a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceOutcome {
+    /// First use of the nonce: the event was applied (or, for an action the service does not
+    /// model, only recorded).
+    Accepted,
+    /// The nonce was seen with this very body: nothing changed.
+    Duplicate,
+    /// The nonce was seen with another body: refused.
+    Replayed,
+}
+
+pub trait CrmStore: Send + Sync {
+    /// Merges `event` into its object's state, once.
+    fn apply(&self, event: &CrmEvent) -> impl Future<Output = Result<Delivery, StoreError>> + Send;
+}
+
+pub trait ActivityStore: Send + Sync {
+    /// Records `event.nonce` with the body's digest and, for events that name an activity,
+    /// merges the event, in one atomic step.
+    fn apply(&self, event: &ActivityEvent) -> impl Future<Output = Result<NonceOutcome, StoreError>> + Send;
+}
+
+type Key = (String, String);
+
+/// In-memory store for unit tests of handlers and for modelling the store in property tests.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    crm: Mutex<HashMap<Key, Ledger<CrmState>>>,
+    activities: Mutex<HashMap<Key, Ledger<ActivityState>>>,
+    nonces: Mutex<HashMap<Key, EventDigest>>,
+    /// When set, every call fails as a DynamoDB outage would.
+    pub unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryStore {
+    fn check_available(&self) -> Result<(), StoreError> {
+        if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StoreError::Unavailable("memory store switched off".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn crm_state(&self, mid: &str, entity_id: &str) -> Option<CrmState> {
+        let crm = self.crm.lock().expect("poisoned");
+        crm.get(&(mid.to_owned(), entity_id.to_owned()))?.state.clone()
+    }
+
+    pub fn activity_state(&self, mid: &str, entity_id: &str) -> Option<ActivityState> {
+        let activities = self.activities.lock().expect("poisoned");
+        activities.get(&(mid.to_owned(), entity_id.to_owned()))?.state.clone()
+    }
+
+    pub fn nonce_count(&self) -> usize {
+        self.nonces.lock().expect("poisoned").len()
+    }
+}
+
+impl CrmStore for MemoryStore {
+    async fn apply(&self, event: &CrmEvent) -> Result<Delivery, StoreError> {
+        self.check_available()?;
+        let mut crm = self.crm.lock().expect("poisoned");
+        let ledger = crm.entry((event.mid.clone(), event.entity_id.clone())).or_default();
+        Ok(ledger.apply(event))
+    }
+}
+
+impl ActivityStore for MemoryStore {
+    async fn apply(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
+        self.check_available()?;
+        let mut nonces = self.nonces.lock().expect("poisoned");
+        let nonce_key = (event.mid.clone(), event.nonce.clone());
+        if let Some(digest) = nonces.get(&nonce_key) {
+            return Ok(if *digest == event.digest {
+                NonceOutcome::Duplicate
+            } else {
+                NonceOutcome::Replayed
+            });
+        }
+        nonces.insert(nonce_key, event.digest.clone());
+        if let Some(entity_id) = event.entity_id.as_ref().filter(|_| event.action.names_an_activity()) {
+            if !matches!(event.action, crate::activity::event::ActivityAction::Other(_)) {
+                let mut activities = self.activities.lock().expect("poisoned");
+                let ledger = activities.entry((event.mid.clone(), entity_id.clone())).or_default();
+                ledger.apply(event);
+            }
+        }
+        Ok(NonceOutcome::Accepted)
+    }
+}
