@@ -19,3 +19,8 @@ pub mod store;
 pub mod timefmt;
 
 pub use error::{ApiError, AuthError, ParseError, RequestError, StoreError};
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
+#[cfg(feature = "lambda")]
+pub mod http;

@@ -1,1 +1,38 @@
-fn main() {}
+//! The `crm-webhook` Lambda function: configuration, secrets and the DynamoDB client are set up
+//! once, before the run loop.
+
+use std::sync::Arc;
+
+use lambda_http::{service_fn, Error, Request};
+use webhook_model::clock::SystemClock;
+use webhook_model::config::{CrmConfig, Env};
+use webhook_model::dynamo::{client_from_env, DynamoCrmStore};
+
+mod handler;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    webhook_model::http::init_tracing();
+    let config = CrmConfig::from_env(&Env::from_process()).map_err(|error| {
+        tracing::error!(%error, "configuration is incomplete; not starting");
+        error
+    })?;
+    if config.secrets.is_empty() {
+        tracing::warn!("no CRM_WEBHOOK_SECRET configured: every request will be refused (401 no_secret)");
+    }
+    let store = DynamoCrmStore::new(
+        client_from_env().await,
+        config.table_name.clone(),
+        config.deliveries_table_name.clone(),
+        Arc::new(SystemClock),
+    );
+    let app = Arc::new(handler::App { config, store });
+    lambda_http::run(service_fn(move |request: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(app.handle(request).await) }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! Conversions between the pure item model and the SDK's attribute values, and the bookkeeping
+//! attributes the adapter adds to every item.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+
+use crate::error::StoreError;
+use crate::item::{AttrValue, Item};
+
+/// Optimistic-concurrency version of an entity item, incremented by every write.
+pub const VERSION: &str = "version";
+/// The convergent merge state (every value with the stamp of the event that wrote it), as JSON.
+pub const MERGE_STATE: &str = "merge_state";
+pub const LAST_RAW: &str = "last_raw";
+/// TTL attribute of delivery and nonce records (Unix seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+
+pub type SdkItem = HashMap<String, AttributeValue>;
+
+pub fn to_sdk(value: AttrValue) -> AttributeValue {
+    match value {
+        AttrValue::S(s) => AttributeValue::S(s),
+        AttrValue::N(n) => AttributeValue::N(n),
+        AttrValue::Bool(b) => AttributeValue::Bool(b),
+        AttrValue::Null => AttributeValue::Null(true),
+        AttrValue::SS(set) => AttributeValue::Ss(set.into_iter().collect()),
+        AttrValue::L(items) => AttributeValue::L(items.into_iter().map(to_sdk).collect()),
+        AttrValue::M(map) => AttributeValue::M(map.into_iter().map(|(k, v)| (k, to_sdk(v))).collect()),
+    }
+}
+
+pub fn item_to_sdk(item: Item) -> SdkItem {
+    item.into_iter().map(|(k, v)| (k, to_sdk(v))).collect()
+}
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub fn key(partition: (&str, &str), sort: (&str, &str)) -> SdkItem {
+    HashMap::from([
+        (partition.0.to_owned(), s(partition.1)),
+        (sort.0.to_owned(), s(sort.1)),
+    ])
+}
+
+/// The version, merge state and raw body of a stored entity item.
+pub struct Stored<S> {
+    pub version: u64,
+    pub state: S,
+}
+
+/// Decodes the bookkeeping of a stored item into its merge state.
+pub fn decode_state<S: serde::de::DeserializeOwned>(
+    item: &SdkItem,
+    restore_raw: impl FnOnce(&mut S, String),
+) -> Result<Stored<S>, StoreError> {
+    let version = item
+        .get(VERSION)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("`{VERSION}` is missing or not a number")))?;
+    let json = item
+        .get(MERGE_STATE)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("`{MERGE_STATE}` is missing")))?;
+    let mut state: S = serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let raw = item.get(LAST_RAW).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    restore_raw(&mut state, raw);
+    Ok(Stored { version, state })
+}
+
+pub fn encode_state<S: serde::Serialize>(state: &S) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(state)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Any SDK failure (network, throttling after the SDK's own retries, timeouts) is an outage
+/// from the sender's point of view.
+pub fn unavailable<E, R>(error: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(error).to_string())
+}
+
+/// Which items of a cancelled transaction failed their condition.
+pub fn failed_conditions(reasons: &[CancellationReason]) -> Vec<bool> {
+    reasons
+        .iter()
+        .map(|reason| reason.code() == Some("ConditionalCheckFailed"))
+        .collect()
+}
+
+/// The cancellation reasons of a `TransactWriteItems` error, if that is what it is.
+pub fn cancellation_reasons<R>(
+    error: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Vec<bool>> {
+    let service = error.as_service_error()?;
+    if let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+        cancelled,
+    ) = service
+    {
+        return Some(failed_conditions(cancelled.cancellation_reasons()));
+    }
+    // Some emulators report the code without the typed variant.
+    (service.code() == Some("TransactionCanceledException")).then(Vec::new)
+}

@@ -1,0 +1,13 @@
+//! The DynamoDB adapter of the store ports: read the state, merge with the pure rules, and write
+//! the new state together with the delivery (or nonce) record in one transaction, conditional on
+//! the version read (optimistic concurrency), retried a bounded number of times on conflict.
+
+mod activity;
+mod attr;
+mod client;
+mod crm;
+mod entity;
+
+pub use activity::DynamoActivityStore;
+pub use client::{client_from_env, DEADLINE};
+pub use crm::DynamoCrmStore;

@@ -1,0 +1,77 @@
+//! The HTTP edge both functions share: what is refused before a body is read, and how every
+//! answer is written.
+
+use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+use crate::envelope::MAX_BODY_BYTES;
+use crate::error::{ApiError, RequestError};
+
+/// The body of a POST within the size limit (API Gateway's base64 is already decoded).
+pub fn post_body(request: &Request) -> Result<&[u8], ApiError> {
+    if request.method() != Method::POST {
+        return Err(RequestError::MethodNotAllowed(request.method().to_string()).into());
+    }
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(RequestError::PayloadTooLarge {
+            size: body.len(),
+            limit: MAX_BODY_BYTES,
+        }
+        .into());
+    }
+    Ok(body)
+}
+
+/// A header value as text; `None` when absent. A value that is not visible ASCII is passed on
+/// as an empty string, so it reads as a signature that cannot match.
+pub fn header_text<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.headers().get(name).map(|value| value.to_str().unwrap_or(""))
+}
+
+/// The refusal of SPEC 2.3, logged at WARN (the sender's fault) or ERROR (ours).
+pub fn error_response(error: &ApiError) -> Response<Body> {
+    if error.status() >= 500 {
+        tracing::error!(code = error.code(), error = %error, "request failed");
+    } else {
+        tracing::warn!(code = error.code(), error = %error, "request refused");
+    }
+    let mut builder = Response::builder()
+        .status(error.status())
+        .header(header::CONTENT_TYPE, "application/json");
+    if error.status() == 405 {
+        builder = builder.header(header::ALLOW, "POST");
+    }
+    builder
+        .body(Body::from(error.body()))
+        .expect("status and headers are valid")
+}
+
+pub fn json_response(value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(value.to_string()))
+        .expect("status and headers are valid")
+}
+
+pub fn text_response(text: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(text))
+        .expect("status and headers are valid")
+}
+
+/// JSON logs to stdout (CloudWatch), filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+}
