@@ -1,1 +1,4 @@
+//! Helpers shared by the integration tests, the end-to-end tests and the signing tool.
 
+pub mod events;
+pub mod signing;

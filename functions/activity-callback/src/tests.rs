@@ -1,0 +1,173 @@
+//! Handler tests on real API Gateway events from `fixtures/events/` (signed with the
+//! development secret), against the in-memory store and a fixed clock.
+
+use std::path::PathBuf;
+
+use lambda_http::{Body, Request};
+use serde_json::Value;
+use webhook_model::activity::verify::sign;
+use webhook_model::clock::FixedClock;
+use webhook_model::config::{ActivityConfig, Env};
+use webhook_model::secret::Secret;
+use webhook_model::store::MemoryStore;
+
+use crate::handler::App;
+
+const ENTITY: &str = "b80bb752931811eeaeb42ef5b77e53xx";
+
+fn event_json(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn app_with(vars: &[(&str, &str)], now: i64) -> App<MemoryStore> {
+    let mut all = vec![
+        ("ACTIVITY_TABLE_NAME", "activities"),
+        ("ACTIVITY_NONCES_TABLE_NAME", "activity_nonces"),
+        ("ACTIVITY_CALLBACK_SECRET", "dev-activity-secret"),
+        ("ACTIVITY_MAX_SKEW_SECONDS", "0"),
+    ];
+    all.extend_from_slice(vars);
+    let config = ActivityConfig::from_env(&all.into_iter().collect::<Env>()).unwrap();
+    App { config, store: MemoryStore::default(), clock: Box::new(FixedClock(now)) }
+}
+
+fn dev_app() -> App<MemoryStore> {
+    app_with(&[], 0)
+}
+
+async fn call(app: &App<MemoryStore>, event: &Value) -> (u16, String, Option<String>) {
+    let request: Request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let response = app.handle(request).await;
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let body = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8(bytes.clone()).unwrap(),
+        _ => String::new(),
+    };
+    (response.status().as_u16(), body, content_type)
+}
+
+fn code(answer: &(u16, String, Option<String>)) -> (u16, String) {
+    let body: Value = serde_json::from_str(&answer.1).unwrap_or_default();
+    (answer.0, body["error"]["code"].as_str().unwrap_or("<none>").to_owned())
+}
+
+/// `event` with its body replaced by `body` re-signed with a fresh nonce and `timestamp`.
+fn resigned(event: &Value, body: Value, nonce: &str, timestamp: i64, secret: &str) -> Value {
+    let mut body = body;
+    body["nonce"] = nonce.into();
+    body["timestamp"] = timestamp.into();
+    body["sign"] = sign(nonce, &Secret::new(secret), timestamp).into();
+    let mut event = event.clone();
+    event["body"] = body.to_string().into();
+    event
+}
+
+fn body_of(event: &Value) -> Value {
+    serde_json::from_str(event["body"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn add_edit_delete_and_unmodelled_actions_answer_plain_success() {
+    let app = dev_app();
+    for name in ["activity_event_add.json", "activity_event_edit.json", "activity_event_delete.json", "activity_doc_add.json"] {
+        let answer = call(&app, &event_json(name)).await;
+        assert_eq!((answer.0, answer.1.as_str(), answer.2.as_deref()), (200, "success", Some("text/plain")), "{name}");
+    }
+    let state = app.store.activity_state("124", ENTITY).unwrap();
+    assert!(state.deleted());
+    assert_eq!(state.content.unwrap().value.title.as_deref().map(|t| !t.is_empty()), Some(true));
+    assert_eq!(app.store.nonce_count(), 4);
+}
+
+#[tokio::test]
+async fn delete_then_late_edit_stays_deleted() {
+    let app = dev_app();
+    assert_eq!(call(&app, &event_json("activity_event_delete.json")).await.0, 200);
+    assert_eq!(call(&app, &event_json("activity_event_edit.json")).await.0, 200);
+    assert!(app.store.activity_state("124", ENTITY).unwrap().deleted());
+}
+
+#[tokio::test]
+async fn same_nonce_same_body_is_a_duplicate_and_another_body_a_replay() {
+    let app = dev_app();
+    let event = event_json("activity_event_add.json");
+    assert_eq!(call(&app, &event).await.1, "success");
+    assert_eq!(call(&app, &event).await.1, "success");
+    let mut body = body_of(&event);
+    body["attributes"]["title"] = "changed".into();
+    let replay = resigned(&event, body.clone(), body["nonce"].as_str().unwrap(), body["timestamp"].as_i64().unwrap(), "dev-activity-secret");
+    assert_eq!(code(&call(&app, &replay).await), (401, "replayed_nonce".into()));
+    assert_ne!(app.store.activity_state("124", ENTITY).unwrap().content.unwrap().value.title.as_deref(), Some("changed"));
+}
+
+#[tokio::test]
+async fn tenant_comes_from_path_parameter_path_query_or_default() {
+    let event = event_json("activity_event_add.json");
+    let app = dev_app();
+    let mut no_parameters = event.clone();
+    no_parameters.as_object_mut().unwrap().remove("pathParameters");
+    no_parameters["rawPath"] = "/activity/777".into();
+    no_parameters["requestContext"]["http"]["path"] = "/activity/777".into();
+    assert_eq!(call(&app, &no_parameters).await.0, 200);
+    assert!(app.store.activity_state("777", ENTITY).is_some());
+
+    let app = dev_app();
+    let mut query = no_parameters.clone();
+    query["rawPath"] = "/callback".into();
+    query["requestContext"]["http"]["path"] = "/callback".into();
+    query["rawQueryString"] = "mid=555".into();
+    query["queryStringParameters"] = serde_json::json!({"mid": "555"});
+    assert_eq!(call(&app, &query).await.0, 200);
+    assert!(app.store.activity_state("555", ENTITY).is_some());
+
+    let mut bare = query.clone();
+    bare["rawQueryString"] = "".into();
+    bare.as_object_mut().unwrap().remove("queryStringParameters");
+    assert_eq!(code(&call(&dev_app(), &bare).await), (400, "missing_mid".into()));
+    let with_default = app_with(&[("ACTIVITY_DEFAULT_MID", "999")], 0);
+    assert_eq!(call(&with_default, &bare).await.0, 200);
+    assert!(with_default.store.activity_state("999", ENTITY).is_some());
+}
+
+#[tokio::test]
+async fn freshness_is_enforced_around_the_clock() {
+    let event = event_json("activity_event_add.json");
+    let timestamp = body_of(&event)["timestamp"].as_i64().unwrap();
+    let strict = |now| app_with(&[("ACTIVITY_MAX_SKEW_SECONDS", "300")], now);
+    assert_eq!(call(&strict(timestamp + 300), &event).await.0, 200);
+    assert_eq!(call(&strict(timestamp - 300), &event).await.0, 200);
+    assert_eq!(code(&call(&strict(timestamp + 301), &event).await), (401, "stale_timestamp".into()));
+    assert_eq!(code(&call(&strict(timestamp - 301), &event).await), (401, "stale_timestamp".into()));
+}
+
+#[tokio::test]
+async fn authenticity_failures_are_401_and_write_nothing() {
+    let app = dev_app();
+    let event = event_json("activity_event_add.json");
+    let body = body_of(&event);
+    let forged = resigned(&event, body.clone(), "n-1", 1_701_744_489, "wrong-secret");
+    assert_eq!(code(&call(&app, &forged).await), (401, "invalid_signature".into()));
+    let mut unsigned = body.clone();
+    unsigned.as_object_mut().unwrap().remove("sign");
+    let mut unsigned_event = event.clone();
+    unsigned_event["body"] = unsigned.to_string().into();
+    assert_eq!(code(&call(&app, &unsigned_event).await), (401, "missing_signature".into()));
+    let per_tenant_only = app_with(&[("ACTIVITY_CALLBACK_SECRET", ""), ("ACTIVITY_CALLBACK_SECRET_941", "x")], 0);
+    assert_eq!(code(&call(&per_tenant_only, &event).await), (401, "no_secret".into()));
+    assert!(app.store.activity_state("124", ENTITY).is_none());
+    assert_eq!(app.store.nonce_count(), 0);
+}
+
+#[tokio::test]
+async fn fields_are_checked_after_authenticity() {
+    let app = dev_app();
+    let event = event_json("activity_event_edit.json");
+    let mut body = body_of(&event);
+    body["attributes"].as_object_mut().unwrap().remove("event_id");
+    let answer = call(&app, &resigned(&event, body, "n-2", 1_701_762_177, "dev-activity-secret")).await;
+    assert_eq!(code(&answer), (400, "missing_field".into()));
+    assert!(answer.1.contains("attributes.event_id"));
+    assert_eq!(app.store.nonce_count(), 0);
+}

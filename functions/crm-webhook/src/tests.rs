@@ -1,0 +1,180 @@
+//! Handler tests on real API Gateway events from `fixtures/events/` (signed with the
+//! development secret), against the in-memory store.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use base64::Engine;
+use lambda_http::{Body, Request};
+use serde_json::Value;
+use webhook_model::config::{CrmConfig, Env};
+use webhook_model::store::MemoryStore;
+
+use crate::handler::App;
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/events")
+}
+
+fn app(secrets: &[(&str, &str)]) -> App<MemoryStore> {
+    let mut vars = vec![("CRM_TABLE_NAME", "crm_entities"), ("CRM_DELIVERIES_TABLE_NAME", "crm_deliveries")];
+    vars.extend_from_slice(secrets);
+    let config = CrmConfig::from_env(&vars.into_iter().collect::<Env>()).unwrap();
+    App { config, store: MemoryStore::default() }
+}
+
+fn dev_app() -> App<MemoryStore> {
+    app(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret")])
+}
+
+fn event_json(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(events_dir().join(name)).unwrap()).unwrap()
+}
+
+fn request(event: &Value) -> Request {
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event")
+}
+
+async fn call(app: &App<MemoryStore>, event: &Value) -> (u16, Value) {
+    let response = app.handle(request(event)).await;
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8(bytes.clone()).unwrap(),
+        Body::Empty => String::new(),
+        _ => unreachable!("only text, binary and empty bodies exist"),
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+fn error_code(answer: &(u16, Value)) -> (u16, &str) {
+    (answer.0, answer.1["error"]["code"].as_str().unwrap_or("<no code>"))
+}
+
+#[tokio::test]
+async fn every_crm_fixture_is_accepted_and_stored() {
+    let mut names: Vec<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("crm_"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 18, "{names:?}");
+    let app = dev_app();
+    for name in &names {
+        let event = event_json(name);
+        let payload: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+        let (status, body) = call(&app, &event).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["status"], "accepted", "{name}");
+        let mid = body["mid"].as_str().unwrap();
+        let entity_id = payload["extra_data"]["entity_id"].as_str().unwrap();
+        assert_eq!(body["entity_id"], entity_id, "{name}");
+        assert!(app.store.crm_state(mid, entity_id).is_some(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_delivery_is_a_duplicate_and_changes_nothing() {
+    let app = dev_app();
+    let event = event_json("crm_lead_object_update.json");
+    assert_eq!(call(&app, &event).await.1["status"], "accepted");
+    let before = app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").unwrap();
+    assert_eq!(call(&app, &event).await.1["status"], "duplicate");
+    assert_eq!(app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").unwrap(), before);
+    assert_eq!(before.event_count, 1);
+}
+
+#[tokio::test]
+async fn refusals_have_their_documented_status_and_write_nothing() {
+    let app = dev_app();
+    let good = event_json("crm_seed_124_object_create.json");
+
+    let mut wrong_signature = good.clone();
+    wrong_signature["headers"]["x-signature"] = "0".repeat(40).into();
+    assert_eq!(error_code(&call(&app, &wrong_signature).await), (401, "invalid_signature"));
+
+    let mut unsigned = good.clone();
+    unsigned["headers"].as_object_mut().unwrap().remove("x-signature");
+    assert_eq!(error_code(&call(&app, &unsigned).await), (401, "missing_signature"));
+
+    let mut get = good.clone();
+    get["requestContext"]["http"]["method"] = "GET".into();
+    assert_eq!(error_code(&call(&app, &get).await), (405, "method_not_allowed"));
+
+    let mut huge = good.clone();
+    huge["body"] = format!("{{\"pad\":\"{}\"}}", "x".repeat(256 * 1024)).into();
+    assert_eq!(error_code(&call(&app, &huge).await), (413, "payload_too_large"));
+
+    let mut not_json = good.clone();
+    not_json["body"] = "mid=124".into();
+    assert_eq!(error_code(&call(&app, &not_json).await), (400, "invalid_json"));
+
+    assert!(app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
+}
+
+#[tokio::test]
+async fn mid_is_checked_before_the_signature_and_fields_after_it() {
+    let app = dev_app();
+    let sign = |body: &str| webhook_model::crm::verify::sign(body.as_bytes(), &webhook_model::secret::Secret::new("dev-crm-secret"));
+    let mut event = event_json("crm_seed_124_object_create.json");
+
+    event["body"] = r#"{"event_type":"object_create"}"#.into();
+    let answer = call(&app, &event).await;
+    assert_eq!(error_code(&answer), (400, "missing_field"));
+    assert!(answer.1["error"]["message"].as_str().unwrap().contains("mid"));
+
+    let unsigned_bad_fields = r#"{"mid":"124","create_time":"soon"}"#;
+    event["body"] = unsigned_bad_fields.into();
+    assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
+
+    event["headers"]["x-signature"] = sign(unsigned_bad_fields).into();
+    let answer = call(&app, &event).await;
+    assert_eq!(error_code(&answer), (400, "missing_field"));
+    assert!(answer.1["error"]["message"].as_str().unwrap().contains("event_type"));
+}
+
+#[tokio::test]
+async fn a_tenant_without_a_secret_is_refused_even_when_others_have_one() {
+    let app = app(&[("CRM_WEBHOOK_SECRET_941", "only-941")]);
+    let answer = call(&app, &event_json("crm_seed_124_object_create.json")).await;
+    assert_eq!(error_code(&answer), (401, "no_secret"));
+}
+
+#[tokio::test]
+async fn a_per_tenant_secret_overrides_the_default_and_rotation_keeps_old_senders_working() {
+    let overridden = app(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret"), ("CRM_WEBHOOK_SECRET_124", "tenant-124")]);
+    let event = event_json("crm_seed_124_object_create.json");
+    assert_eq!(error_code(&call(&overridden, &event).await), (401, "invalid_signature"));
+    let rotating = app(&[("CRM_WEBHOOK_SECRET_124", "new-secret, dev-crm-secret")]);
+    assert_eq!(call(&rotating, &event).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_base64_body_from_api_gateway_is_verified_on_its_decoded_bytes() {
+    let app = dev_app();
+    let mut event = event_json("crm_seed_941_object_create.json");
+    let body = event["body"].as_str().unwrap().to_owned();
+    event["body"] = base64::engine::general_purpose::STANDARD.encode(body.as_bytes()).into();
+    event["isBase64Encoded"] = true.into();
+    let (status, answer) = call(&app, &event).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
+}
+
+#[tokio::test]
+async fn storage_outage_is_503_storage_unavailable() {
+    let app = dev_app();
+    app.store.unavailable.store(true, Ordering::SeqCst);
+    let answer = call(&app, &event_json("crm_seed_124_object_create.json")).await;
+    assert_eq!(error_code(&answer), (503, "storage_unavailable"));
+}
+
+#[tokio::test]
+async fn a_custom_signature_header_is_honoured() {
+    let app = app(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret"), ("CRM_SIGNATURE_HEADER", "X-Jing-Signature")]);
+    let mut event = event_json("crm_seed_124_object_create.json");
+    let signature = event["headers"].as_object_mut().unwrap().remove("x-signature").unwrap();
+    assert_eq!(error_code(&call(&app, &event).await), (401, "missing_signature"));
+    event["headers"]["x-jing-signature"] = signature;
+    assert_eq!(call(&app, &event).await.0, 200);
+}
