@@ -2,3 +2,4 @@
 
 pub mod events;
 pub mod signing;
+pub mod stack;

@@ -88,9 +88,12 @@ impl CrmState {
             .iter()
             .filter_map(|(name, held)| Some((name.clone(), AttrValue::from_json(held.value.value.as_ref()?))))
             .collect();
+        // A label describes the value: a cleared field has none, even when the clearing event
+        // sent one (the vendor writes `-` for "no value").
         let labels: BTreeMap<String, AttrValue> = self
             .fields
             .iter()
+            .filter(|(_, held)| held.value.value.is_some())
             .filter_map(|(name, held)| Some((name.clone(), AttrValue::S(held.value.label.clone()?))))
             .collect();
         let members: std::collections::BTreeSet<String> = self
@@ -194,5 +197,30 @@ impl Mergeable for CrmState {
             _ => {}
         }
         state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::timefmt::SourceOffset;
+
+    fn event(time: i64, mapping: &str, labels: &str) -> CrmEvent {
+        let body = format!(
+            r#"{{"mid":"124","event_type":"object_update","create_time":{time},
+                "extra_data":{{"entity_id":"E1","mapping_data":{mapping},"mapping_data_text":{labels}}}}}"#
+        );
+        CrmEvent::from_envelope(Envelope::parse(body.as_bytes()).unwrap(), SourceOffset::BEIJING).unwrap()
+    }
+
+    #[test]
+    fn a_cleared_field_has_neither_value_nor_label() {
+        let set = event(1, r#"{"company_name":["","中山大学"]}"#, r#"{"company_name":["-","中山大学"]}"#);
+        let cleared = event(2, r#"{"company_name":["中山大学",""]}"#, r#"{"company_name":["中山大学","-"]}"#);
+        let state = CrmState::merge(Some(CrmState::merge(None, &set)), &cleared);
+        let item = state.to_item("2026-01-01T00:00:00Z");
+        assert_eq!(item["fields"], AttrValue::M(BTreeMap::new()));
+        assert_eq!(item["field_labels"], AttrValue::M(BTreeMap::new()), "no label `-` for a cleared field");
     }
 }

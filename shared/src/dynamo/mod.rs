@@ -9,5 +9,5 @@ mod crm;
 mod entity;
 
 pub use activity::DynamoActivityStore;
-pub use client::{client_from_env, DEADLINE};
+pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;

@@ -1,0 +1,61 @@
+//! Where the local stack started by `make test` (scripts/stack.sh) is, read from the
+//! environment. The tests refuse to run without it rather than pass vacuously.
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::Client;
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: these tests need the local stack; run them with `make test`")
+    })
+}
+
+pub fn dynamodb_endpoint() -> String {
+    required("TEST_DYNAMODB_ENDPOINT")
+}
+
+pub fn functions_url() -> String {
+    required("TEST_FUNCTIONS_URL")
+}
+
+pub fn table(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn crm_table() -> String {
+    table("CRM_TABLE_NAME", "crm_entities")
+}
+
+pub fn crm_deliveries_table() -> String {
+    table("CRM_DELIVERIES_TABLE_NAME", "crm_deliveries")
+}
+
+pub fn activity_table() -> String {
+    table("ACTIVITY_TABLE_NAME", "activities")
+}
+
+pub fn activity_nonces_table() -> String {
+    table("ACTIVITY_NONCES_TABLE_NAME", "activity_nonces")
+}
+
+/// A real SDK client for the local DynamoDB (dummy credentials).
+pub fn dynamodb_client() -> Client {
+    client_for(&dynamodb_endpoint())
+}
+
+pub fn client_for(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .timeout_config(webhook_model::dynamo::timeout_config())
+        .retry_config(webhook_model::dynamo::retry_config())
+        .build();
+    Client::from_conf(config)
+}
+
+/// A tenant id no other test run uses, so tests share tables without seeing each other.
+pub fn unique_mid(label: &str) -> String {
+    format!("{label}-{}", crate::signing::unique_nonce())
+}

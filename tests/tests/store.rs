@@ -1,0 +1,259 @@
+//! The DynamoDB adapter against a real DynamoDB-compatible server (moto, started by
+//! `make test`) through the real aws-sdk-dynamodb client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use ingest_tests::stack::{self, unique_mid};
+use serde_json::Value;
+use webhook_model::activity::verify::SignedFields;
+use webhook_model::activity::{ActivityEvent, ActivityState};
+use webhook_model::clock::FixedClock;
+use webhook_model::crm::{CrmEvent, CrmState};
+use webhook_model::dynamo::{DynamoActivityStore, DynamoCrmStore};
+use webhook_model::envelope::Envelope;
+use webhook_model::item::AttrValue;
+use webhook_model::merge::{Delivery, Ledger};
+use webhook_model::store::{ActivityStore, CrmStore, NonceOutcome};
+use webhook_model::timefmt::SourceOffset;
+use webhook_model::StoreError;
+
+const NOW: i64 = 1_800_000_000;
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+
+fn crm_store() -> DynamoCrmStore {
+    DynamoCrmStore::new(stack::dynamodb_client(), stack::crm_table(), stack::crm_deliveries_table(), Arc::new(FixedClock(NOW)))
+}
+
+fn activity_store() -> DynamoActivityStore {
+    DynamoActivityStore::new(
+        stack::dynamodb_client(),
+        stack::activity_table(),
+        stack::activity_nonces_table(),
+        660,
+        Arc::new(FixedClock(NOW)),
+    )
+}
+
+/// A fixture body moved to tenant `mid`, parsed as the function would after verification.
+fn crm_event(file: &str, mid: &str) -> CrmEvent {
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/crm/{file}")).unwrap()).unwrap();
+    value["mid"] = mid.into();
+    crm_event_from(&value)
+}
+
+fn crm_event_from(value: &Value) -> CrmEvent {
+    CrmEvent::from_envelope(Envelope::parse(value.to_string().as_bytes()).unwrap(), SourceOffset::BEIJING).unwrap()
+}
+
+fn activity_event(file: &str, mid: &str) -> ActivityEvent {
+    let body = std::fs::read_to_string(format!("{FIXTURES}/activity/{file}")).unwrap();
+    activity_event_from(&body, mid)
+}
+
+fn activity_event_from(body: &str, mid: &str) -> ActivityEvent {
+    let envelope = Envelope::parse(body.as_bytes()).unwrap();
+    let signed = SignedFields::extract(&envelope.object).unwrap();
+    ActivityEvent::from_envelope(envelope, mid, &signed.nonce, signed.timestamp, SourceOffset::BEIJING).unwrap()
+}
+
+fn sdk_value(value: &AttrValue) -> AttributeValue {
+    match value {
+        AttrValue::S(s) => AttributeValue::S(s.clone()),
+        AttrValue::N(n) => AttributeValue::N(n.clone()),
+        AttrValue::Bool(b) => AttributeValue::Bool(*b),
+        AttrValue::Null => AttributeValue::Null(true),
+        AttrValue::SS(set) => AttributeValue::Ss(set.iter().cloned().collect()),
+        AttrValue::L(items) => AttributeValue::L(items.iter().map(sdk_value).collect()),
+        AttrValue::M(map) => AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), sdk_value(v))).collect()),
+    }
+}
+
+async fn get(table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
+    let key = key.iter().map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string()))).collect();
+    let output = stack::dynamodb_client()
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("the local DynamoDB answers");
+    output.item
+}
+
+/// The stored item without the adapter's bookkeeping (version, merge state), with the SS
+/// attribute sorted, for comparison with the pure item.
+fn visible(mut item: HashMap<String, AttributeValue>) -> HashMap<String, AttributeValue> {
+    item.remove("version");
+    item.remove("merge_state");
+    if let Some(AttributeValue::Ss(set)) = item.get_mut("team_members") {
+        set.sort();
+    }
+    item
+}
+
+fn expected(item: &webhook_model::item::Item) -> HashMap<String, AttributeValue> {
+    item.iter().map(|(k, v)| (k.clone(), sdk_value(v))).collect()
+}
+
+fn n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
+    item[name].as_n().unwrap().parse().unwrap()
+}
+
+fn crm_fixture_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("{FIXTURES}/crm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn every_crm_fixture_produces_exactly_the_pure_item() {
+    let store = crm_store();
+    let mid = unique_mid("fixture");
+    let mut ledgers: HashMap<String, Ledger<CrmState>> = HashMap::new();
+    for name in crm_fixture_names() {
+        let event = crm_event(&name, &mid);
+        assert_eq!(store.apply(&event).await, Ok(Delivery::Accepted), "{name}");
+        let ledger = ledgers.entry(event.entity_id.clone()).or_default();
+        ledger.apply(&event);
+        let want = ledger.state.as_ref().unwrap().to_item("1970-01-01T00:00:00Z");
+        let mut got = visible(get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &event.entity_id)]).await.unwrap());
+        let updated_at = got.insert("updated_at".into(), AttributeValue::S("1970-01-01T00:00:00Z".into()));
+        assert_eq!(updated_at, Some(AttributeValue::S("2027-01-15T08:00:00Z".into())), "updated_at is the write time, UTC");
+        assert_eq!(got, expected(&want), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn duplicates_leave_the_item_and_event_count_unchanged() {
+    let store = crm_store();
+    let mid = unique_mid("dup");
+    let create = crm_event("seed_124_object_create.json", &mid);
+    let update = crm_event("lead_object_update.json", &mid);
+    let key = [("mid", mid.as_str()), ("entity_id", create.entity_id.as_str())];
+    assert_eq!(store.apply(&create).await, Ok(Delivery::Accepted));
+    assert_eq!(store.apply(&update).await, Ok(Delivery::Accepted));
+    let before = get(&stack::crm_table(), &key).await.unwrap();
+    assert_eq!(n(&before, "event_count"), 2);
+    assert_eq!(store.apply(&update).await, Ok(Delivery::Duplicate));
+    assert_eq!(store.apply(&create).await, Ok(Delivery::Duplicate));
+    assert_eq!(get(&stack::crm_table(), &key).await.unwrap(), before, "nothing changed, not even the version");
+    let record = get(&stack::crm_deliveries_table(), &[("mid", &mid), ("event_digest", update.digest.as_str())]).await.unwrap();
+    assert!(n(&record, "expires_at") > NOW, "delivery records carry a TTL");
+}
+
+#[tokio::test]
+async fn a_late_older_event_fills_gaps_but_never_rolls_a_field_back() {
+    let store = crm_store();
+    let mid = unique_mid("late");
+    let create = crm_event("seed_124_object_create.json", &mid);
+    let update = crm_event("lead_object_update.json", &mid);
+    assert_eq!(store.apply(&update).await, Ok(Delivery::Accepted));
+    assert_eq!(store.apply(&create).await, Ok(Delivery::Accepted));
+    let item = get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &create.entity_id)]).await.unwrap();
+    let fields = item["fields"].as_m().unwrap();
+    assert_eq!(fields["name"].as_s().unwrap(), "ceshi-webhook-002", "the newer update keeps name");
+    assert!(!fields.contains_key("mobile"), "cleared by the newer update, not restored by the create");
+    assert_eq!(fields["lead_pool"].as_s().unwrap(), "market", "filled by the older create");
+    assert_eq!(item["last_event_type"].as_s().unwrap(), "object_update");
+    assert_eq!(item["created_at"].as_s().unwrap(), "2023-02-27T15:02:25+08:00");
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_one_entity_lose_no_update() {
+    let store = Arc::new(crm_store());
+    let mid = unique_mid("race");
+    let base = crm_event("lead_object_update.json", &mid);
+    let events: Vec<CrmEvent> = (0..12)
+        .map(|i| {
+            let mut value: Value = serde_json::from_str(&base.raw).unwrap();
+            value["create_time"] = (1_677_500_000 + i).into();
+            value["extra_data"]["mapping_data"] = serde_json::json!({ format!("field_{i}"): [null, i] });
+            crm_event_from(&value)
+        })
+        .collect();
+    let tasks: Vec<_> = events
+        .iter()
+        .cloned()
+        .map(|event| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.apply(&event).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Ok(Delivery::Accepted));
+    }
+    let item = get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &base.entity_id)]).await.unwrap();
+    assert_eq!(n(&item, "event_count"), 12);
+    assert_eq!(item["fields"].as_m().unwrap().len(), 12, "every writer's field survived");
+    assert_eq!(n(&item, "version"), 12, "one version per write: conflicts were retried, not merged blindly");
+}
+
+#[tokio::test]
+async fn activity_nonces_distinguish_duplicates_from_replays() {
+    let store = activity_store();
+    let mid = unique_mid("nonce");
+    let add = activity_event("event_add.json", &mid);
+    assert_eq!(store.apply(&add).await, Ok(NonceOutcome::Accepted));
+    let key = [("mid", mid.as_str()), ("entity_id", "b80bb752931811eeaeb42ef5b77e53xx")];
+    let before = get(&stack::activity_table(), &key).await.unwrap();
+    assert_eq!(store.apply(&add).await, Ok(NonceOutcome::Duplicate));
+    let tampered = add.raw.replace("新建活动回调", "篡改");
+    assert_eq!(store.apply(&activity_event_from(&tampered, &mid)).await, Ok(NonceOutcome::Replayed));
+    assert_eq!(get(&stack::activity_table(), &key).await.unwrap(), before);
+    let other_tenant = unique_mid("nonce-other");
+    assert_eq!(store.apply(&activity_event("event_add.json", &other_tenant)).await, Ok(NonceOutcome::Accepted), "nonces are per tenant");
+    let record = get(&stack::activity_nonces_table(), &[("mid", &mid), ("nonce", &add.nonce)]).await.unwrap();
+    assert_eq!(n(&record, "expires_at"), NOW + 660);
+}
+
+#[tokio::test]
+async fn delete_is_a_tombstone_that_a_late_edit_cannot_undo() {
+    let store = activity_store();
+    let mid = unique_mid("tomb");
+    let key = [("mid", mid.as_str()), ("entity_id", "b80bb752931811eeaeb42ef5b77e53xx")];
+    assert_eq!(store.apply(&activity_event("event_delete.json", &mid)).await, Ok(NonceOutcome::Accepted));
+    let tombstone = get(&stack::activity_table(), &key).await.unwrap();
+    assert_eq!(tombstone["deleted"].as_bool().unwrap(), &true, "a delete for an unknown activity creates the tombstone");
+    assert_eq!(store.apply(&activity_event("event_edit.json", &mid)).await, Ok(NonceOutcome::Accepted));
+    assert_eq!(store.apply(&activity_event("event_add.json", &mid)).await, Ok(NonceOutcome::Accepted));
+    let item = get(&stack::activity_table(), &key).await.unwrap();
+    assert_eq!(item["deleted"].as_bool().unwrap(), &true);
+    assert_eq!(item["last_action"].as_s().unwrap(), "event/delete");
+    let mut ledger = Ledger::<ActivityState>::default();
+    for file in ["event_delete.json", "event_edit.json", "event_add.json"] {
+        ledger.apply(&activity_event(file, &mid));
+    }
+    let mut got = visible(item);
+    got.insert("updated_at".into(), AttributeValue::S("x".into()));
+    assert_eq!(got, expected(&ledger.state.unwrap().to_item("x")));
+}
+
+#[tokio::test]
+async fn an_unmodelled_action_records_its_nonce_and_no_item() {
+    let store = activity_store();
+    let mid = unique_mid("doc");
+    let doc = activity_event("doc_add.json", &mid);
+    assert_eq!(store.apply(&doc).await, Ok(NonceOutcome::Accepted));
+    assert!(get(&stack::activity_nonces_table(), &[("mid", &mid), ("nonce", &doc.nonce)]).await.is_some());
+    assert_eq!(store.apply(&doc).await, Ok(NonceOutcome::Duplicate));
+}
+
+#[tokio::test]
+async fn an_unreachable_dynamodb_fails_fast_and_cleanly() {
+    // Nothing listens on port 9 (discard) on the loopback interface.
+    let client = stack::client_for("http://127.0.0.1:9");
+    let store = DynamoCrmStore::new(client, stack::crm_table(), stack::crm_deliveries_table(), Arc::new(FixedClock(NOW)));
+    let mid = unique_mid("down");
+    let started = Instant::now();
+    let result = store.apply(&crm_event("seed_124_object_create.json", &mid)).await;
+    assert!(matches!(result, Err(StoreError::Unavailable(_) | StoreError::Timeout(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "SPEC: every answer within 5 s");
+    assert!(get(&stack::crm_table(), &[("mid", &mid), ("entity_id", "NttdW4NoJfD2cX6f7rg52f")]).await.is_none());
+}
