@@ -3,3 +3,4 @@
 pub mod events;
 pub mod signing;
 pub mod stack;
+pub mod http;
