@@ -68,7 +68,11 @@ impl CrmConfig {
             table_name: env.required("CRM_TABLE_NAME")?,
             deliveries_table_name: env.required("CRM_DELIVERIES_TABLE_NAME")?,
             secrets: env.secrets("CRM_WEBHOOK_SECRET"),
-            signature_header: env.get("CRM_SIGNATURE_HEADER").unwrap_or("X-Signature").trim().to_owned(),
+            signature_header: env
+                .get("CRM_SIGNATURE_HEADER")
+                .unwrap_or("X-Signature")
+                .trim()
+                .to_owned(),
             offset: env.offset()?,
         })
     }
@@ -122,15 +126,27 @@ mod tests {
     #[test]
     fn missing_tables_are_named() {
         let env: Env = [("CRM_TABLE_NAME", "t")].into_iter().collect();
-        assert_eq!(CrmConfig::from_env(&env).unwrap_err(), ConfigError::Missing("CRM_DELIVERIES_TABLE_NAME"));
+        assert_eq!(
+            CrmConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("CRM_DELIVERIES_TABLE_NAME")
+        );
         let error = ActivityConfig::from_env(&Env::default()).unwrap_err();
-        assert_eq!(error.to_string(), "required environment variable ACTIVITY_TABLE_NAME is not set");
+        assert_eq!(
+            error.to_string(),
+            "required environment variable ACTIVITY_TABLE_NAME is not set"
+        );
     }
 
     #[test]
     fn defaults_follow_the_spec() {
-        let env: Env = [("CRM_TABLE_NAME", "c"), ("CRM_DELIVERIES_TABLE_NAME", "d"),
-            ("ACTIVITY_TABLE_NAME", "a"), ("ACTIVITY_NONCES_TABLE_NAME", "n")].into_iter().collect();
+        let env: Env = [
+            ("CRM_TABLE_NAME", "c"),
+            ("CRM_DELIVERIES_TABLE_NAME", "d"),
+            ("ACTIVITY_TABLE_NAME", "a"),
+            ("ACTIVITY_NONCES_TABLE_NAME", "n"),
+        ]
+        .into_iter()
+        .collect();
         let crm = CrmConfig::from_env(&env).unwrap();
         assert_eq!(crm.signature_header, "X-Signature");
         assert_eq!(crm.offset, SourceOffset::BEIJING);
@@ -142,11 +158,33 @@ mod tests {
 
     #[test]
     fn malformed_values_are_named() {
-        let env: Env = [("ACTIVITY_TABLE_NAME", "a"), ("ACTIVITY_NONCES_TABLE_NAME", "n"),
-            ("ACTIVITY_MAX_SKEW_SECONDS", "5m")].into_iter().collect();
-        assert!(matches!(ActivityConfig::from_env(&env), Err(ConfigError::Invalid { name: "ACTIVITY_MAX_SKEW_SECONDS", .. })));
-        let env: Env = [("CRM_TABLE_NAME", "c"), ("CRM_DELIVERIES_TABLE_NAME", "d"), ("SOURCE_UTC_OFFSET", "CST")]
-            .into_iter().collect();
-        assert!(matches!(CrmConfig::from_env(&env), Err(ConfigError::Invalid { name: "SOURCE_UTC_OFFSET", .. })));
+        let env: Env = [
+            ("ACTIVITY_TABLE_NAME", "a"),
+            ("ACTIVITY_NONCES_TABLE_NAME", "n"),
+            ("ACTIVITY_MAX_SKEW_SECONDS", "5m"),
+        ]
+        .into_iter()
+        .collect();
+        assert!(matches!(
+            ActivityConfig::from_env(&env),
+            Err(ConfigError::Invalid {
+                name: "ACTIVITY_MAX_SKEW_SECONDS",
+                ..
+            })
+        ));
+        let env: Env = [
+            ("CRM_TABLE_NAME", "c"),
+            ("CRM_DELIVERIES_TABLE_NAME", "d"),
+            ("SOURCE_UTC_OFFSET", "CST"),
+        ]
+        .into_iter()
+        .collect();
+        assert!(matches!(
+            CrmConfig::from_env(&env),
+            Err(ConfigError::Invalid {
+                name: "SOURCE_UTC_OFFSET",
+                ..
+            })
+        ));
     }
 }

@@ -20,10 +20,8 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
-        let raw = std::str::from_utf8(body)
-            .map_err(|e| ParseError::InvalidJson(format!("body is not UTF-8: {e}")))?;
-        let mut value: Value =
-            serde_json::from_str(raw).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+        let raw = std::str::from_utf8(body).map_err(|e| ParseError::InvalidJson(format!("body is not UTF-8: {e}")))?;
+        let mut value: Value = serde_json::from_str(raw).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
         if !value.is_object() {
             return Err(ParseError::InvalidJson(format!(
                 "expected a JSON object, got {}",
@@ -59,10 +57,16 @@ mod tests {
     #[test]
     fn refuses_anything_but_a_utf8_json_object() {
         for body in [&b"[1]"[..], b"42", b"\"s\"", b"", b"\xc3\x28", b"{\"a\":1}{"] {
-            assert!(matches!(Envelope::parse(body), Err(ParseError::InvalidJson(_))), "{body:?}");
+            assert!(
+                matches!(Envelope::parse(body), Err(ParseError::InvalidJson(_))),
+                "{body:?}"
+            );
         }
         // serde_json bounds nesting depth: hostile nesting is an error, not a stack overflow.
         let deep = "[".repeat(100_000);
-        assert!(matches!(Envelope::parse(deep.as_bytes()), Err(ParseError::InvalidJson(_))));
+        assert!(matches!(
+            Envelope::parse(deep.as_bytes()),
+            Err(ParseError::InvalidJson(_))
+        ));
     }
 }

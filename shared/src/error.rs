@@ -35,11 +35,7 @@ pub enum AuthError {
     #[error("the signature does not match the body")]
     InvalidSignature,
     #[error("timestamp {timestamp} is more than {max_skew} s away from now ({now})")]
-    StaleTimestamp {
-        timestamp: i64,
-        now: i64,
-        max_skew: u64,
-    },
+    StaleTimestamp { timestamp: i64, now: i64, max_skew: u64 },
     #[error("nonce was already used with a different body")]
     ReplayedNonce,
     #[error("no secret is configured for tenant `{0}`")]
@@ -131,15 +127,36 @@ mod tests {
     #[test]
     fn every_refusal_has_its_documented_status_and_code() {
         let cases: Vec<(ApiError, u16, &str)> = vec![
-            (RequestError::MethodNotAllowed("GET".into()).into(), 405, "method_not_allowed"),
-            (RequestError::PayloadTooLarge { size: 2, limit: 1 }.into(), 413, "payload_too_large"),
+            (
+                RequestError::MethodNotAllowed("GET".into()).into(),
+                405,
+                "method_not_allowed",
+            ),
+            (
+                RequestError::PayloadTooLarge { size: 2, limit: 1 }.into(),
+                413,
+                "payload_too_large",
+            ),
             (RequestError::MissingMid.into(), 400, "missing_mid"),
             (ParseError::InvalidJson("x".into()).into(), 400, "invalid_json"),
             (ParseError::missing("mid").into(), 400, "missing_field"),
             (ParseError::invalid("mid", "x").into(), 400, "invalid_field"),
-            (AuthError::MissingSignature("X-Signature".into()).into(), 401, "missing_signature"),
+            (
+                AuthError::MissingSignature("X-Signature".into()).into(),
+                401,
+                "missing_signature",
+            ),
             (AuthError::InvalidSignature.into(), 401, "invalid_signature"),
-            (AuthError::StaleTimestamp { timestamp: 0, now: 1000, max_skew: 300 }.into(), 401, "stale_timestamp"),
+            (
+                AuthError::StaleTimestamp {
+                    timestamp: 0,
+                    now: 1000,
+                    max_skew: 300,
+                }
+                .into(),
+                401,
+                "stale_timestamp",
+            ),
             (AuthError::ReplayedNonce.into(), 401, "replayed_nonce"),
             (AuthError::NoSecret("124".into()).into(), 401, "no_secret"),
             (StoreError::Timeout(4000).into(), 503, "storage_unavailable"),

@@ -106,17 +106,26 @@ mod tests {
     #[test]
     fn json_maps_onto_dynamodb_types() {
         let value = json!({"s": "x", "n": 1.5, "b": true, "z": null, "l": [1, "a"]});
-        let AttrValue::M(map) = AttrValue::from_json(&value) else { panic!() };
+        let AttrValue::M(map) = AttrValue::from_json(&value) else {
+            panic!()
+        };
         assert_eq!(map["s"], AttrValue::S("x".into()));
         assert_eq!(map["n"], AttrValue::N("1.5".into()));
         assert_eq!(map["b"], AttrValue::Bool(true));
         assert_eq!(map["z"], AttrValue::Null);
-        assert_eq!(map["l"], AttrValue::L(vec![AttrValue::N("1".into()), AttrValue::S("a".into())]));
+        assert_eq!(
+            map["l"],
+            AttrValue::L(vec![AttrValue::N("1".into()), AttrValue::S("a".into())])
+        );
     }
 
     #[test]
     fn absent_values_leave_no_attribute() {
-        let item = ItemBuilder::key("124", "E").opt_s("owner", None).opt_n("roadmap_id", None).opt_bool("b", None).build();
+        let item = ItemBuilder::key("124", "E")
+            .opt_s("owner", None)
+            .opt_n("roadmap_id", None)
+            .opt_bool("b", None)
+            .build();
         assert_eq!(item.len(), 2);
     }
 }

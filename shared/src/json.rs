@@ -163,10 +163,7 @@ impl<'a> Fields<'a> {
         let invalid = |what: &str| ParseError::invalid(self.path(key), what.to_owned());
         match self.present(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| invalid("expected an integer")),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid("expected an integer")),
             Some(Value::String(s)) => s
                 .trim()
                 .parse::<i64>()
@@ -238,12 +235,20 @@ mod tests {
         assert_eq!(fields.opt_int("b"), Ok(Some(6)));
         assert_eq!(fields.opt_int("e"), Ok(None));
         for bad in ["c", "d"] {
-            assert!(matches!(fields.opt_int(bad), Err(ParseError::InvalidField { field, .. }) if field == format!("root.{bad}")));
+            assert!(
+                matches!(fields.opt_int(bad), Err(ParseError::InvalidField { field, .. }) if field == format!("root.{bad}"))
+            );
         }
         for bad in ["f", "g"] {
-            assert!(matches!(fields.req_unix_seconds(bad), Err(ParseError::InvalidField { .. })), "{bad}");
+            assert!(
+                matches!(fields.req_unix_seconds(bad), Err(ParseError::InvalidField { .. })),
+                "{bad}"
+            );
         }
-        assert_eq!(fields.req_unix_seconds("missing"), Err(ParseError::missing("root.missing")));
+        assert_eq!(
+            fields.req_unix_seconds("missing"),
+            Err(ParseError::missing("root.missing"))
+        );
     }
 
     #[test]

@@ -107,7 +107,10 @@ mod tests {
     fn debug_output_never_shows_a_secret() {
         let secrets = TenantSecrets::from_vars(
             "CRM_WEBHOOK_SECRET",
-            [("CRM_WEBHOOK_SECRET", "hunter2,opensesame"), ("CRM_WEBHOOK_SECRET_124", "tenant-only")],
+            [
+                ("CRM_WEBHOOK_SECRET", "hunter2,opensesame"),
+                ("CRM_WEBHOOK_SECRET_124", "tenant-only"),
+            ],
         );
         let shown = format!("{secrets:?} {:?}", secrets.for_tenant("124"));
         for secret in ["hunter2", "opensesame", "tenant-only"] {
@@ -118,10 +121,7 @@ mod tests {
 
     #[test]
     fn tenant_override_replaces_the_default() {
-        let secrets = TenantSecrets::from_vars(
-            "S",
-            [("S", "default-a"), ("S_124", "own-a, own-b"), ("OTHER", "x")],
-        );
+        let secrets = TenantSecrets::from_vars("S", [("S", "default-a"), ("S_124", "own-a, own-b"), ("OTHER", "x")]);
         let own: Vec<&[u8]> = secrets.for_tenant("124").unwrap().iter().map(Secret::expose).collect();
         assert_eq!(own, [b"own-a".as_slice(), b"own-b".as_slice()]);
         let default: Vec<&[u8]> = secrets.for_tenant("941").unwrap().iter().map(Secret::expose).collect();

@@ -77,15 +77,27 @@ mod tests {
     #[test]
     fn create_time_and_created_timestamp_agree_at_beijing_time() {
         let beijing = SourceOffset::default();
-        assert_eq!(beijing.unix_to_rfc3339(1_677_481_345).unwrap(), "2023-02-27T15:02:25+08:00");
-        assert_eq!(beijing.local_to_rfc3339("2023-02-27 15:02:25").unwrap(), "2023-02-27T15:02:25+08:00");
+        assert_eq!(
+            beijing.unix_to_rfc3339(1_677_481_345).unwrap(),
+            "2023-02-27T15:02:25+08:00"
+        );
+        assert_eq!(
+            beijing.local_to_rfc3339("2023-02-27 15:02:25").unwrap(),
+            "2023-02-27T15:02:25+08:00"
+        );
     }
 
     #[test]
     fn offsets_are_configurable() {
         let offset: SourceOffset = "-05:30".parse().unwrap();
-        assert_eq!(offset.local_to_rfc3339("2023-12-05T10:47:00").unwrap(), "2023-12-05T10:47:00-05:30");
-        assert_eq!("Z".parse::<SourceOffset>().unwrap().unix_to_rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            offset.local_to_rfc3339("2023-12-05T10:47:00").unwrap(),
+            "2023-12-05T10:47:00-05:30"
+        );
+        assert_eq!(
+            "Z".parse::<SourceOffset>().unwrap().unix_to_rfc3339(0).unwrap(),
+            "1970-01-01T00:00:00Z"
+        );
         for bad in ["8", "+8", "UTC+8", "+25:00", ""] {
             assert!(bad.parse::<SourceOffset>().is_err(), "{bad}");
         }

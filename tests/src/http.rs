@@ -42,7 +42,12 @@ impl Answer {
     }
 }
 
-pub async fn post(client: &reqwest::Client, url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Answer {
     let mut request = client.post(url).header("content-type", "application/json").body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);

@@ -22,9 +22,7 @@ pub fn now_unix() -> i64 {
 /// A nonce no other call in this process (or, practically, any other process) returns.
 pub fn unique_nonce() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{nanos:x}-{:x}-{count:x}", std::process::id())
 }

@@ -5,9 +5,8 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
 
 fn required(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: these tests need the local stack; run them with `make test`")
-    })
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: these tests need the local stack; run them with `make test`"))
 }
 
 pub fn dynamodb_endpoint() -> String {

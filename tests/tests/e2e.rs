@@ -35,8 +35,10 @@ fn crm_fixtures() -> Vec<(String, Value)> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let mut fixtures: Vec<(String, Value)> =
-        names.into_iter().map(|name| (name.clone(), fixture(&format!("crm/{name}")))).collect();
+    let mut fixtures: Vec<(String, Value)> = names
+        .into_iter()
+        .map(|name| (name.clone(), fixture(&format!("crm/{name}"))))
+        .collect();
     // Sent in time order, so that each answer can be checked against the newest event.
     fixtures.sort_by_key(|(_, payload)| match &payload["create_time"] {
         Value::String(text) => text.parse::<i64>().unwrap(),
@@ -55,12 +57,22 @@ async fn every_crm_fixture_is_accepted_and_stored() {
         let entity_id = payload["extra_data"]["entity_id"].as_str().unwrap().to_owned();
         let answer = post_crm(&http, &payload.to_string(), DEV_CRM_SECRET).await;
         assert_eq!(answer.status, 200, "{name}: {}", answer.body);
-        assert_eq!(answer.json(), serde_json::json!({"status": "accepted", "mid": mid, "entity_id": entity_id}), "{name}");
+        assert_eq!(
+            answer.json(),
+            serde_json::json!({"status": "accepted", "mid": mid, "entity_id": entity_id}),
+            "{name}"
+        );
         let count = counts.entry(entity_id.clone()).or_default();
         *count += 1;
-        let stored = item(&stack::crm_table(), &mid, &entity_id).await.expect("the item exists");
+        let stored = item(&stack::crm_table(), &mid, &entity_id)
+            .await
+            .expect("the item exists");
         assert_eq!(stored["event_count"].as_n().unwrap(), &count.to_string(), "{name}");
-        assert_eq!(stored["last_raw"].as_s().unwrap(), &payload.to_string(), "{name}: events arrive in time order");
+        assert_eq!(
+            stored["last_raw"].as_s().unwrap(),
+            &payload.to_string(),
+            "{name}: events arrive in time order"
+        );
         let event_type = payload["event_type"].as_str().unwrap();
         assert_eq!(stored["last_event_type"].as_s().unwrap(), event_type, "{name}");
     }
@@ -78,11 +90,20 @@ async fn a_second_delivery_is_a_duplicate() {
     let mid = unique_mid("e2e-dup");
     payload["mid"] = mid.clone().into();
     let body = payload.to_string();
-    assert_eq!(post_crm(&http, &body, DEV_CRM_SECRET).await.json()["status"], "accepted");
+    assert_eq!(
+        post_crm(&http, &body, DEV_CRM_SECRET).await.json()["status"],
+        "accepted"
+    );
     let before = item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.unwrap();
     let again = post_crm(&http, &body, DEV_CRM_SECRET).await;
-    assert_eq!((again.status, again.json()["status"].as_str()), (200, Some("duplicate")));
-    assert_eq!(item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.unwrap(), before);
+    assert_eq!(
+        (again.status, again.json()["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    assert_eq!(
+        item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.unwrap(),
+        before
+    );
 }
 
 #[tokio::test]
@@ -95,7 +116,9 @@ async fn a_wrong_signature_is_401_and_writes_nothing() {
     assert_eq!(answer.refusal(), (401, "invalid_signature".into()));
     let unsigned = post(&http, &ingest_tests::http::crm_url(), &[], payload.to_string()).await;
     assert_eq!(unsigned.refusal(), (401, "missing_signature".into()));
-    assert!(item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.is_none());
+    assert!(item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f")
+        .await
+        .is_none());
 }
 
 #[tokio::test]
@@ -106,28 +129,47 @@ async fn a_tenant_with_its_own_secret_refuses_the_default_one() {
     payload["mid"] = 900.into();
     payload["extra_data"]["entity_id"] = unique_nonce().into();
     let body = payload.to_string();
-    assert_eq!(post_crm(&http, &body, DEV_CRM_SECRET).await.refusal(), (401, "invalid_signature".into()));
+    assert_eq!(
+        post_crm(&http, &body, DEV_CRM_SECRET).await.refusal(),
+        (401, "invalid_signature".into())
+    );
     let entity_id = payload["extra_data"]["entity_id"].as_str().unwrap();
     assert!(item(&stack::crm_table(), "900", entity_id).await.is_none());
     let accepted = post_crm(&http, &body, own.split(',').next().unwrap()).await;
-    assert_eq!((accepted.status, accepted.json()["mid"].as_str()), (200, Some("900")), "{}", accepted.body);
+    assert_eq!(
+        (accepted.status, accepted.json()["mid"].as_str()),
+        (200, Some("900")),
+        "{}",
+        accepted.body
+    );
 }
 
 #[tokio::test]
 async fn activity_tenant_comes_from_the_path_and_the_answer_is_plain_success() {
     let http = client();
     let mid = unique_mid("e2e-act");
-    let body = signed_activity(&fixture("activity/event_add.json"), &unique_nonce(), now_unix(), DEV_ACTIVITY_SECRET);
+    let body = signed_activity(
+        &fixture("activity/event_add.json"),
+        &unique_nonce(),
+        now_unix(),
+        DEV_ACTIVITY_SECRET,
+    );
     let answer = post(&http, &activity_url(&mid), &[], body.clone()).await;
     assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
-    let stored = item(&stack::activity_table(), &mid, ACTIVITY_ID).await.expect("stored under the path's tenant");
+    let stored = item(&stack::activity_table(), &mid, ACTIVITY_ID)
+        .await
+        .expect("stored under the path's tenant");
     assert_eq!(stored["title"].as_s().unwrap(), "新建活动回调");
     assert_eq!(stored["team_id"].as_s().unwrap(), "30fff19ebae611ecad5bee5022d7cxxx");
     assert_eq!(stored["privilege_type"].as_s().unwrap(), "private");
     assert_eq!(stored["started_at"].as_s().unwrap(), "2023-12-05T10:47:00+08:00");
     assert!(!stored.contains_key("roadmap_id") && !stored.contains_key("logo"));
     let again = post(&http, &activity_url(&mid), &[], body.clone()).await;
-    assert_eq!((again.status, again.body.as_str()), (200, "success"), "a duplicate delivery");
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (200, "success"),
+        "a duplicate delivery"
+    );
     let mut replay: Value = serde_json::from_str(&body).unwrap();
     replay["attributes"]["title"] = "replayed".into();
     let refused = post(&http, &activity_url(&mid), &[], replay.to_string()).await;
@@ -140,8 +182,18 @@ async fn delete_then_late_edit_is_still_deleted() {
     let http = client();
     let mid = unique_mid("e2e-del");
     let now = now_unix();
-    let delete = signed_activity(&fixture("activity/event_delete.json"), &unique_nonce(), now, DEV_ACTIVITY_SECRET);
-    let late_edit = signed_activity(&fixture("activity/event_edit.json"), &unique_nonce(), now - 60, DEV_ACTIVITY_SECRET);
+    let delete = signed_activity(
+        &fixture("activity/event_delete.json"),
+        &unique_nonce(),
+        now,
+        DEV_ACTIVITY_SECRET,
+    );
+    let late_edit = signed_activity(
+        &fixture("activity/event_edit.json"),
+        &unique_nonce(),
+        now - 60,
+        DEV_ACTIVITY_SECRET,
+    );
     for body in [delete, late_edit] {
         let answer = post(&http, &activity_url(&mid), &[], body).await;
         assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
@@ -157,7 +209,15 @@ async fn delete_then_late_edit_is_still_deleted() {
 async fn a_forged_activity_sign_is_401_and_writes_nothing() {
     let http = client();
     let mid = unique_mid("e2e-act-forged");
-    let body = signed_activity(&fixture("activity/event_add.json"), &unique_nonce(), now_unix(), "wrong");
-    assert_eq!(post(&http, &activity_url(&mid), &[], body).await.refusal(), (401, "invalid_signature".into()));
+    let body = signed_activity(
+        &fixture("activity/event_add.json"),
+        &unique_nonce(),
+        now_unix(),
+        "wrong",
+    );
+    assert_eq!(
+        post(&http, &activity_url(&mid), &[], body).await.refusal(),
+        (401, "invalid_signature".into())
+    );
     assert!(item(&stack::activity_table(), &mid, ACTIVITY_ID).await.is_none());
 }

@@ -24,7 +24,12 @@ const NOW: i64 = 1_800_000_000;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 fn crm_store() -> DynamoCrmStore {
-    DynamoCrmStore::new(stack::dynamodb_client(), stack::crm_table(), stack::crm_deliveries_table(), Arc::new(FixedClock(NOW)))
+    DynamoCrmStore::new(
+        stack::dynamodb_client(),
+        stack::crm_table(),
+        stack::crm_deliveries_table(),
+        Arc::new(FixedClock(NOW)),
+    )
 }
 
 fn activity_store() -> DynamoActivityStore {
@@ -39,13 +44,18 @@ fn activity_store() -> DynamoActivityStore {
 
 /// A fixture body moved to tenant `mid`, parsed as the function would after verification.
 fn crm_event(file: &str, mid: &str) -> CrmEvent {
-    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/crm/{file}")).unwrap()).unwrap();
+    let mut value: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/crm/{file}")).unwrap()).unwrap();
     value["mid"] = mid.into();
     crm_event_from(&value)
 }
 
 fn crm_event_from(value: &Value) -> CrmEvent {
-    CrmEvent::from_envelope(Envelope::parse(value.to_string().as_bytes()).unwrap(), SourceOffset::BEIJING).unwrap()
+    CrmEvent::from_envelope(
+        Envelope::parse(value.to_string().as_bytes()).unwrap(),
+        SourceOffset::BEIJING,
+    )
+    .unwrap()
 }
 
 fn activity_event(file: &str, mid: &str) -> ActivityEvent {
@@ -72,7 +82,10 @@ fn sdk_value(value: &AttrValue) -> AttributeValue {
 }
 
 async fn get(table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
-    let key = key.iter().map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string()))).collect();
+    let key = key
+        .iter()
+        .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+        .collect();
     let output = stack::dynamodb_client()
         .get_item()
         .table_name(table)
@@ -123,9 +136,17 @@ async fn every_crm_fixture_produces_exactly_the_pure_item() {
         let ledger = ledgers.entry(event.entity_id.clone()).or_default();
         ledger.apply(&event);
         let want = ledger.state.as_ref().unwrap().to_item("1970-01-01T00:00:00Z");
-        let mut got = visible(get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &event.entity_id)]).await.unwrap());
+        let mut got = visible(
+            get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &event.entity_id)])
+                .await
+                .unwrap(),
+        );
         let updated_at = got.insert("updated_at".into(), AttributeValue::S("1970-01-01T00:00:00Z".into()));
-        assert_eq!(updated_at, Some(AttributeValue::S("2027-01-15T08:00:00Z".into())), "updated_at is the write time, UTC");
+        assert_eq!(
+            updated_at,
+            Some(AttributeValue::S("2027-01-15T08:00:00Z".into())),
+            "updated_at is the write time, UTC"
+        );
         assert_eq!(got, expected(&want), "{name}");
     }
 }
@@ -143,8 +164,17 @@ async fn duplicates_leave_the_item_and_event_count_unchanged() {
     assert_eq!(n(&before, "event_count"), 2);
     assert_eq!(store.apply(&update).await, Ok(Delivery::Duplicate));
     assert_eq!(store.apply(&create).await, Ok(Delivery::Duplicate));
-    assert_eq!(get(&stack::crm_table(), &key).await.unwrap(), before, "nothing changed, not even the version");
-    let record = get(&stack::crm_deliveries_table(), &[("mid", &mid), ("event_digest", update.digest.as_str())]).await.unwrap();
+    assert_eq!(
+        get(&stack::crm_table(), &key).await.unwrap(),
+        before,
+        "nothing changed, not even the version"
+    );
+    let record = get(
+        &stack::crm_deliveries_table(),
+        &[("mid", &mid), ("event_digest", update.digest.as_str())],
+    )
+    .await
+    .unwrap();
     assert!(n(&record, "expires_at") > NOW, "delivery records carry a TTL");
 }
 
@@ -156,11 +186,24 @@ async fn a_late_older_event_fills_gaps_but_never_rolls_a_field_back() {
     let update = crm_event("lead_object_update.json", &mid);
     assert_eq!(store.apply(&update).await, Ok(Delivery::Accepted));
     assert_eq!(store.apply(&create).await, Ok(Delivery::Accepted));
-    let item = get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &create.entity_id)]).await.unwrap();
+    let item = get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &create.entity_id)])
+        .await
+        .unwrap();
     let fields = item["fields"].as_m().unwrap();
-    assert_eq!(fields["name"].as_s().unwrap(), "ceshi-webhook-002", "the newer update keeps name");
-    assert!(!fields.contains_key("mobile"), "cleared by the newer update, not restored by the create");
-    assert_eq!(fields["lead_pool"].as_s().unwrap(), "market", "filled by the older create");
+    assert_eq!(
+        fields["name"].as_s().unwrap(),
+        "ceshi-webhook-002",
+        "the newer update keeps name"
+    );
+    assert!(
+        !fields.contains_key("mobile"),
+        "cleared by the newer update, not restored by the create"
+    );
+    assert_eq!(
+        fields["lead_pool"].as_s().unwrap(),
+        "market",
+        "filled by the older create"
+    );
     assert_eq!(item["last_event_type"].as_s().unwrap(), "object_update");
     assert_eq!(item["created_at"].as_s().unwrap(), "2023-02-27T15:02:25+08:00");
 }
@@ -189,10 +232,20 @@ async fn concurrent_writers_on_one_entity_lose_no_update() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), Ok(Delivery::Accepted));
     }
-    let item = get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &base.entity_id)]).await.unwrap();
+    let item = get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &base.entity_id)])
+        .await
+        .unwrap();
     assert_eq!(n(&item, "event_count"), 12);
-    assert_eq!(item["fields"].as_m().unwrap().len(), 12, "every writer's field survived");
-    assert_eq!(n(&item, "version"), 12, "one version per write: conflicts were retried, not merged blindly");
+    assert_eq!(
+        item["fields"].as_m().unwrap().len(),
+        12,
+        "every writer's field survived"
+    );
+    assert_eq!(
+        n(&item, "version"),
+        12,
+        "one version per write: conflicts were retried, not merged blindly"
+    );
 }
 
 #[tokio::test]
@@ -205,11 +258,20 @@ async fn activity_nonces_distinguish_duplicates_from_replays() {
     let before = get(&stack::activity_table(), &key).await.unwrap();
     assert_eq!(store.apply(&add).await, Ok(NonceOutcome::Duplicate));
     let tampered = add.raw.replace("新建活动回调", "篡改");
-    assert_eq!(store.apply(&activity_event_from(&tampered, &mid)).await, Ok(NonceOutcome::Replayed));
+    assert_eq!(
+        store.apply(&activity_event_from(&tampered, &mid)).await,
+        Ok(NonceOutcome::Replayed)
+    );
     assert_eq!(get(&stack::activity_table(), &key).await.unwrap(), before);
     let other_tenant = unique_mid("nonce-other");
-    assert_eq!(store.apply(&activity_event("event_add.json", &other_tenant)).await, Ok(NonceOutcome::Accepted), "nonces are per tenant");
-    let record = get(&stack::activity_nonces_table(), &[("mid", &mid), ("nonce", &add.nonce)]).await.unwrap();
+    assert_eq!(
+        store.apply(&activity_event("event_add.json", &other_tenant)).await,
+        Ok(NonceOutcome::Accepted),
+        "nonces are per tenant"
+    );
+    let record = get(&stack::activity_nonces_table(), &[("mid", &mid), ("nonce", &add.nonce)])
+        .await
+        .unwrap();
     assert_eq!(n(&record, "expires_at"), NOW + 660);
 }
 
@@ -218,11 +280,24 @@ async fn delete_is_a_tombstone_that_a_late_edit_cannot_undo() {
     let store = activity_store();
     let mid = unique_mid("tomb");
     let key = [("mid", mid.as_str()), ("entity_id", "b80bb752931811eeaeb42ef5b77e53xx")];
-    assert_eq!(store.apply(&activity_event("event_delete.json", &mid)).await, Ok(NonceOutcome::Accepted));
+    assert_eq!(
+        store.apply(&activity_event("event_delete.json", &mid)).await,
+        Ok(NonceOutcome::Accepted)
+    );
     let tombstone = get(&stack::activity_table(), &key).await.unwrap();
-    assert_eq!(tombstone["deleted"].as_bool().unwrap(), &true, "a delete for an unknown activity creates the tombstone");
-    assert_eq!(store.apply(&activity_event("event_edit.json", &mid)).await, Ok(NonceOutcome::Accepted));
-    assert_eq!(store.apply(&activity_event("event_add.json", &mid)).await, Ok(NonceOutcome::Accepted));
+    assert_eq!(
+        tombstone["deleted"].as_bool().unwrap(),
+        &true,
+        "a delete for an unknown activity creates the tombstone"
+    );
+    assert_eq!(
+        store.apply(&activity_event("event_edit.json", &mid)).await,
+        Ok(NonceOutcome::Accepted)
+    );
+    assert_eq!(
+        store.apply(&activity_event("event_add.json", &mid)).await,
+        Ok(NonceOutcome::Accepted)
+    );
     let item = get(&stack::activity_table(), &key).await.unwrap();
     assert_eq!(item["deleted"].as_bool().unwrap(), &true);
     assert_eq!(item["last_action"].as_s().unwrap(), "event/delete");
@@ -241,7 +316,11 @@ async fn an_unmodelled_action_records_its_nonce_and_no_item() {
     let mid = unique_mid("doc");
     let doc = activity_event("doc_add.json", &mid);
     assert_eq!(store.apply(&doc).await, Ok(NonceOutcome::Accepted));
-    assert!(get(&stack::activity_nonces_table(), &[("mid", &mid), ("nonce", &doc.nonce)]).await.is_some());
+    assert!(
+        get(&stack::activity_nonces_table(), &[("mid", &mid), ("nonce", &doc.nonce)])
+            .await
+            .is_some()
+    );
     assert_eq!(store.apply(&doc).await, Ok(NonceOutcome::Duplicate));
 }
 
@@ -249,11 +328,27 @@ async fn an_unmodelled_action_records_its_nonce_and_no_item() {
 async fn an_unreachable_dynamodb_fails_fast_and_cleanly() {
     // Nothing listens on port 9 (discard) on the loopback interface.
     let client = stack::client_for("http://127.0.0.1:9");
-    let store = DynamoCrmStore::new(client, stack::crm_table(), stack::crm_deliveries_table(), Arc::new(FixedClock(NOW)));
+    let store = DynamoCrmStore::new(
+        client,
+        stack::crm_table(),
+        stack::crm_deliveries_table(),
+        Arc::new(FixedClock(NOW)),
+    );
     let mid = unique_mid("down");
     let started = Instant::now();
     let result = store.apply(&crm_event("seed_124_object_create.json", &mid)).await;
-    assert!(matches!(result, Err(StoreError::Unavailable(_) | StoreError::Timeout(_))), "{result:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "SPEC: every answer within 5 s");
-    assert!(get(&stack::crm_table(), &[("mid", &mid), ("entity_id", "NttdW4NoJfD2cX6f7rg52f")]).await.is_none());
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_) | StoreError::Timeout(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "SPEC: every answer within 5 s"
+    );
+    assert!(get(
+        &stack::crm_table(),
+        &[("mid", &mid), ("entity_id", "NttdW4NoJfD2cX6f7rg52f")]
+    )
+    .await
+    .is_none());
 }

@@ -61,10 +61,15 @@ impl<S: ActivityStore> App<S> {
             rest.split('/').next().map(str::to_owned)
         };
         let from_query = || request.query_string_parameters().first("mid").map(str::to_owned);
-        [from_path_parameter(), from_path(), from_query(), self.config.default_mid.clone()]
-            .into_iter()
-            .flatten()
-            .map(|mid| mid.trim().to_owned())
-            .find(|mid| !mid.is_empty())
+        [
+            from_path_parameter(),
+            from_path(),
+            from_query(),
+            self.config.default_mid.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|mid| mid.trim().to_owned())
+        .find(|mid| !mid.is_empty())
     }
 }

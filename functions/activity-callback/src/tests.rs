@@ -16,7 +16,9 @@ use crate::handler::App;
 const ENTITY: &str = "b80bb752931811eeaeb42ef5b77e53xx";
 
 fn event_json(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/events").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/events")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -29,7 +31,11 @@ fn app_with(vars: &[(&str, &str)], now: i64) -> App<MemoryStore> {
     ];
     all.extend_from_slice(vars);
     let config = ActivityConfig::from_env(&all.into_iter().collect::<Env>()).unwrap();
-    App { config, store: MemoryStore::default(), clock: Box::new(FixedClock(now)) }
+    App {
+        config,
+        store: MemoryStore::default(),
+        clock: Box::new(FixedClock(now)),
+    }
 }
 
 fn dev_app() -> App<MemoryStore> {
@@ -39,7 +45,10 @@ fn dev_app() -> App<MemoryStore> {
 async fn call(app: &App<MemoryStore>, event: &Value) -> (u16, String, Option<String>) {
     let request: Request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
     let response = app.handle(request).await;
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     let body = match response.body() {
         Body::Text(text) => text.clone(),
         Body::Binary(bytes) => String::from_utf8(bytes.clone()).unwrap(),
@@ -71,13 +80,25 @@ fn body_of(event: &Value) -> Value {
 #[tokio::test]
 async fn add_edit_delete_and_unmodelled_actions_answer_plain_success() {
     let app = dev_app();
-    for name in ["activity_event_add.json", "activity_event_edit.json", "activity_event_delete.json", "activity_doc_add.json"] {
+    for name in [
+        "activity_event_add.json",
+        "activity_event_edit.json",
+        "activity_event_delete.json",
+        "activity_doc_add.json",
+    ] {
         let answer = call(&app, &event_json(name)).await;
-        assert_eq!((answer.0, answer.1.as_str(), answer.2.as_deref()), (200, "success", Some("text/plain")), "{name}");
+        assert_eq!(
+            (answer.0, answer.1.as_str(), answer.2.as_deref()),
+            (200, "success", Some("text/plain")),
+            "{name}"
+        );
     }
     let state = app.store.activity_state("124", ENTITY).unwrap();
     assert!(state.deleted());
-    assert_eq!(state.content.unwrap().value.title.as_deref().map(|t| !t.is_empty()), Some(true));
+    assert_eq!(
+        state.content.unwrap().value.title.as_deref().map(|t| !t.is_empty()),
+        Some(true)
+    );
     assert_eq!(app.store.nonce_count(), 4);
 }
 
@@ -97,9 +118,25 @@ async fn same_nonce_same_body_is_a_duplicate_and_another_body_a_replay() {
     assert_eq!(call(&app, &event).await.1, "success");
     let mut body = body_of(&event);
     body["attributes"]["title"] = "changed".into();
-    let replay = resigned(&event, body.clone(), body["nonce"].as_str().unwrap(), body["timestamp"].as_i64().unwrap(), "dev-activity-secret");
+    let replay = resigned(
+        &event,
+        body.clone(),
+        body["nonce"].as_str().unwrap(),
+        body["timestamp"].as_i64().unwrap(),
+        "dev-activity-secret",
+    );
     assert_eq!(code(&call(&app, &replay).await), (401, "replayed_nonce".into()));
-    assert_ne!(app.store.activity_state("124", ENTITY).unwrap().content.unwrap().value.title.as_deref(), Some("changed"));
+    assert_ne!(
+        app.store
+            .activity_state("124", ENTITY)
+            .unwrap()
+            .content
+            .unwrap()
+            .value
+            .title
+            .as_deref(),
+        Some("changed")
+    );
 }
 
 #[tokio::test]
@@ -138,8 +175,14 @@ async fn freshness_is_enforced_around_the_clock() {
     let strict = |now| app_with(&[("ACTIVITY_MAX_SKEW_SECONDS", "300")], now);
     assert_eq!(call(&strict(timestamp + 300), &event).await.0, 200);
     assert_eq!(call(&strict(timestamp - 300), &event).await.0, 200);
-    assert_eq!(code(&call(&strict(timestamp + 301), &event).await), (401, "stale_timestamp".into()));
-    assert_eq!(code(&call(&strict(timestamp - 301), &event).await), (401, "stale_timestamp".into()));
+    assert_eq!(
+        code(&call(&strict(timestamp + 301), &event).await),
+        (401, "stale_timestamp".into())
+    );
+    assert_eq!(
+        code(&call(&strict(timestamp - 301), &event).await),
+        (401, "stale_timestamp".into())
+    );
 }
 
 #[tokio::test]
@@ -153,8 +196,14 @@ async fn authenticity_failures_are_401_and_write_nothing() {
     unsigned.as_object_mut().unwrap().remove("sign");
     let mut unsigned_event = event.clone();
     unsigned_event["body"] = unsigned.to_string().into();
-    assert_eq!(code(&call(&app, &unsigned_event).await), (401, "missing_signature".into()));
-    let per_tenant_only = app_with(&[("ACTIVITY_CALLBACK_SECRET", ""), ("ACTIVITY_CALLBACK_SECRET_941", "x")], 0);
+    assert_eq!(
+        code(&call(&app, &unsigned_event).await),
+        (401, "missing_signature".into())
+    );
+    let per_tenant_only = app_with(
+        &[("ACTIVITY_CALLBACK_SECRET", ""), ("ACTIVITY_CALLBACK_SECRET_941", "x")],
+        0,
+    );
     assert_eq!(code(&call(&per_tenant_only, &event).await), (401, "no_secret".into()));
     assert!(app.store.activity_state("124", ENTITY).is_none());
     assert_eq!(app.store.nonce_count(), 0);
@@ -166,7 +215,11 @@ async fn fields_are_checked_after_authenticity() {
     let event = event_json("activity_event_edit.json");
     let mut body = body_of(&event);
     body["attributes"].as_object_mut().unwrap().remove("event_id");
-    let answer = call(&app, &resigned(&event, body, "n-2", 1_701_762_177, "dev-activity-secret")).await;
+    let answer = call(
+        &app,
+        &resigned(&event, body, "n-2", 1_701_762_177, "dev-activity-secret"),
+    )
+    .await;
     assert_eq!(code(&answer), (400, "missing_field".into()));
     assert!(answer.1.contains("attributes.event_id"));
     assert_eq!(app.store.nonce_count(), 0);

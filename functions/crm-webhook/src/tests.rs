@@ -17,10 +17,16 @@ fn events_dir() -> PathBuf {
 }
 
 fn app(secrets: &[(&str, &str)]) -> App<MemoryStore> {
-    let mut vars = vec![("CRM_TABLE_NAME", "crm_entities"), ("CRM_DELIVERIES_TABLE_NAME", "crm_deliveries")];
+    let mut vars = vec![
+        ("CRM_TABLE_NAME", "crm_entities"),
+        ("CRM_DELIVERIES_TABLE_NAME", "crm_deliveries"),
+    ];
     vars.extend_from_slice(secrets);
     let config = CrmConfig::from_env(&vars.into_iter().collect::<Env>()).unwrap();
-    App { config, store: MemoryStore::default() }
+    App {
+        config,
+        store: MemoryStore::default(),
+    }
 }
 
 fn dev_app() -> App<MemoryStore> {
@@ -92,7 +98,10 @@ async fn refusals_have_their_documented_status_and_write_nothing() {
 
     let mut wrong_signature = good.clone();
     wrong_signature["headers"]["x-signature"] = "0".repeat(40).into();
-    assert_eq!(error_code(&call(&app, &wrong_signature).await), (401, "invalid_signature"));
+    assert_eq!(
+        error_code(&call(&app, &wrong_signature).await),
+        (401, "invalid_signature")
+    );
 
     let mut unsigned = good.clone();
     unsigned["headers"].as_object_mut().unwrap().remove("x-signature");
@@ -116,7 +125,9 @@ async fn refusals_have_their_documented_status_and_write_nothing() {
 #[tokio::test]
 async fn mid_is_checked_before_the_signature_and_fields_after_it() {
     let app = dev_app();
-    let sign = |body: &str| webhook_model::crm::verify::sign(body.as_bytes(), &webhook_model::secret::Secret::new("dev-crm-secret"));
+    let sign = |body: &str| {
+        webhook_model::crm::verify::sign(body.as_bytes(), &webhook_model::secret::Secret::new("dev-crm-secret"))
+    };
     let mut event = event_json("crm_seed_124_object_create.json");
 
     event["body"] = r#"{"event_type":"object_create"}"#.into();
@@ -143,7 +154,10 @@ async fn a_tenant_without_a_secret_is_refused_even_when_others_have_one() {
 
 #[tokio::test]
 async fn a_per_tenant_secret_overrides_the_default_and_rotation_keeps_old_senders_working() {
-    let overridden = app(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret"), ("CRM_WEBHOOK_SECRET_124", "tenant-124")]);
+    let overridden = app(&[
+        ("CRM_WEBHOOK_SECRET", "dev-crm-secret"),
+        ("CRM_WEBHOOK_SECRET_124", "tenant-124"),
+    ]);
     let event = event_json("crm_seed_124_object_create.json");
     assert_eq!(error_code(&call(&overridden, &event).await), (401, "invalid_signature"));
     let rotating = app(&[("CRM_WEBHOOK_SECRET_124", "new-secret, dev-crm-secret")]);
@@ -171,7 +185,10 @@ async fn storage_outage_is_503_storage_unavailable() {
 
 #[tokio::test]
 async fn a_custom_signature_header_is_honoured() {
-    let app = app(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret"), ("CRM_SIGNATURE_HEADER", "X-Jing-Signature")]);
+    let app = app(&[
+        ("CRM_WEBHOOK_SECRET", "dev-crm-secret"),
+        ("CRM_SIGNATURE_HEADER", "X-Jing-Signature"),
+    ]);
     let mut event = event_json("crm_seed_124_object_create.json");
     let signature = event["headers"].as_object_mut().unwrap().remove("x-signature").unwrap();
     assert_eq!(error_code(&call(&app, &event).await), (401, "missing_signature"));

@@ -230,7 +230,10 @@ fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseE
         None => return Ok(BTreeMap::new()),
         Some(Value::Array(entries)) => entries,
         Some(other) => {
-            return Err(ParseError::invalid(path, format!("expected an array, got {}", kind_of(other))))
+            return Err(ParseError::invalid(
+                path,
+                format!("expected an array, got {}", kind_of(other)),
+            ))
         }
     };
     let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -240,7 +243,10 @@ fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseE
             return Err(ParseError::invalid(entry_path, "expected an object with type and id"));
         };
         let entry = Fields::new(entry, &entry_path);
-        grouped.entry(entry.req_str("type")?).or_default().push(entry.req_id("id")?);
+        grouped
+            .entry(entry.req_str("type")?)
+            .or_default()
+            .push(entry.req_id("id")?);
     }
     Ok(grouped)
 }
@@ -265,7 +271,10 @@ mod tests {
         assert_eq!(event.action, ActivityAction::Add);
         let content = event.content.unwrap();
         assert_eq!(content.team_id.as_deref(), Some("T"));
-        assert_eq!((content.roadmap_id, content.participant_count_limit, content.logo), (None, None, None));
+        assert_eq!(
+            (content.roadmap_id, content.participant_count_limit, content.logo),
+            (None, None, None)
+        );
         assert_eq!(content.enable_random_extract, Some(true));
         assert_eq!(content.privilege_type, Some(PrivilegeType::CreatorOnly));
         assert_eq!(content.started_at.as_deref(), Some("2023-12-05T10:47:00+08:00"));
@@ -277,10 +286,19 @@ mod tests {
             parse(json!({"action": "event/edit", "attributes": {}})).unwrap_err(),
             ParseError::missing("attributes.event_id")
         );
-        assert_eq!(parse(json!({"action": "event/delete"})).unwrap_err(), ParseError::missing("attributes.event_id"));
+        assert_eq!(
+            parse(json!({"action": "event/delete"})).unwrap_err(),
+            ParseError::missing("attributes.event_id")
+        );
         let doc = parse(json!({"action": "doc/add", "attributes": {"doc_id": "D"}})).unwrap();
-        assert_eq!((doc.action, doc.entity_id), (ActivityAction::Other("doc/add".into()), None));
-        assert_eq!(parse(json!({"attributes": {}})).unwrap_err(), ParseError::missing("action"));
+        assert_eq!(
+            (doc.action, doc.entity_id),
+            (ActivityAction::Other("doc/add".into()), None)
+        );
+        assert_eq!(
+            parse(json!({"attributes": {}})).unwrap_err(),
+            ParseError::missing("action")
+        );
     }
 
     #[test]
@@ -291,7 +309,10 @@ mod tests {
             (json!({"privilege": "all"}), "attributes.privilege"),
             (json!({"privilege": [{"type": "staff"}]}), "attributes.privilege[0].id"),
             (json!({"started_at": "tomorrow"}), "attributes.started_at"),
-            (json!({"participant_count_limit": "many"}), "attributes.participant_count_limit"),
+            (
+                json!({"participant_count_limit": "many"}),
+                "attributes.participant_count_limit",
+            ),
             (json!({"title": ["x"]}), "attributes.title"),
         ];
         for (attributes, field) in cases {
@@ -308,8 +329,10 @@ mod tests {
 
     #[test]
     fn privilege_is_grouped_by_type() {
-        let event = parse(json!({"action": "event/add", "attributes": {"event_id": "A", "privilege": [
-            {"type": "staff", "id": "s1"}, {"type": "department", "id": 1}, {"type": "staff", "id": "s2"}]}}))
+        let event = parse(
+            json!({"action": "event/add", "attributes": {"event_id": "A", "privilege": [
+            {"type": "staff", "id": "s1"}, {"type": "department", "id": 1}, {"type": "staff", "id": "s2"}]}}),
+        )
         .unwrap();
         let privilege = event.content.unwrap().privilege;
         assert_eq!(privilege["staff"], ["s1", "s2"]);

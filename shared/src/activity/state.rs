@@ -40,7 +40,12 @@ impl ActivityState {
         let privilege = c
             .privilege
             .iter()
-            .map(|(kind, ids)| (kind.clone(), AttrValue::L(ids.iter().cloned().map(AttrValue::S).collect())))
+            .map(|(kind, ids)| {
+                (
+                    kind.clone(),
+                    AttrValue::L(ids.iter().cloned().map(AttrValue::S).collect()),
+                )
+            })
             .collect();
         let mut item = ItemBuilder::key(&self.mid, &self.entity_id)
             .opt_s("title", c.title.as_deref())

@@ -102,7 +102,10 @@ mod tests {
     fn fresh_and_correctly_signed_is_accepted_with_any_current_secret() {
         assert_eq!(check(&signed("a", TS), "a", TS), Ok(()));
         assert_eq!(check(&signed("old", TS), "new,old", TS), Ok(()));
-        assert_eq!(check(&signed("gone", TS), "new,old", TS), Err(AuthError::InvalidSignature));
+        assert_eq!(
+            check(&signed("gone", TS), "new,old", TS),
+            Err(AuthError::InvalidSignature)
+        );
     }
 
     #[test]
@@ -110,10 +113,20 @@ mod tests {
         let fields = signed("a", TS);
         assert_eq!(check(&fields, "a", TS + 300), Ok(()));
         assert_eq!(check(&fields, "a", TS - 300), Ok(()));
-        assert!(matches!(check(&fields, "a", TS + 301), Err(AuthError::StaleTimestamp { .. })));
-        assert!(matches!(check(&fields, "a", TS - 301), Err(AuthError::StaleTimestamp { .. })));
+        assert!(matches!(
+            check(&fields, "a", TS + 301),
+            Err(AuthError::StaleTimestamp { .. })
+        ));
+        assert!(matches!(
+            check(&fields, "a", TS - 301),
+            Err(AuthError::StaleTimestamp { .. })
+        ));
         let secrets = SecretSet::parse("a").unwrap();
-        assert_eq!(verify(&fields, &secrets, &FixedClock(0), 0), Ok(()), "0 turns the check off");
+        assert_eq!(
+            verify(&fields, &secrets, &FixedClock(0), 0),
+            Ok(()),
+            "0 turns the check off"
+        );
     }
 
     #[test]

@@ -364,7 +364,10 @@ mod tests {
             assert_eq!(CrmEventType::from_wire(wire).as_str(), wire);
             assert!(CrmEventType::from_wire(wire).is_known());
         }
-        assert_eq!(CrmEventType::from_wire("object_merge"), CrmEventType::Other("object_merge".into()));
+        assert_eq!(
+            CrmEventType::from_wire("object_merge"),
+            CrmEventType::Other("object_merge".into())
+        );
     }
 
     #[test]
@@ -404,15 +407,36 @@ mod tests {
             ("/create_time", json!("soon"), "create_time"),
             ("/create_time", json!(99_999_999_999_999_i64), "create_time"),
             ("/extra_data", json!("x"), "extra_data"),
-            ("/extra_data/mapping_data", json!({"name": "x"}), "extra_data.mapping_data.name"),
-            ("/extra_data/mapping_data", json!({"name": []}), "extra_data.mapping_data.name"),
-            ("/extra_data/mapping_data", json!({"name": [1, 2, 3]}), "extra_data.mapping_data.name"),
-            ("/extra_data/created_timestamp", json!("2023-02-30 10:00:00"), "extra_data.created_timestamp"),
+            (
+                "/extra_data/mapping_data",
+                json!({"name": "x"}),
+                "extra_data.mapping_data.name",
+            ),
+            (
+                "/extra_data/mapping_data",
+                json!({"name": []}),
+                "extra_data.mapping_data.name",
+            ),
+            (
+                "/extra_data/mapping_data",
+                json!({"name": [1, 2, 3]}),
+                "extra_data.mapping_data.name",
+            ),
+            (
+                "/extra_data/created_timestamp",
+                json!("2023-02-30 10:00:00"),
+                "extra_data.created_timestamp",
+            ),
         ];
         for (pointer, bad, field) in cases {
             let mut value = minimal();
             let (parent, key) = pointer.rsplit_once('/').unwrap();
-            value.pointer_mut(parent).unwrap().as_object_mut().unwrap().insert(key.to_owned(), bad.clone());
+            value
+                .pointer_mut(parent)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .insert(key.to_owned(), bad.clone());
             match parse(value) {
                 Err(ParseError::InvalidField { field: got, .. }) => assert_eq!(got, field, "{pointer} = {bad}"),
                 other => panic!("{pointer} = {bad}: {other:?}"),
@@ -430,7 +454,14 @@ mod tests {
         value["extra_data"]["mapping_data_text"] = json!({"name": "B", "email": ["-", "E"], "pool": null});
         let event = parse(value).unwrap();
         let change = |f: &str| event.changes.get(f).unwrap().clone();
-        assert_eq!(change("name"), FieldChange { before: Some(json!("a")), after: Some(json!("b")), label: Some("B".into()) });
+        assert_eq!(
+            change("name"),
+            FieldChange {
+                before: Some(json!("a")),
+                after: Some(json!("b")),
+                label: Some("B".into())
+            }
+        );
         assert_eq!(change("email").after, Some(json!("e@x")));
         assert_eq!(change("email").label.as_deref(), Some("E"));
         assert_eq!(change("mobile").after, None, "cleared");

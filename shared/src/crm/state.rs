@@ -216,11 +216,23 @@ mod tests {
 
     #[test]
     fn a_cleared_field_has_neither_value_nor_label() {
-        let set = event(1, r#"{"company_name":["","中山大学"]}"#, r#"{"company_name":["-","中山大学"]}"#);
-        let cleared = event(2, r#"{"company_name":["中山大学",""]}"#, r#"{"company_name":["中山大学","-"]}"#);
+        let set = event(
+            1,
+            r#"{"company_name":["","中山大学"]}"#,
+            r#"{"company_name":["-","中山大学"]}"#,
+        );
+        let cleared = event(
+            2,
+            r#"{"company_name":["中山大学",""]}"#,
+            r#"{"company_name":["中山大学","-"]}"#,
+        );
         let state = CrmState::merge(Some(CrmState::merge(None, &set)), &cleared);
         let item = state.to_item("2026-01-01T00:00:00Z");
         assert_eq!(item["fields"], AttrValue::M(BTreeMap::new()));
-        assert_eq!(item["field_labels"], AttrValue::M(BTreeMap::new()), "no label `-` for a cleared field");
+        assert_eq!(
+            item["field_labels"],
+            AttrValue::M(BTreeMap::new()),
+            "no label `-` for a cleared field"
+        );
     }
 }

@@ -77,10 +77,16 @@ mod tests {
         let good = sign(BODY, &Secret::new("k1"));
         assert_eq!(check(Some(&good), "k2"), Err(AuthError::InvalidSignature));
         assert_eq!(check(Some(&good[..38]), "k1"), Err(AuthError::InvalidSignature));
-        assert_eq!(check(Some(&format!("{good}00")), "k1"), Err(AuthError::InvalidSignature));
+        assert_eq!(
+            check(Some(&format!("{good}00")), "k1"),
+            Err(AuthError::InvalidSignature)
+        );
         assert_eq!(check(Some(&format!("{good}0")), "k1"), Err(AuthError::InvalidSignature));
         assert_eq!(check(Some(&"zz".repeat(20)), "k1"), Err(AuthError::InvalidSignature));
-        assert_eq!(check(Some(&format!("sha256={good}")), "k1"), Err(AuthError::InvalidSignature));
+        assert_eq!(
+            check(Some(&format!("sha256={good}")), "k1"),
+            Err(AuthError::InvalidSignature)
+        );
         let other_body = sign(b"{}", &Secret::new("k1"));
         assert_eq!(check(Some(&other_body), "k1"), Err(AuthError::InvalidSignature));
     }

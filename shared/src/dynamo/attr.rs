@@ -44,10 +44,7 @@ pub fn n(value: impl ToString) -> AttributeValue {
 }
 
 pub fn key(partition: (&str, &str), sort: (&str, &str)) -> SdkItem {
-    HashMap::from([
-        (partition.0.to_owned(), s(partition.1)),
-        (sort.0.to_owned(), s(sort.1)),
-    ])
+    HashMap::from([(partition.0.to_owned(), s(partition.1)), (sort.0.to_owned(), s(sort.1))])
 }
 
 /// The version, merge state and raw body of a stored entity item.
@@ -71,7 +68,11 @@ pub fn decode_state<S: serde::de::DeserializeOwned>(
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("`{MERGE_STATE}` is missing")))?;
     let mut state: S = serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let raw = item.get(LAST_RAW).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let raw = item
+        .get(LAST_RAW)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
     restore_raw(&mut state, raw);
     Ok(Stored { version, state })
 }

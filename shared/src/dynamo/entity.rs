@@ -76,7 +76,9 @@ pub async fn within_deadline<T>(
     operation: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     let deadline = super::DEADLINE;
-    tokio::time::timeout(deadline, operation)
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Timeout(u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX))))
+    tokio::time::timeout(deadline, operation).await.unwrap_or_else(|_| {
+        Err(StoreError::Timeout(
+            u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        ))
+    })
 }

@@ -49,7 +49,12 @@ enum Command {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
-        Command::CrmCurl { url, secret, header, body_file } => {
+        Command::CrmCurl {
+            url,
+            secret,
+            header,
+            body_file,
+        } => {
             let body = std::fs::read_to_string(&body_file)?;
             let compact = serde_json::from_str::<serde_json::Value>(&body)?.to_string();
             let signature = sign_crm(compact.as_bytes(), &secret);
@@ -66,7 +71,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 shell_quote(&fresh)
             );
         }
-        Command::Events { fixtures, crm_secret, header } => write_events(&fixtures, &crm_secret, &header)?,
+        Command::Events {
+            fixtures,
+            crm_secret,
+            header,
+        } => write_events(&fixtures, &crm_secret, &header)?,
     }
     Ok(())
 }
