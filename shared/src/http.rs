@@ -29,6 +29,11 @@ pub fn header_text<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.headers().get(name).map(|value| value.to_str().unwrap_or(""))
 }
 
+/// The answer to a request: its success response, or its refusal.
+pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(|error| error_response(&error))
+}
+
 /// The refusal of SPEC 2.3, logged at WARN (the sender's fault) or ERROR (ours).
 pub fn error_response(error: &ApiError) -> Response<Body> {
     if error.status() >= 500 {

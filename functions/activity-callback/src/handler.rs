@@ -8,7 +8,7 @@ use webhook_model::clock::Clock;
 use webhook_model::config::ActivityConfig;
 use webhook_model::envelope::Envelope;
 use webhook_model::error::{ApiError, AuthError, RequestError};
-use webhook_model::http::{error_response, post_body, text_response};
+use webhook_model::http::{post_body, respond, text_response};
 use webhook_model::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
@@ -21,10 +21,7 @@ pub struct App<S> {
 impl<S: ActivityStore> App<S> {
     /// Answers one request; every failure becomes its documented response, never an `Err`.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        match self.accept(&request).await {
-            Ok(response) => response,
-            Err(error) => error_response(&error),
-        }
+        respond(self.accept(&request).await)
     }
 
     async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {

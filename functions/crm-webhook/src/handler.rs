@@ -7,7 +7,7 @@ use webhook_model::config::CrmConfig;
 use webhook_model::crm::{self, CrmEvent};
 use webhook_model::envelope::Envelope;
 use webhook_model::error::{ApiError, AuthError};
-use webhook_model::http::{error_response, header_text, json_response, post_body};
+use webhook_model::http::{header_text, json_response, post_body, respond};
 use webhook_model::merge::Delivery;
 use webhook_model::store::CrmStore;
 
@@ -20,10 +20,7 @@ pub struct App<S> {
 impl<S: CrmStore> App<S> {
     /// Answers one request; every failure becomes its documented response, never an `Err`.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        match self.accept(&request).await {
-            Ok(response) => response,
-            Err(error) => error_response(&error),
-        }
+        respond(self.accept(&request).await)
     }
 
     async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
