@@ -1,0 +1,73 @@
+# Webhook ingestion service: build, test, run locally, deploy.
+#
+#   make test      format check, clippy, every cargo test against a local stack
+#                  (moto + cargo lambda watch on ports 18000/19000), template validation
+#   make run       local stack on 127.0.0.1 (DynamoDB 8000, functions 9000) until Ctrl-C
+#   make validate  sam validate (+ --lint), cfn-lint, template/table schema check
+#   make build     sam build (arm64, provided.al2023)
+#   make venv      the Python tools in .venv (moto, cargo-lambda, SAM CLI, cfn-lint)
+#   make bench     criterion benchmarks of webhook-model
+#   make clean     remove build outputs and local state (keeps .venv)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+VENV_STAMP := $(VENV)/.installed-requirements-dev
+REQUIREMENTS := $(ROOT)/scripts/requirements-dev.txt
+PYTHON ?= python3
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+
+# Every recipe sees the venv's tools first, and SAM CLI never phones home.
+export PATH := $(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help venv test validate run build targets bench soak clean
+
+help:
+	@sed -n '2,11p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+
+venv: $(VENV_STAMP)
+
+# Recreated when scripts/requirements-dev.txt changes; a no-op otherwise.
+$(VENV_STAMP): $(REQUIREMENTS)
+	@if [ ! -x "$(VENV)/bin/python" ]; then \
+	  echo "creating $(VENV)"; \
+	  $(PYTHON) -m venv "$(VENV)"; \
+	fi
+	"$(VENV)/bin/python" -m pip install --disable-pip-version-check -q -r "$(REQUIREMENTS)"
+	@touch "$@"
+
+test: venv
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	bash scripts/stack.sh test
+	@$(MAKE) --no-print-directory validate
+
+validate: venv
+	sam validate
+	sam validate --lint
+	cfn-lint template.yaml
+	python scripts/create_tables.py --check-template template.yaml
+
+run: venv
+	bash scripts/stack.sh run
+
+targets:
+	@rustup target list --installed | grep -qx "$(LAMBDA_TARGET)" || rustup target add "$(LAMBDA_TARGET)"
+
+build: venv targets
+	sam build
+
+bench:
+	cargo bench -p webhook-model
+
+soak:
+	@echo "soak: not implemented yet" >&2
+	@exit 1
+
+clean:
+	rm -rf "$(ROOT)/.aws-sam" "$(ROOT)/.local"
+	cargo clean
