@@ -64,6 +64,9 @@ pub enum StoreError {
     TooManyConflicts(u32),
     #[error("stored item is unreadable: {0}")]
     Corrupt(String),
+    /// The new item would exceed DynamoDB's item size limit: no retry can succeed.
+    #[error("the stored item would be {size} bytes; DynamoDB stores at most {limit} bytes per item")]
+    ItemTooLarge { size: usize, limit: usize },
 }
 
 /// Everything a handler can answer besides success.
@@ -84,7 +87,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Request(RequestError::MethodNotAllowed(_)) => 405,
-            Self::Request(RequestError::PayloadTooLarge { .. }) => 413,
+            Self::Request(RequestError::PayloadTooLarge { .. }) | Self::Store(StoreError::ItemTooLarge { .. }) => 413,
             Self::Request(RequestError::MissingMid) | Self::Parse(_) => 400,
             Self::Auth(_) => 401,
             Self::Store(_) => 503,
@@ -95,7 +98,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Request(RequestError::MethodNotAllowed(_)) => "method_not_allowed",
-            Self::Request(RequestError::PayloadTooLarge { .. }) => "payload_too_large",
+            Self::Request(RequestError::PayloadTooLarge { .. }) | Self::Store(StoreError::ItemTooLarge { .. }) => {
+                "payload_too_large"
+            }
             Self::Request(RequestError::MissingMid) => "missing_mid",
             Self::Parse(ParseError::InvalidJson(_)) => "invalid_json",
             Self::Parse(ParseError::MissingField(_)) => "missing_field",
@@ -113,6 +118,7 @@ impl ApiError {
     pub fn body(&self) -> String {
         let message = match self {
             // Storage details (endpoints, table names) are for the logs, not for the sender.
+            Self::Store(StoreError::ItemTooLarge { .. }) => self.to_string(),
             Self::Store(_) => "storage is unavailable; retry later".to_owned(),
             other => other.to_string(),
         };
@@ -160,6 +166,15 @@ mod tests {
             (AuthError::ReplayedNonce.into(), 401, "replayed_nonce"),
             (AuthError::NoSecret("124".into()).into(), 401, "no_secret"),
             (StoreError::Timeout(4000).into(), 503, "storage_unavailable"),
+            (
+                StoreError::ItemTooLarge {
+                    size: 500_000,
+                    limit: 409_600,
+                }
+                .into(),
+                413,
+                "payload_too_large",
+            ),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status(), status, "{error:?}");

@@ -40,6 +40,22 @@ impl AttrValue {
     }
 }
 
+/// The first number in `value` (at any depth) that DynamoDB cannot store as a number: its
+/// magnitude must be 0 or within `1e-130 ..= 9.99…e125`. Integers always fit; a float is written
+/// as its shortest round-trip text, so comparing the float with the limits is exact.
+pub fn first_unstorable_number(value: &Value) -> Option<&serde_json::Number> {
+    match value {
+        Value::Number(n) => {
+            let magnitude = n.as_f64().map_or(0.0, f64::abs);
+            let storable = n.is_i64() || n.is_u64() || magnitude == 0.0 || (1e-130..1e126).contains(&magnitude);
+            (!storable).then_some(n)
+        }
+        Value::Array(items) => items.iter().find_map(first_unstorable_number),
+        Value::Object(map) => map.values().find_map(first_unstorable_number),
+        _ => None,
+    }
+}
+
 /// An item: attribute name → value. Absent attributes are simply not in the map.
 pub type Item = BTreeMap<String, AttrValue>;
 
@@ -117,6 +133,23 @@ mod tests {
             map["l"],
             AttrValue::L(vec![AttrValue::N("1".into()), AttrValue::S("a".into())])
         );
+    }
+
+    #[test]
+    fn numbers_outside_dynamodb_range_are_found_at_any_depth() {
+        for fits in [
+            json!(0.0),
+            json!(-0.0),
+            json!(9.99e125),
+            json!(-1e-130),
+            json!(u64::MAX),
+            json!(i64::MIN),
+        ] {
+            assert_eq!(first_unstorable_number(&fits), None, "{fits}");
+        }
+        for value in [json!(1e126), json!(-1e300), json!(9e-131), json!([1, {"a": [1e-200]}])] {
+            assert!(first_unstorable_number(&value).is_some(), "{value}");
+        }
     }
 
     #[test]

@@ -9,6 +9,24 @@ use crate::error::ParseError;
 /// Largest Unix time accepted (9999-12-31T23:59:59Z): anything later is a corrupted field.
 pub const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
 
+/// DynamoDB's limits on key values, in UTF-8 bytes: the partition key (`mid`) and the sort keys
+/// (`entity_id`, `nonce`). A longer value cannot be stored at all, so it is an invalid field, not
+/// a storage failure the sender would retry forever.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+
+/// `value`, the key value read from `field`, if it fits in `max_bytes`.
+pub fn key_value(field: &str, value: String, max_bytes: usize) -> Result<String, ParseError> {
+    if value.len() <= max_bytes {
+        Ok(value)
+    } else {
+        Err(ParseError::invalid(
+            field,
+            format!("{} bytes long; a key is at most {max_bytes} bytes", value.len()),
+        ))
+    }
+}
+
 pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -158,6 +176,11 @@ impl<'a> Fields<'a> {
         self.opt_id(key)?.ok_or_else(|| ParseError::missing(self.path(key)))
     }
 
+    /// A required identifier that becomes a key value of at most `max_bytes`.
+    pub fn req_key(&self, key: &str, max_bytes: usize) -> Result<String, ParseError> {
+        key_value(&self.path(key), self.req_id(key)?, max_bytes)
+    }
+
     /// An integer sent as a number or a numeric string.
     pub fn opt_int(&self, key: &str) -> Result<Option<i64>, ParseError> {
         let invalid = |what: &str| ParseError::invalid(self.path(key), what.to_owned());
@@ -261,5 +284,17 @@ mod tests {
         assert!(fields.opt_id("f").is_err());
         assert!(fields.opt_id("b").is_err());
         assert_eq!(fields.req_id("e"), Err(ParseError::missing("e")));
+    }
+
+    #[test]
+    fn key_values_longer_than_dynamodb_takes_are_invalid() {
+        let map = json!({"at": "k".repeat(1024), "over": "é".repeat(513)});
+        let fields = Fields::new(map.as_object().unwrap(), "x");
+        assert_eq!(fields.req_key("at", MAX_SORT_KEY_BYTES), Ok("k".repeat(1024)));
+        assert!(matches!(
+            fields.req_key("over", MAX_SORT_KEY_BYTES),
+            Err(ParseError::InvalidField { field, .. }) if field == "x.over"
+        ));
+        assert_eq!(fields.req_key("none", 1), Err(ParseError::missing("x.none")));
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::envelope::Envelope;
 use crate::error::ParseError;
-use crate::json::{kind_of, EventDigest, Fields};
+use crate::json::{key_value, kind_of, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
 use crate::merge::Stamp;
 use crate::timefmt::SourceOffset;
 
@@ -123,12 +123,15 @@ impl ActivityEvent {
         offset: SourceOffset,
     ) -> Result<Self, ParseError> {
         let top = Fields::new(&envelope.object, "");
+        // Both become key values: too long for DynamoDB is an invalid field, not a 503.
+        let mid = key_value("mid", mid.to_owned(), MAX_PARTITION_KEY_BYTES)?;
+        let nonce = key_value("nonce", nonce.to_owned(), MAX_SORT_KEY_BYTES)?;
         let action = ActivityAction::from_wire(&top.req_str("action")?);
         let attributes = top.opt_object("attributes")?;
         let empty = Map::new();
         let attrs = Fields::new(attributes.unwrap_or(&empty), "attributes");
         let entity_id = if action.names_an_activity() {
-            Some(attrs.req_id("event_id")?)
+            Some(attrs.req_key("event_id", MAX_SORT_KEY_BYTES)?)
         } else {
             attrs.opt_id("event_id")?
         };
@@ -142,8 +145,8 @@ impl ActivityEvent {
             .transpose()?
             .flatten();
         Ok(Self {
-            mid: mid.to_owned(),
-            nonce: nonce.to_owned(),
+            mid,
+            nonce,
             timestamp,
             action,
             entity_id,
@@ -278,6 +281,30 @@ mod tests {
         assert_eq!(content.enable_random_extract, Some(true));
         assert_eq!(content.privilege_type, Some(PrivilegeType::CreatorOnly));
         assert_eq!(content.started_at.as_deref(), Some("2023-12-05T10:47:00+08:00"));
+    }
+
+    #[test]
+    fn keys_too_long_for_dynamodb_are_invalid_fields() {
+        let body = json!({"action": "event/delete", "attributes": {"event_id": "e".repeat(1025)}});
+        let envelope = Envelope::parse(body.to_string().as_bytes()).unwrap();
+        assert!(matches!(
+            ActivityEvent::from_envelope(envelope, "124", "n", 1, SourceOffset::BEIJING),
+            Err(ParseError::InvalidField { field, .. }) if field == "attributes.event_id"
+        ));
+        let body = json!({"action": "event/delete", "attributes": {"event_id": "A"}}).to_string();
+        for (mid, nonce, field) in [
+            ("m".repeat(2049), "n".to_owned(), "mid"),
+            ("124".into(), "n".repeat(1025), "nonce"),
+        ] {
+            let envelope = Envelope::parse(body.as_bytes()).unwrap();
+            assert!(
+                matches!(
+                    ActivityEvent::from_envelope(envelope, &mid, &nonce, 1, SourceOffset::BEIJING),
+                    Err(ParseError::InvalidField { field: f, .. }) if f == field
+                ),
+                "{field}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::envelope::Envelope;
 use crate::error::ParseError;
-use crate::json::{kind_of, EventDigest, Fields};
+use crate::item::first_unstorable_number;
+use crate::json::{kind_of, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
 use crate::merge::Stamp;
 use crate::timefmt::SourceOffset;
 
@@ -150,7 +151,7 @@ pub struct CrmEvent {
 
 /// The tenant of a CRM body, needed before anything else to pick its secret.
 pub fn tenant_of(object: &Map<String, Value>) -> Result<String, ParseError> {
-    Fields::new(object, "").req_id("mid")
+    Fields::new(object, "").req_key("mid", MAX_PARTITION_KEY_BYTES)
 }
 
 impl CrmEvent {
@@ -167,7 +168,7 @@ impl CrmEvent {
             .opt_object("extra_data")?
             .ok_or_else(|| ParseError::missing("extra_data.entity_id"))?;
         let extra = Fields::new(extra_map, "extra_data");
-        let entity_id = extra.req_id("entity_id")?;
+        let entity_id = extra.req_key("entity_id", MAX_SORT_KEY_BYTES)?;
         let created_at = extra
             .opt_str("created_timestamp")?
             .map(|text| offset.local_to_rfc3339(&text))
@@ -232,6 +233,12 @@ fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, Pa
                 ))
             }
         };
+        if let Some(number) = first_unstorable_number(after) {
+            return Err(ParseError::invalid(
+                path,
+                format!("{number} is outside the range of numbers DynamoDB can store"),
+            ));
+        }
         let label = match &labels {
             Some(labels) => label(labels, field)?,
             None => None,
@@ -426,6 +433,14 @@ mod tests {
                 "/extra_data/created_timestamp",
                 json!("2023-02-30 10:00:00"),
                 "extra_data.created_timestamp",
+            ),
+            // What DynamoDB cannot hold: refused as invalid, not a 503 retried forever.
+            ("/mid", json!("m".repeat(2049)), "mid"),
+            ("/extra_data/entity_id", json!("e".repeat(1025)), "extra_data.entity_id"),
+            (
+                "/extra_data/mapping_data",
+                json!({"score": [1, {"x": [1e300]}]}),
+                "extra_data.mapping_data.score",
             ),
         ];
         for (pointer, bad, field) in cases {

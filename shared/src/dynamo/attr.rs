@@ -19,6 +19,33 @@ pub const EXPIRES_AT: &str = "expires_at";
 
 pub type SdkItem = HashMap<String, AttributeValue>;
 
+/// DynamoDB's item size limit (400 KB), attribute names included.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// The size DynamoDB counts for an item ("Item sizes and formats"): every attribute name plus
+/// its value; strings and binaries by length, numbers about one byte per two digits plus one,
+/// booleans and nulls one byte, lists and maps three bytes plus one per element (and the keys).
+/// Digits are counted generously, so the estimate errs on the large side.
+pub fn item_size(item: &SdkItem) -> usize {
+    item.iter().map(|(name, value)| name.len() + value_size(value)).sum()
+}
+
+fn value_size(value: &AttributeValue) -> usize {
+    let number = |n: &str| n.bytes().filter(u8::is_ascii_digit).count().div_ceil(2) + 1;
+    match value {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => number(n),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+        AttributeValue::Ns(set) => set.iter().map(|n| number(n)).sum(),
+        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::M(map) => 3 + map.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum::<usize>(),
+        // BOOL, NULL (and any variant a newer SDK adds, counted as small).
+        _ => 1,
+    }
+}
+
 pub fn to_sdk(value: AttrValue) -> AttributeValue {
     match value {
         AttrValue::S(s) => AttributeValue::S(s),
@@ -114,4 +141,29 @@ pub fn cancellation_reasons<R>(
     }
     // Some emulators report the code without the typed variant.
     (service.code() == Some("TransactionCanceledException")).then(Vec::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_size_counts_names_and_values_at_every_depth() {
+        let item: SdkItem = HashMap::from([
+            ("mid".to_owned(), s("124")),
+            ("n".to_owned(), n(12345)),
+            ("b".to_owned(), AttributeValue::Bool(true)),
+            (
+                "m".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    "k".to_owned(),
+                    AttributeValue::L(vec![s("ab"), AttributeValue::Null(true)]),
+                )])),
+            ),
+        ]);
+        // mid 3+3, n 1+(3+1), b 1+1, m 1+(3 + 1+1+(3 + 1+2 + 1+1)).
+        assert_eq!(item_size(&item), 6 + 5 + 2 + 1 + 3 + 2 + 3 + 3 + 2);
+        let big: SdkItem = HashMap::from([("last_raw".to_owned(), s("x".repeat(MAX_ITEM_BYTES)))]);
+        assert!(item_size(&big) > MAX_ITEM_BYTES);
+    }
 }

@@ -50,6 +50,14 @@ impl EntityTable {
         let mut item: SdkItem = attr::item_to_sdk(item);
         item.insert(VERSION.to_owned(), n(read_version.unwrap_or(0) + 1));
         item.insert(attr::MERGE_STATE.to_owned(), merge_state);
+        // DynamoDB would refuse it (ValidationException) on every retry: refuse it for good.
+        let size = attr::item_size(&item);
+        if size > attr::MAX_ITEM_BYTES {
+            return Err(StoreError::ItemTooLarge {
+                size,
+                limit: attr::MAX_ITEM_BYTES,
+            });
+        }
         let put = Put::builder().table_name(&self.name).set_item(Some(item));
         let put = match read_version {
             None => put.condition_expression("attribute_not_exists(mid)"),
