@@ -95,12 +95,10 @@ impl ActivityStore for MemoryStore {
             });
         }
         nonces.insert(nonce_key, event.digest.clone());
-        if let Some(entity_id) = event.entity_id.as_ref().filter(|_| event.action.names_an_activity()) {
-            if !matches!(event.action, crate::activity::event::ActivityAction::Other(_)) {
-                let mut activities = self.activities.lock().expect("poisoned");
-                let ledger = activities.entry((event.mid.clone(), entity_id.clone())).or_default();
-                ledger.apply(event);
-            }
+        if let Some(entity_id) = event.activity_id() {
+            let mut activities = self.activities.lock().expect("poisoned");
+            let ledger = activities.entry((event.mid.clone(), entity_id.to_owned())).or_default();
+            ledger.apply(event);
         }
         Ok(NonceOutcome::Accepted)
     }

@@ -36,7 +36,7 @@ impl<S: ActivityStore> App<S> {
             .ok_or_else(|| AuthError::NoSecret(mid.clone()))?;
         verify::verify(&signed, secrets, self.clock.as_ref(), self.config.max_skew_seconds)?;
         let event = ActivityEvent::from_envelope(envelope, &mid, &signed.nonce, signed.timestamp, self.config.offset)?;
-        if matches!(event.action, webhook_model::activity::ActivityAction::Other(_)) {
+        if event.activity_id().is_none() {
             tracing::warn!(mid = %mid, action = event.action.as_str(), raw = %event.raw, "action not modelled; acknowledged without a write");
         }
         match self.store.apply(&event).await? {

@@ -158,6 +158,15 @@ impl ActivityEvent {
         })
     }
 
+    /// The activity this event is merged into: `event_id` for the modelled actions (add, edit,
+    /// delete); `None` for the others, which are only acknowledged.
+    pub fn activity_id(&self) -> Option<&str> {
+        match self.action {
+            ActivityAction::Other(_) => None,
+            _ => self.entity_id.as_deref(),
+        }
+    }
+
     pub fn stamp(&self) -> Stamp {
         Stamp {
             time: self.timestamp,

@@ -88,7 +88,7 @@ impl Mergeable for ActivityState {
         &event.digest
     }
 
-    /// Only events that name an activity reach here (the store checks `entity_id`).
+    /// Only events that name an activity reach here (see `ActivityEvent::activity_id`).
     fn merge(state: Option<Self>, event: &ActivityEvent) -> Self {
         let stamp = event.stamp();
         let last = LastActivityEvent {

@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::attr::{self, key, n, s, EXPIRES_AT};
-use super::entity::{conflict_backoff, within_deadline, EntityTable, MAX_CONFLICT_RETRIES};
-use crate::activity::{ActivityAction, ActivityEvent, ActivityState};
+use super::entity::{retry_on_conflict, Commit, EntityTable};
+use crate::activity::{ActivityEvent, ActivityState};
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::merge::Mergeable;
@@ -37,50 +37,31 @@ impl DynamoActivityStore {
         }
     }
 
-    async fn apply_with_retries(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
-        let entity_id = match (&event.action, &event.entity_id) {
-            (ActivityAction::Other(_), _) | (_, None) => None,
-            (_, Some(entity_id)) => Some(entity_id.as_str()),
-        };
-        for attempt in 0..=MAX_CONFLICT_RETRIES {
-            if attempt > 0 {
-                conflict_backoff(attempt).await;
-            }
-            let now = self.clock.now_unix();
-            let mut writes = vec![self.nonce_record(event, now)?];
-            if let Some(entity_id) = entity_id {
-                let stored = self
-                    .entities
-                    .load::<ActivityState>(&event.mid, entity_id, |state, raw| state.last_raw = raw)
-                    .await?;
-                let (read_version, state) = stored.map_or((None, None), |s| (Some(s.version), Some(s.state)));
-                let merged = ActivityState::merge(state.clone(), event);
-                // An event too old to change anything only needs its nonce recorded.
-                if state.as_ref() != Some(&merged) {
-                    writes.push(self.entities.conditional_put(
-                        merged.to_item(&utc_rfc3339(now)),
-                        attr::encode_state(&merged)?,
-                        read_version,
-                    )?);
-                }
-            }
-            let result = self
+    /// One read-merge-commit round; `None` when another writer changed the activity meanwhile.
+    async fn attempt(&self, event: &ActivityEvent) -> Result<Option<NonceOutcome>, StoreError> {
+        let now = self.clock.now_unix();
+        let mut writes = vec![self.nonce_record(event, now)?];
+        if let Some(entity_id) = event.activity_id() {
+            let stored = self
                 .entities
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(writes))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(NonceOutcome::Accepted),
-                Err(error) => match attr::cancellation_reasons(&error).as_deref() {
-                    Some([true, ..]) => return self.compare_with_recorded_nonce(event).await,
-                    Some([false, true]) => continue,
-                    _ => return Err(attr::unavailable(error)),
-                },
+                .load::<ActivityState>(&event.mid, entity_id, |state, raw| state.last_raw = raw)
+                .await?;
+            let (read_version, state) = stored.map_or((None, None), |s| (Some(s.version), Some(s.state)));
+            let merged = ActivityState::merge(state.clone(), event);
+            // An event too old to change anything only needs its nonce recorded.
+            if state.as_ref() != Some(&merged) {
+                writes.push(self.entities.conditional_put(
+                    merged.to_item(&utc_rfc3339(now)),
+                    attr::encode_state(&merged)?,
+                    read_version,
+                )?);
             }
         }
-        Err(StoreError::TooManyConflicts(MAX_CONFLICT_RETRIES))
+        Ok(match self.entities.commit(writes).await? {
+            Commit::Committed => Some(NonceOutcome::Accepted),
+            Commit::RecordExists => Some(self.compare_with_recorded_nonce(event).await?),
+            Commit::ItemChanged => None,
+        })
     }
 
     fn nonce_record(&self, event: &ActivityEvent, now: i64) -> Result<TransactWriteItem, StoreError> {
@@ -112,7 +93,7 @@ impl DynamoActivityStore {
             .item()
             .and_then(|item| item.get("body_digest"))
             .and_then(|digest| digest.as_s().ok());
-        Ok(if recorded == Some(&event.digest.as_str().to_owned()) {
+        Ok(if recorded.map(String::as_str) == Some(event.digest.as_str()) {
             NonceOutcome::Duplicate
         } else {
             NonceOutcome::Replayed
@@ -122,6 +103,6 @@ impl DynamoActivityStore {
 
 impl ActivityStore for DynamoActivityStore {
     async fn apply(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
-        within_deadline(self.apply_with_retries(event)).await
+        retry_on_conflict(|| self.attempt(event)).await
     }
 }

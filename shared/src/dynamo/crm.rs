@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::attr::{self, n, s, EXPIRES_AT};
-use super::entity::{conflict_backoff, within_deadline, EntityTable, MAX_CONFLICT_RETRIES};
+use super::entity::{retry_on_conflict, Commit, EntityTable};
 use crate::clock::Clock;
 use crate::crm::{CrmEvent, CrmState};
 use crate::error::StoreError;
@@ -33,41 +33,31 @@ impl DynamoCrmStore {
         }
     }
 
-    async fn apply_with_retries(&self, event: &CrmEvent) -> Result<Delivery, StoreError> {
-        for attempt in 0..=MAX_CONFLICT_RETRIES {
-            if attempt > 0 {
-                conflict_backoff(attempt).await;
-            }
-            let stored = self
+    /// One read-merge-commit round; `None` when another writer changed the object meanwhile.
+    async fn attempt(&self, event: &CrmEvent) -> Result<Option<Delivery>, StoreError> {
+        let stored = self
+            .entities
+            .load::<CrmState>(&event.mid, &event.entity_id, |state, raw| state.last_raw = raw)
+            .await?;
+        let (read_version, state) = stored.map_or((None, None), |s| (Some(s.version), Some(s.state)));
+        let merged = CrmState::merge(state, event);
+        let now = self.clock.now_unix();
+        let write = self.entities.conditional_put(
+            merged.to_item(&utc_rfc3339(now)),
+            attr::encode_state(&merged)?,
+            read_version,
+        )?;
+        Ok(
+            match self
                 .entities
-                .load::<CrmState>(&event.mid, &event.entity_id, |state, raw| state.last_raw = raw)
-                .await?;
-            let (read_version, state) = stored.map_or((None, None), |s| (Some(s.version), Some(s.state)));
-            let merged = CrmState::merge(state, event);
-            let now = self.clock.now_unix();
-            let write = self.entities.conditional_put(
-                merged.to_item(&utc_rfc3339(now)),
-                attr::encode_state(&merged)?,
-                read_version,
-            )?;
-            let result = self
-                .entities
-                .client
-                .transact_write_items()
-                .transact_items(self.delivery_record(event, now)?)
-                .transact_items(write)
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(Delivery::Accepted),
-                Err(error) => match attr::cancellation_reasons(&error).as_deref() {
-                    Some([true, ..]) => return Ok(Delivery::Duplicate),
-                    Some([false, true]) => continue,
-                    _ => return Err(attr::unavailable(error)),
-                },
-            }
-        }
-        Err(StoreError::TooManyConflicts(MAX_CONFLICT_RETRIES))
+                .commit(vec![self.delivery_record(event, now)?, write])
+                .await?
+            {
+                Commit::Committed => Some(Delivery::Accepted),
+                Commit::RecordExists => Some(Delivery::Duplicate),
+                Commit::ItemChanged => None,
+            },
+        )
     }
 
     /// The record that makes a second delivery of the same event a no-op.
@@ -88,6 +78,6 @@ impl DynamoCrmStore {
 
 impl CrmStore for DynamoCrmStore {
     async fn apply(&self, event: &CrmEvent) -> Result<Delivery, StoreError> {
-        within_deadline(self.apply_with_retries(event)).await
+        retry_on_conflict(|| self.attempt(event)).await
     }
 }

@@ -71,8 +71,59 @@ impl EntityTable {
     }
 }
 
+/// How a transaction of a record that must not exist yet, optionally followed by a conditional
+/// entity put, ended.
+pub enum Commit {
+    Committed,
+    /// The record exists: this delivery (or nonce) was seen before. Nothing was written.
+    RecordExists,
+    /// The entity changed since it was read: the race was lost. Nothing was written.
+    ItemChanged,
+}
+
+impl EntityTable {
+    /// Sends `writes` (the record first, then the entity put if any) as one transaction.
+    pub async fn commit(&self, writes: Vec<TransactWriteItem>) -> Result<Commit, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Commit::Committed),
+            Err(error) => match attr::cancellation_reasons(&error).as_deref() {
+                Some([true, ..]) => Ok(Commit::RecordExists),
+                Some([false, true]) => Ok(Commit::ItemChanged),
+                _ => Err(attr::unavailable(error)),
+            },
+        }
+    }
+}
+
+/// Runs `attempt` (read, merge, commit) until it returns an outcome rather than `None` (a lost
+/// race), retrying at most [`MAX_CONFLICT_RETRIES`] times, all within [`super::DEADLINE`].
+pub async fn retry_on_conflict<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+{
+    within_deadline(async move {
+        for retry in 0..=MAX_CONFLICT_RETRIES {
+            if retry > 0 {
+                conflict_backoff(retry).await;
+            }
+            if let Some(outcome) = attempt().await? {
+                return Ok(outcome);
+            }
+        }
+        Err(StoreError::TooManyConflicts(MAX_CONFLICT_RETRIES))
+    })
+    .await
+}
+
 /// A short, jittered pause before retrying a lost race, so that racing writers spread out.
-pub async fn conflict_backoff(attempt: u32) {
+async fn conflict_backoff(attempt: u32) {
     let jitter = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()) % 10);
@@ -80,7 +131,7 @@ pub async fn conflict_backoff(attempt: u32) {
 }
 
 /// Bounds a whole store operation by [`super::DEADLINE`].
-pub async fn within_deadline<T>(
+async fn within_deadline<T>(
     operation: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     let deadline = super::DEADLINE;
