@@ -38,6 +38,22 @@ pub fn offer_newest<T>(slot: &mut Option<Lww<T>>, value: T, stamp: &Stamp) {
     }
 }
 
+/// Last writer wins for one key of a map of registers (a field, a collaborator).
+pub fn offer_newest_at<T>(
+    registers: &mut std::collections::BTreeMap<String, Lww<T>>,
+    key: &str,
+    value: T,
+    stamp: &Stamp,
+) {
+    match registers.get_mut(key) {
+        Some(held) if *stamp > held.stamp => *held = Lww::new(value, stamp),
+        Some(_) => {}
+        None => {
+            registers.insert(key.to_owned(), Lww::new(value, stamp));
+        }
+    }
+}
+
 /// First writer wins: keeps `value` when `stamp` is older than what `slot` holds.
 pub fn offer_oldest<T>(slot: &mut Option<Lww<T>>, value: T, stamp: &Stamp) {
     if slot.as_ref().is_none_or(|held| *stamp < held.stamp) {

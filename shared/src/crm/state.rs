@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::crm::event::{CrmEvent, CrmEventType};
 use crate::item::{AttrValue, Item, ItemBuilder};
 use crate::json::EventDigest;
-use crate::merge::{offer_newest, offer_oldest, Lww, Mergeable, Stamp};
+use crate::merge::{offer_newest, offer_newest_at, offer_oldest, Lww, Mergeable, Stamp};
 
 /// A field's current value and the label from the same event (`None` value: cleared).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,9 +167,7 @@ impl Mergeable for CrmState {
                 value: change.after.clone(),
                 label: change.label.clone(),
             };
-            let mut slot = state.fields.remove(name);
-            offer_newest(&mut slot, value, &stamp);
-            state.fields.insert(name.clone(), slot.expect("just offered"));
+            offer_newest_at(&mut state.fields, name, value, &stamp);
         }
         let known = &event.well_known;
         offer(&mut state.owner, &known.owner, &stamp);
@@ -186,9 +184,7 @@ impl Mergeable for CrmState {
         };
         if let Some(present) = membership {
             for member in &event.members {
-                let mut slot = state.team.remove(member);
-                offer_newest(&mut slot, present, &stamp);
-                state.team.insert(member.clone(), slot.expect("just offered"));
+                offer_newest_at(&mut state.team, member, present, &stamp);
             }
         }
         match event.event_type {
