@@ -12,9 +12,8 @@ use webhook_model::activity::verify::SignedFields;
 use webhook_model::activity::{ActivityEvent, ActivityState};
 use webhook_model::clock::FixedClock;
 use webhook_model::crm::{CrmEvent, CrmState};
-use webhook_model::dynamo::{DynamoActivityStore, DynamoCrmStore};
+use webhook_model::dynamo::{item_to_sdk, DynamoActivityStore, DynamoCrmStore};
 use webhook_model::envelope::Envelope;
-use webhook_model::item::AttrValue;
 use webhook_model::merge::{Delivery, Ledger};
 use webhook_model::store::{ActivityStore, CrmStore, NonceOutcome};
 use webhook_model::timefmt::SourceOffset;
@@ -69,18 +68,6 @@ fn activity_event_from(body: &str, mid: &str) -> ActivityEvent {
     ActivityEvent::from_envelope(envelope, mid, &signed.nonce, signed.timestamp, SourceOffset::BEIJING).unwrap()
 }
 
-fn sdk_value(value: &AttrValue) -> AttributeValue {
-    match value {
-        AttrValue::S(s) => AttributeValue::S(s.clone()),
-        AttrValue::N(n) => AttributeValue::N(n.clone()),
-        AttrValue::Bool(b) => AttributeValue::Bool(*b),
-        AttrValue::Null => AttributeValue::Null(true),
-        AttrValue::SS(set) => AttributeValue::Ss(set.iter().cloned().collect()),
-        AttrValue::L(items) => AttributeValue::L(items.iter().map(sdk_value).collect()),
-        AttrValue::M(map) => AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), sdk_value(v))).collect()),
-    }
-}
-
 async fn get(table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
     let key = key
         .iter()
@@ -109,7 +96,7 @@ fn visible(mut item: HashMap<String, AttributeValue>) -> HashMap<String, Attribu
 }
 
 fn expected(item: &webhook_model::item::Item) -> HashMap<String, AttributeValue> {
-    item.iter().map(|(k, v)| (k.clone(), sdk_value(v))).collect()
+    item_to_sdk(item.clone())
 }
 
 fn n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {

@@ -148,6 +148,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pure_items_map_one_to_one_onto_sdk_values() {
+        let item = crate::item::ItemBuilder::key("124", "E")
+            .n("event_count", 2)
+            .bool("voided", false)
+            .attr("cleared", AttrValue::Null)
+            .attr("team_members", AttrValue::SS(["b".to_owned(), "a".to_owned()].into()))
+            .attr(
+                "fields",
+                AttrValue::M([("l".to_owned(), AttrValue::L(vec![AttrValue::S("x".into())]))].into()),
+            )
+            .build();
+        let sdk = item_to_sdk(item);
+        assert_eq!(sdk["mid"], s("124"));
+        assert_eq!(sdk["event_count"], n(2));
+        assert_eq!(sdk["voided"], AttributeValue::Bool(false));
+        assert_eq!(sdk["cleared"], AttributeValue::Null(true));
+        assert_eq!(sdk["team_members"], AttributeValue::Ss(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            sdk["fields"],
+            AttributeValue::M(HashMap::from([("l".to_owned(), AttributeValue::L(vec![s("x")]))]))
+        );
+    }
+
+    #[test]
     fn item_size_counts_names_and_values_at_every_depth() {
         let item: SdkItem = HashMap::from([
             ("mid".to_owned(), s("124")),

@@ -9,5 +9,6 @@ mod crm;
 mod entity;
 
 pub use activity::DynamoActivityStore;
+pub use attr::item_to_sdk;
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;
