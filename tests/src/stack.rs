@@ -58,3 +58,21 @@ pub fn client_for(endpoint: &str) -> Client {
 pub fn unique_mid(label: &str) -> String {
     format!("{label}-{}", crate::signing::unique_nonce())
 }
+
+/// Whether the suites run at full size (`make soak` sets `SOAK=1`); `make test` runs them small.
+pub fn soak() -> bool {
+    std::env::var("SOAK").is_ok_and(|value| value == "1")
+}
+
+/// The functions' freshness window for activity timestamps, as the stack configures it
+/// (`ACTIVITY_MAX_SKEW_SECONDS`, default 300; 0 turns the check off).
+pub fn activity_window_seconds() -> i64 {
+    match std::env::var("ACTIVITY_MAX_SKEW_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        None => 300,
+        Some(0) => 86_400,
+        Some(seconds) => seconds,
+    }
+}

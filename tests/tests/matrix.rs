@@ -26,6 +26,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use ingest_tests::http::{activity_url, client, crm_url, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
 use ingest_tests::signing::{now_unix, sign_activity, sign_crm, unique_nonce};
 use ingest_tests::stack::{self, unique_mid};
+use ingest_tests::tables::Table;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -436,40 +437,6 @@ fn activity_root(tail: &'static str) -> impl Fn(&Ctx) -> String + Send + Sync {
 
 // ------------------------------------------------------------------------------ snapshots
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Table {
-    CrmEntities,
-    CrmDeliveries,
-    Activities,
-    ActivityNonces,
-}
-
-impl Table {
-    const ALL: [Table; 4] = [
-        Table::CrmEntities,
-        Table::CrmDeliveries,
-        Table::Activities,
-        Table::ActivityNonces,
-    ];
-
-    fn name(self) -> String {
-        match self {
-            Table::CrmEntities => stack::crm_table(),
-            Table::CrmDeliveries => stack::crm_deliveries_table(),
-            Table::Activities => stack::activity_table(),
-            Table::ActivityNonces => stack::activity_nonces_table(),
-        }
-    }
-
-    fn sort_key(self) -> &'static str {
-        match self {
-            Table::CrmEntities | Table::Activities => "entity_id",
-            Table::CrmDeliveries => "event_digest",
-            Table::ActivityNonces => "nonce",
-        }
-    }
-}
-
 type Item = HashMap<String, AttributeValue>;
 
 /// Every item of the four tables for some tenants, read consistently.
@@ -481,7 +448,7 @@ impl Snapshot {
         let mut tables = BTreeMap::new();
         for mid in ctx.tenants() {
             for table in Table::ALL {
-                let mut items = query(db, &table.name(), mid).await;
+                let mut items = table.query(db, mid).await;
                 if ctx.scoped() {
                     let entity = AttributeValue::S(ctx.entity.clone());
                     items.retain(|item| item.get("entity_id") == Some(&entity));
@@ -495,20 +462,7 @@ impl Snapshot {
     /// Deletes every item of the snapshot.
     async fn delete(&self, db: &aws_sdk_dynamodb::Client) {
         for ((_, table), items) in &self.0 {
-            for item in items {
-                let key = ["mid", table.sort_key()].map(|name| (name.to_owned(), item[name].clone()));
-                db.delete_item()
-                    .table_name(table.name())
-                    .set_key(Some(key.into_iter().collect()))
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "clean up {table:?}: {}",
-                            aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                        )
-                    });
-            }
+            table.delete(db, items).await;
         }
     }
 
@@ -550,28 +504,6 @@ impl Snapshot {
                 )
             })
             .collect()
-    }
-}
-
-async fn query(db: &aws_sdk_dynamodb::Client, table: &str, mid: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = db
-            .query()
-            .table_name(table)
-            .key_condition_expression("mid = :mid")
-            .expression_attribute_values(":mid", AttributeValue::S(mid.to_owned()))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("query {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)));
-        items.extend(page.items().iter().cloned());
-        match page.last_evaluated_key() {
-            Some(key) => start = Some(key.clone()),
-            None => return items,
-        }
     }
 }
 

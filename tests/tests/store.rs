@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use ingest_tests::stack::{self, unique_mid};
+use ingest_tests::tables::visible;
 use serde_json::Value;
 use webhook_model::activity::verify::SignedFields;
 use webhook_model::activity::{ActivityEvent, ActivityState};
@@ -82,17 +83,6 @@ async fn get(table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, Attrib
         .await
         .expect("the local DynamoDB answers");
     output.item
-}
-
-/// The stored item without the adapter's bookkeeping (version, merge state), with the SS
-/// attribute sorted, for comparison with the pure item.
-fn visible(mut item: HashMap<String, AttributeValue>) -> HashMap<String, AttributeValue> {
-    item.remove("version");
-    item.remove("merge_state");
-    if let Some(AttributeValue::Ss(set)) = item.get_mut("team_members") {
-        set.sort();
-    }
-    item
 }
 
 fn expected(item: &webhook_model::item::Item) -> HashMap<String, AttributeValue> {

@@ -47,15 +47,15 @@ impl DynamoActivityStore {
                 .load::<ActivityState>(&event.mid, entity_id, |state, raw| state.last_raw = raw)
                 .await?;
             let (read_version, state) = stored.map_or((None, None), |s| (Some(s.version), Some(s.state)));
-            let merged = ActivityState::merge(state.clone(), event);
-            // An event too old to change anything only needs its nonce recorded.
-            if state.as_ref() != Some(&merged) {
-                writes.push(self.entities.conditional_put(
-                    merged.to_item(&utc_rfc3339(now)),
-                    attr::encode_state(&merged)?,
-                    read_version,
-                )?);
-            }
+            let merged = ActivityState::merge(state, event);
+            // Written even when the event is too old to change anything, so that `version`
+            // counts the callbacks merged into the item whatever their order: two deliveries
+            // of one history in different orders leave identical items.
+            writes.push(self.entities.conditional_put(
+                merged.to_item(&utc_rfc3339(now)),
+                attr::encode_state(&merged)?,
+                read_version,
+            )?);
         }
         Ok(match self.entities.commit(writes).await? {
             Commit::Committed => Some(NonceOutcome::Accepted),

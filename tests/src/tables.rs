@@ -1,0 +1,102 @@
+//! Reading back (and cleaning up) what one tenant has in the four tables of the local stack.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use crate::stack;
+
+pub type SdkItem = HashMap<String, AttributeValue>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    CrmEntities,
+    CrmDeliveries,
+    Activities,
+    ActivityNonces,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [
+        Table::CrmEntities,
+        Table::CrmDeliveries,
+        Table::Activities,
+        Table::ActivityNonces,
+    ];
+
+    pub fn name(self) -> String {
+        match self {
+            Table::CrmEntities => stack::crm_table(),
+            Table::CrmDeliveries => stack::crm_deliveries_table(),
+            Table::Activities => stack::activity_table(),
+            Table::ActivityNonces => stack::activity_nonces_table(),
+        }
+    }
+
+    pub fn sort_key(self) -> &'static str {
+        match self {
+            Table::CrmEntities | Table::Activities => "entity_id",
+            Table::CrmDeliveries => "event_digest",
+            Table::ActivityNonces => "nonce",
+        }
+    }
+
+    /// Every item of `mid` in this table, read consistently.
+    pub async fn query(self, db: &Client, mid: &str) -> Vec<SdkItem> {
+        let table = self.name();
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = db
+                .query()
+                .table_name(&table)
+                .key_condition_expression("mid = :mid")
+                .expression_attribute_values(":mid", AttributeValue::S(mid.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("query {table}: {}", DisplayErrorContext(e)));
+            items.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return items,
+            }
+        }
+    }
+
+    /// Deletes `items` (of this table) by their keys.
+    pub async fn delete(self, db: &Client, items: &[SdkItem]) {
+        let table = self.name();
+        for item in items {
+            let key = ["mid", self.sort_key()].map(|name| (name.to_owned(), item[name].clone()));
+            db.delete_item()
+                .table_name(&table)
+                .set_key(Some(key.into_iter().collect()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("clean up {table}: {}", DisplayErrorContext(e)));
+        }
+    }
+}
+
+/// Deletes everything `mid` has in the four tables, so that a history can be delivered afresh.
+pub async fn purge_tenant(db: &Client, mid: &str) {
+    for table in Table::ALL {
+        let items = table.query(db, mid).await;
+        table.delete(db, &items).await;
+    }
+}
+
+/// A stored entity item without the adapter's bookkeeping (`version`, `merge_state`) and with
+/// its string set sorted, for comparison with the pure item of the model crate.
+pub fn visible(mut item: SdkItem) -> SdkItem {
+    item.remove("version");
+    item.remove("merge_state");
+    if let Some(AttributeValue::Ss(set)) = item.get_mut("team_members") {
+        set.sort();
+    }
+    item
+}

@@ -1,0 +1,164 @@
+//! Convergence at scale over HTTP (SPEC 4): a generated history of CRM leads and Lexiang
+//! activities, a fifth of it delivered twice, shuffled, sent by 16 concurrent clients to the
+//! functions served by `cargo lambda watch`. Every stored item must equal the item the model
+//! crate's merge rules give for the same history applied in order; a second delivery of the same
+//! history in another order (after the tenant is emptied) must store identical items, `updated_at`
+//! aside.
+//!
+//! `make test` runs a small history (24 entities, 600 events); `make soak` sets `SOAK=1` for the
+//! full size (200 entities, 10,000 events). `CONVERGENCE_SEED` replays a given history.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ingest_tests::deliver::{send_concurrently, Sent};
+use ingest_tests::history::{History, Shape, Source, EXPECTED_UPDATED_AT};
+use ingest_tests::http::DEV_ACTIVITY_SECRET;
+use ingest_tests::signing::now_unix;
+use ingest_tests::stack::{self, unique_mid};
+use ingest_tests::tables::{purge_tenant, visible, SdkItem, Table};
+use webhook_model::dynamo::item_to_sdk;
+
+const CLIENTS: usize = 16;
+const DUPLICATE_SHARE: f64 = 0.2;
+
+fn shape() -> Shape {
+    let (entities, events) = if stack::soak() { (200, 10_000) } else { (24, 600) };
+    Shape {
+        entities,
+        events,
+        activity_share: 0.4,
+        // Both deliveries must fall inside the freshness window: the first third of it is used.
+        activity_spread_seconds: stack::activity_window_seconds() / 3,
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("CONVERGENCE_SEED").map_or_else(
+        |_| rand::random(),
+        |seed| seed.parse().expect("CONVERGENCE_SEED is a number"),
+    )
+}
+
+/// Stored entity items of `mid` by source and entity id.
+async fn stored_items(mid: &str) -> BTreeMap<(Source, String), SdkItem> {
+    let db = stack::dynamodb_client();
+    let mut items = BTreeMap::new();
+    for (source, table) in [(Source::Crm, Table::CrmEntities), (Source::Activity, Table::Activities)] {
+        for item in table.query(&db, mid).await {
+            let entity_id = item["entity_id"].as_s().expect("entity_id is a string").clone();
+            items.insert((source, entity_id), item);
+        }
+    }
+    items
+}
+
+fn without_updated_at(mut item: SdkItem) -> SdkItem {
+    item.remove("updated_at");
+    item
+}
+
+/// Every delivery was acknowledged, and each distinct CRM event was accepted exactly once (its
+/// copies answered `duplicate`), however the copies raced.
+fn check_answers(sent: &[Sent]) {
+    let mut accepted: HashMap<&str, usize> = HashMap::new();
+    for delivery in sent {
+        assert_eq!(
+            delivery.answer.status, 200,
+            "{:?} {}: {}",
+            delivery.event.source, delivery.event.entity_id, delivery.answer.body
+        );
+        if delivery.event.source == Source::Crm {
+            let status = delivery.answer.json()["status"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                ["accepted", "duplicate"].contains(&status.as_str()),
+                "{}",
+                delivery.answer.body
+            );
+            *accepted.entry(&delivery.event.body).or_default() += usize::from(status == "accepted");
+        }
+    }
+    let wrong: Vec<_> = accepted.values().filter(|&&count| count != 1).collect();
+    assert!(wrong.is_empty(), "CRM events accepted other than once: {wrong:?}");
+}
+
+async fn deliver(history: &History, shuffle_seed: u64) -> BTreeMap<(Source, String), SdkItem> {
+    let deliveries = history.deliveries(shuffle_seed, DUPLICATE_SHARE);
+    assert!(
+        deliveries.len() > history.events.len(),
+        "some events are delivered twice"
+    );
+    let sent = send_concurrently(&history.mid, deliveries, CLIENTS).await;
+    check_answers(&sent);
+    stored_items(&history.mid).await
+}
+
+#[tokio::test]
+async fn shuffled_duplicated_concurrent_deliveries_converge_to_the_in_order_items() {
+    let seed = seed();
+    let shape = shape();
+    let mid = unique_mid("converge");
+    let history = History::generate(seed, &mid, shape, now_unix(), DEV_ACTIVITY_SECRET);
+    assert_eq!(history.entities(), shape.entities);
+    let expected = history.expected_items();
+    let db = stack::dynamodb_client();
+
+    let first = deliver(&history, seed ^ 1).await;
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "seed {seed}: one item per entity"
+    );
+    for (key, stored) in &first {
+        let want = without_updated_at(item_to_sdk(expected[key].clone()));
+        assert_eq!(
+            without_updated_at(visible(stored.clone())),
+            want,
+            "seed {seed}: {key:?} differs from the history applied in order"
+        );
+        assert_ne!(
+            stored["updated_at"].as_s().ok().map(String::as_str),
+            Some(EXPECTED_UPDATED_AT)
+        );
+        let merged = history
+            .events
+            .iter()
+            .filter(|e| (e.source, &e.entity_id) == (key.0, &key.1))
+            .count();
+        assert_eq!(
+            stored["version"].as_n().map(String::as_str),
+            Ok(merged.to_string().as_str()),
+            "seed {seed}: {key:?}: `version` counts the distinct events merged"
+        );
+    }
+    let records = |table: Table| {
+        let db = db.clone();
+        let mid = mid.clone();
+        async move { table.query(&db, &mid).await.len() }
+    };
+    let distinct = |source: Source| history.events.iter().filter(|e| e.source == source).count();
+    assert_eq!(
+        records(Table::CrmDeliveries).await,
+        distinct(Source::Crm),
+        "one delivery record per CRM event"
+    );
+    assert_eq!(
+        records(Table::ActivityNonces).await,
+        distinct(Source::Activity),
+        "one nonce per callback"
+    );
+
+    purge_tenant(&db, &mid).await;
+    let second = deliver(&history, seed ^ 2).await;
+    let strip = |items: BTreeMap<(Source, String), SdkItem>| -> Vec<_> {
+        items
+            .into_iter()
+            .map(|(key, item)| (key, without_updated_at(item)))
+            .collect()
+    };
+    let (first, second) = (strip(first), strip(second));
+    for ((key, a), (_, b)) in first.iter().zip(&second) {
+        assert_eq!(a, b, "seed {seed}: {key:?} differs between the two shuffles");
+    }
+    assert_eq!(first.len(), second.len());
+    purge_tenant(&db, &mid).await;
+}
