@@ -13,6 +13,7 @@
 #
 # Ports: DYNAMODB_PORT / FUNCTIONS_PORT, default 8000/9000 (run, dynamodb) and
 # 18000/19000 (test), so that `make test` never clashes with a running `make run`.
+# FUNCTION_CONCURRENCY (default 16): instances per function, as Lambda scales out.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
 # the functions, including the per-tenant CRM_WEBHOOK_SECRET_<mid> and
@@ -57,6 +58,7 @@ case "$MODE" in
 esac
 
 MOTO_READY_TIMEOUT="${MOTO_READY_TIMEOUT:-60}"
+FUNCTION_CONCURRENCY="${FUNCTION_CONCURRENCY:-16}"
 # The first request to each function compiles it (debug profile): minutes on a fresh
 # machine with 2 cores.
 FUNCTIONS_READY_TIMEOUT="${FUNCTIONS_READY_TIMEOUT:-900}"
@@ -68,6 +70,7 @@ CRM_LOCAL_URL="$FUNCTIONS_URL/lambda-url/crm-webhook/crm/webhook"
 ACTIVITY_LOCAL_URL="$FUNCTIONS_URL/lambda-url/activity-callback/activity"
 
 STARTED_PIDS=() # session leaders we started (PID == process group id)
+DYNAMODB_PID="" # the local DynamoDB server (exported to the tests in test mode)
 LAST_PID=""
 FUNCTIONS_PID=""
 TAIL_PID=""
@@ -129,6 +132,8 @@ stop_pid() {
   local pid="$1" others i
   alive "$pid" || return 0
   others="$(descendants "$pid")"
+  # The outage test pauses DynamoDB with SIGSTOP; a paused process would not see TERM.
+  kill -CONT "$pid" 2>/dev/null || true
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   for i in $(seq 1 150); do
     alive "$pid" || break
@@ -202,6 +207,7 @@ start_dynamodb() {
   port_free "$DYNAMODB_PORT" DYNAMODB_PORT
   start_bg moto "${server[@]}" -H 127.0.0.1 -p "$DYNAMODB_PORT"
   pid="$LAST_PID"
+  DYNAMODB_PID="$pid"
   deadline=$((SECONDS + MOTO_READY_TIMEOUT))
   while :; do
     alive "$pid" || {
@@ -315,7 +321,9 @@ start_functions() {
   local env_file="$STATE_DIR/functions.env" watch_args
   port_free "$FUNCTIONS_PORT" FUNCTIONS_PORT
   write_env_file "$env_file"
-  watch_args=(-A 127.0.0.1 -P "$FUNCTIONS_PORT" --env-file "$env_file")
+  # Lambda runs concurrent requests in separate instances; cargo lambda's default of one
+  # instance per function would queue them instead (and hide races between writers).
+  watch_args=(-A 127.0.0.1 -P "$FUNCTIONS_PORT" --env-file "$env_file" --concurrency "$FUNCTION_CONCURRENCY")
   # Tests run against exactly the code that was there when they started.
   [ "$MODE" = test ] && watch_args+=(--ignore-changes)
   # RUST_LOG reaches the functions through the env file only: cargo lambda reads it
@@ -396,6 +404,8 @@ case "$MODE" in
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
     start_functions
     export TEST_DYNAMODB_ENDPOINT="$DYNAMODB_ENDPOINT"
+    # The outage test pauses and resumes this process (SIGSTOP/SIGCONT), never ends it.
+    export TEST_DYNAMODB_PID="$DYNAMODB_PID"
     export TEST_FUNCTIONS_URL="$FUNCTIONS_URL"
     log "running: cargo test --workspace $*"
     rc=0

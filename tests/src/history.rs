@@ -43,6 +43,17 @@ pub struct Event {
     pub body: String,
 }
 
+impl Event {
+    /// The key of the record the store keeps for this event: the delivery record of a CRM
+    /// event (its digest), the nonce record of a callback.
+    pub fn record_key(&self, mid: &str) -> String {
+        match self.source {
+            Source::Crm => parse_crm(&self.body).digest.as_str().to_owned(),
+            Source::Activity => parse_activity(&self.body, mid).nonce,
+        }
+    }
+}
+
 /// How big a history to generate.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -121,9 +132,14 @@ impl History {
     /// The final item of every entity, by source and entity id: the history applied in
     /// generation order with the model crate's merge rules. `updated_at` is a placeholder.
     pub fn expected_items(&self) -> BTreeMap<(Source, String), Item> {
+        self.expected_items_of(|_| true)
+    }
+
+    /// The same for the events `delivered` says were stored, in generation order.
+    pub fn expected_items_of(&self, delivered: impl Fn(&Event) -> bool) -> BTreeMap<(Source, String), Item> {
         let mut crm: BTreeMap<String, Ledger<CrmState>> = BTreeMap::new();
         let mut activities: BTreeMap<String, Ledger<ActivityState>> = BTreeMap::new();
-        for event in &self.events {
+        for event in self.events.iter().filter(|event| delivered(event)) {
             match event.source {
                 Source::Crm => {
                     let parsed = parse_crm(&event.body);

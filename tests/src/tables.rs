@@ -1,11 +1,15 @@
 //! Reading back (and cleaning up) what one tenant has in the four tables of the local stack.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
+use webhook_model::dynamo::item_to_sdk;
+use webhook_model::item::Item;
+
+use crate::history::Source;
 use crate::stack;
 
 pub type SdkItem = HashMap<String, AttributeValue>;
@@ -99,4 +103,56 @@ pub fn visible(mut item: SdkItem) -> SdkItem {
         set.sort();
     }
     item
+}
+
+/// The entity items of `mid`, by source and entity id.
+pub async fn entity_items(db: &Client, mid: &str) -> BTreeMap<(Source, String), SdkItem> {
+    let mut items = BTreeMap::new();
+    for (source, table) in [(Source::Crm, Table::CrmEntities), (Source::Activity, Table::Activities)] {
+        for item in table.query(db, mid).await {
+            let entity_id = item["entity_id"].as_s().expect("entity_id is a string").clone();
+            items.insert((source, entity_id), item);
+        }
+    }
+    items
+}
+
+/// The keys of the delivery records (CRM) and nonce records (activities) of `mid`.
+pub async fn record_keys(db: &Client, mid: &str) -> BTreeSet<(Source, String)> {
+    let mut keys = BTreeSet::new();
+    for (source, table) in [
+        (Source::Crm, Table::CrmDeliveries),
+        (Source::Activity, Table::ActivityNonces),
+    ] {
+        for item in table.query(db, mid).await {
+            let key = item[table.sort_key()].as_s().expect("record keys are strings").clone();
+            keys.insert((source, key));
+        }
+    }
+    keys
+}
+
+pub fn without_updated_at(mut item: SdkItem) -> SdkItem {
+    item.remove("updated_at");
+    item
+}
+
+/// How the stored entity items differ from the expected ones (bookkeeping and `updated_at`
+/// aside): one line per missing, unexpected or different item.
+pub fn mismatches(
+    expected: &BTreeMap<(Source, String), Item>,
+    stored: &BTreeMap<(Source, String), SdkItem>,
+) -> Vec<String> {
+    let keys: BTreeSet<&(Source, String)> = expected.keys().chain(stored.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| match (expected.get(key), stored.get(key)) {
+            (Some(want), Some(got)) => {
+                let want = without_updated_at(item_to_sdk(want.clone()));
+                let got = without_updated_at(visible(got.clone()));
+                (want != got).then(|| format!("{key:?} differs:\n  expected {want:?}\n  stored   {got:?}"))
+            }
+            (Some(_), None) => Some(format!("{key:?} is missing")),
+            (None, _) => Some(format!("{key:?} is stored but no event names it")),
+        })
+        .collect()
 }

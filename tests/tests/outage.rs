@@ -1,0 +1,156 @@
+//! Storage outage in the middle of a stream of deliveries (SPEC 2.3, 4), over HTTP.
+//!
+//! The local DynamoDB server is stopped with SIGSTOP and continued with SIGCONT (its PID comes
+//! from the stack as `TEST_DYNAMODB_PID`). A stopped server still completes TCP handshakes from
+//! the kernel's backlog and then never answers: the harder kind of outage, ended only by the
+//! functions' own timeouts. (A refused connection is covered at the adapter level in `store.rs`.)
+//!
+//! The stream: a third of a shuffled history is delivered; the server stops; the next deliveries
+//! must each get `503 storage_unavailable` within 5 s; the server continues and the rest of the
+//! stream is delivered. Then, before any retry, every stored item must be exactly the item of the
+//! events the service acknowledged, with a delivery or nonce record for each of them and for no
+//! other: nothing refused left anything behind. Finally the refused deliveries are sent again, as
+//! the senders' retries would, and the state must be that of the whole history.
+//!
+//! This binary holds one test: while the server is stopped no other test may use the stack, and
+//! `cargo test` runs test binaries one after another.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use ingest_tests::deliver::{send_concurrently, Sent};
+use ingest_tests::history::{Event, History, Shape, Source};
+use ingest_tests::http::DEV_ACTIVITY_SECRET;
+use ingest_tests::signing::now_unix;
+use ingest_tests::stack::{self, unique_mid};
+use ingest_tests::tables::{entity_items, mismatches, purge_tenant, record_keys};
+
+/// SPEC 2.3: every answer, 503 included, within 5 s.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+const CLIENTS: usize = 4;
+
+/// The local DynamoDB server, stopped while this guard lives and continued when it is dropped,
+/// also when the test fails.
+struct Stopped(String);
+
+impl Stopped {
+    fn stop() -> Self {
+        let pid =
+            std::env::var("TEST_DYNAMODB_PID").expect("TEST_DYNAMODB_PID is not set: run this test with `make test`");
+        signal("-STOP", &pid);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal("-CONT", &self.0);
+    }
+}
+
+fn signal(which: &str, pid: &str) {
+    let status = Command::new("kill").args([which, pid]).status().expect("kill runs");
+    assert!(status.success(), "kill {which} {pid} failed");
+}
+
+fn shape() -> Shape {
+    let (entities, events) = if stack::soak() { (40, 2_000) } else { (6, 90) };
+    Shape {
+        entities,
+        events,
+        activity_share: 0.5,
+        activity_spread_seconds: stack::activity_window_seconds() / 3,
+    }
+}
+
+fn assert_all_accepted(sent: &[Sent], phase: &str) {
+    for delivery in sent {
+        assert_eq!(
+            delivery.answer.status, 200,
+            "{phase}: {:?} {}: {}",
+            delivery.event.source, delivery.event.entity_id, delivery.answer.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn deliveries_during_an_outage_get_503_in_time_leave_nothing_and_succeed_when_retried() {
+    let seed: u64 = rand::random();
+    let mid = unique_mid("outage");
+    let history = History::generate(seed, &mid, shape(), now_unix(), DEV_ACTIVITY_SECRET);
+    let mut deliveries = history.deliveries(seed, 0.1);
+    let during = deliveries.len() / 3..deliveries.len() / 3 + if stack::soak() { 64 } else { 12 };
+    let after = deliveries.split_off(during.end);
+    let refused: Vec<Event> = deliveries.split_off(during.start);
+    let before = deliveries;
+    let db = stack::dynamodb_client();
+
+    let sent_before = send_concurrently(&mid, before, CLIENTS).await;
+    assert_all_accepted(&sent_before, "before the outage");
+
+    let sent_during = {
+        let _stopped = Stopped::stop();
+        send_concurrently(&mid, refused.clone(), CLIENTS).await
+    };
+    for delivery in &sent_during {
+        let what = format!(
+            "during the outage: {:?} {}",
+            delivery.event.source, delivery.event.entity_id
+        );
+        assert_eq!(
+            delivery.answer.refusal(),
+            (503, "storage_unavailable".to_owned()),
+            "{what}: {}",
+            delivery.answer.body
+        );
+        assert!(
+            delivery.elapsed < ANSWER_WITHIN,
+            "{what}: answered after {:?}",
+            delivery.elapsed
+        );
+    }
+
+    let sent_after = send_concurrently(&mid, after, CLIENTS).await;
+    assert_all_accepted(&sent_after, "after the outage");
+
+    // Before any retry: exactly what was acknowledged is stored, nothing of what was refused.
+    let acknowledged: BTreeSet<&str> = sent_before
+        .iter()
+        .chain(&sent_after)
+        .map(|sent| sent.event.body.as_str())
+        .collect();
+    let only_refused: Vec<&Event> = refused
+        .iter()
+        .filter(|event| !acknowledged.contains(event.body.as_str()))
+        .collect();
+    assert!(
+        !only_refused.is_empty(),
+        "seed {seed}: some events were delivered only during the outage"
+    );
+    let expected = history.expected_items_of(|event| acknowledged.contains(event.body.as_str()));
+    let wrong = mismatches(&expected, &entity_items(&db, &mid).await);
+    assert!(wrong.is_empty(), "seed {seed}: after the outage:\n{}", wrong.join("\n"));
+    let want_records: BTreeSet<(Source, String)> = history
+        .events
+        .iter()
+        .filter(|event| acknowledged.contains(event.body.as_str()))
+        .map(|event| (event.source, event.record_key(&mid)))
+        .collect();
+    assert_eq!(
+        record_keys(&db, &mid).await,
+        want_records,
+        "seed {seed}: records after the outage"
+    );
+
+    // The senders retry what was refused.
+    let retried = send_concurrently(&mid, refused, CLIENTS).await;
+    assert_all_accepted(&retried, "retries");
+    let wrong = mismatches(&history.expected_items(), &entity_items(&db, &mid).await);
+    assert!(
+        wrong.is_empty(),
+        "seed {seed}: after the retries:\n{}",
+        wrong.join("\n")
+    );
+    purge_tenant(&db, &mid).await;
+}
