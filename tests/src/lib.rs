@@ -2,6 +2,7 @@
 
 pub mod deliver;
 pub mod events;
+pub mod fuzz;
 pub mod history;
 pub mod http;
 pub mod signing;

@@ -1,0 +1,451 @@
+//! A seeded mutation fuzzer for the pure ingest path of both sources: verification, parsing,
+//! normalization, merging and item building, exactly as the handlers chain them.
+//!
+//! Inputs start from the vendors' payloads in `fixtures/` and are mutated at two levels: bytes
+//! (bit flips, JSON-significant bytes, insertions of troublesome tokens, deletions, splices,
+//! truncation) and structure (a value anywhere in the tree replaced by another type, a huge or
+//! odd number, a long, NUL-bearing or padded string, deep nesting; keys removed, renamed with
+//! spaces, or duplicated). Most mutated bodies are then signed correctly, so that they get past
+//! verification into parsing and normalization instead of stopping at the signature.
+//!
+//! Besides "no panic", every input that is accepted must satisfy what the handlers and the store
+//! rely on: a non-empty tenant and entity, a deterministic digest, an item keyed by that tenant
+//! and entity, convertible to DynamoDB attributes, and a redelivery recognised as a duplicate.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+use webhook_model::activity::verify::{self as activity_verify, SignedFields};
+use webhook_model::activity::{ActivityEvent, ActivityState};
+use webhook_model::clock::FixedClock;
+use webhook_model::crm::{self, CrmEvent, CrmState};
+use webhook_model::dynamo::item_to_sdk;
+use webhook_model::envelope::Envelope;
+use webhook_model::item::{AttrValue, Item};
+use webhook_model::merge::{Delivery, Ledger};
+use webhook_model::secret::{Secret, SecretSet};
+use webhook_model::timefmt::SourceOffset;
+use webhook_model::ApiError;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+const CRM_SECRET: &str = "fuzz-crm-secret";
+const ACTIVITY_SECRET: &str = "fuzz-activity-secret";
+const SIGNATURE_HEADER: &str = "X-Signature";
+const WINDOW_SECONDS: u64 = 300;
+/// Larger inputs are cut: the functions refuse bodies over 256 KiB before parsing anything.
+const MAX_INPUT: usize = 300 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Crm,
+    Activity,
+}
+
+/// What the runs did, to show that the inputs reach deep into the pipeline.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub execs: u64,
+    /// Inputs that came out as an item, per target.
+    pub crm_items: u64,
+    pub activity_items: u64,
+    /// Refusals by error code.
+    pub refusals: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// An input that broke the pipeline: a panic or a broken invariant.
+#[derive(Debug)]
+pub struct Finding {
+    pub target: Target,
+    pub input: Vec<u8>,
+    pub problem: String,
+}
+
+pub struct Fuzzer {
+    rng: StdRng,
+    corpus: Vec<(Target, Vec<u8>)>,
+    crm_secrets: SecretSet,
+    activity_secrets: SecretSet,
+    pub stats: Stats,
+}
+
+impl Fuzzer {
+    pub fn new(seed: u64) -> Self {
+        let mut corpus = Vec::new();
+        for (dir, target) in [("crm", Target::Crm), ("activity", Target::Activity)] {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(Path::new(FIXTURES).join(dir))
+                .expect("fixtures directory")
+                .map(|entry| entry.expect("a directory entry").path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+                .collect();
+            paths.sort();
+            corpus.extend(
+                paths
+                    .into_iter()
+                    .map(|path| (target, std::fs::read(path).expect("a fixture"))),
+            );
+        }
+        Fuzzer {
+            rng: StdRng::seed_from_u64(seed),
+            corpus,
+            crm_secrets: SecretSet::parse(CRM_SECRET).expect("a secret"),
+            activity_secrets: SecretSet::parse(ACTIVITY_SECRET).expect("a secret"),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Runs `execs` inputs; stops at the first finding.
+    pub fn run(&mut self, execs: u64) -> Result<(), Finding> {
+        for _ in 0..execs {
+            // Both sources equally often, whatever the number of fixtures of each.
+            let target = if self.rng.random_bool(0.5) {
+                Target::Crm
+            } else {
+                Target::Activity
+            };
+            let seeds: Vec<&Vec<u8>> = self
+                .corpus
+                .iter()
+                .filter(|(t, _)| *t == target)
+                .map(|(_, b)| b)
+                .collect();
+            let seed = (*seeds.choose(&mut self.rng).expect("fixtures of each source")).clone();
+            let (input, signature, now) = self.mutate(target, seed);
+            self.stats.execs += 1;
+            let outcome = catch_unwind(AssertUnwindSafe(|| match target {
+                Target::Crm => self.crm(&input, &signature),
+                Target::Activity => self.activity(&input, now),
+            }));
+            let problem = match outcome {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => continue,
+                Ok(Err(problem)) => problem,
+                Err(panic) => format!("panic: {}", panic_message(&*panic)),
+            };
+            return Err(Finding { target, input, problem });
+        }
+        Ok(())
+    }
+
+    /// The CRM handler's pipeline. `Ok(None)`: refused, as documented.
+    fn crm(&mut self, body: &[u8], signature: &str) -> Result<Option<()>, String> {
+        let event = match crm_event(body, signature, &self.crm_secrets) {
+            Ok(event) => event,
+            Err(error) => return self.refused(&error),
+        };
+        if event.mid.trim().is_empty() || event.entity_id.trim().is_empty() {
+            return Err(format!(
+                "accepted without a tenant or entity: {:?}/{:?}",
+                event.mid, event.entity_id
+            ));
+        }
+        let again = crm_event(body, signature, &self.crm_secrets).map_err(|e| format!("second parse: {e}"))?;
+        if again.digest != event.digest {
+            return Err("the digest of one body changed between two parses".into());
+        }
+        let mut ledger = Ledger::<CrmState>::default();
+        ledger.apply(&event);
+        let item = ledger.state.as_ref().expect("merged").to_item("2026-01-01T00:00:00Z");
+        check_item(&item, &event.mid, &event.entity_id)?;
+        if ledger.apply(&again) != Delivery::Duplicate {
+            return Err("a redelivery was not recognised as a duplicate".into());
+        }
+        self.stats.crm_items += 1;
+        Ok(Some(()))
+    }
+
+    /// The activity handler's pipeline, for tenant `124` at time `now`.
+    fn activity(&mut self, body: &[u8], now: i64) -> Result<Option<()>, String> {
+        let clock = FixedClock(now);
+        let event = match activity_event(body, &self.activity_secrets, &clock) {
+            Ok(event) => event,
+            Err(error) => return self.refused(&error),
+        };
+        let Some(activity_id) = event.activity_id().map(str::to_owned) else {
+            return Ok(Some(())); // an action that names no activity: acknowledged, nothing stored
+        };
+        if activity_id.trim().is_empty() {
+            return Err("an activity with an empty id".into());
+        }
+        let again = activity_event(body, &self.activity_secrets, &clock).map_err(|e| format!("second parse: {e}"))?;
+        if again.digest != event.digest {
+            return Err("the digest of one body changed between two parses".into());
+        }
+        let mut ledger = Ledger::<ActivityState>::default();
+        ledger.apply(&event);
+        let item = ledger.state.as_ref().expect("merged").to_item("2026-01-01T00:00:00Z");
+        check_item(&item, "124", &activity_id)?;
+        if ledger.apply(&again) != Delivery::Duplicate {
+            return Err("a redelivery was not recognised as a duplicate".into());
+        }
+        self.stats.activity_items += 1;
+        Ok(Some(()))
+    }
+
+    fn refused(&mut self, error: &ApiError) -> Result<Option<()>, String> {
+        let status = error.status();
+        if !(400..500).contains(&status) {
+            return Err(format!("refused with {status}: {error}"));
+        }
+        *self.stats.refusals.entry(error.code()).or_default() += 1;
+        Ok(None)
+    }
+
+    /// A mutated input, the CRM signature to send with it, and the activity clock.
+    fn mutate(&mut self, target: Target, seed: Vec<u8>) -> (Vec<u8>, String, i64) {
+        let rng = &mut self.rng;
+        let mut input = seed;
+        // Mostly structural: a byte-level change usually ends the input's journey at the parser.
+        for _ in 0..rng.random_range(1..=3) {
+            if rng.random_bool(0.8) {
+                input = mutate_structure(rng, &input);
+            } else {
+                mutate_bytes(rng, &mut input, &self.corpus);
+            }
+        }
+        input.truncate(MAX_INPUT);
+        let now = match target {
+            Target::Activity if rng.random_bool(0.8) => resign_activity(rng, &mut input),
+            _ => rng.random_range(0..2_000_000_000),
+        };
+        let signature = if rng.random_bool(0.9) {
+            crm::verify::sign(&input, &Secret::new(CRM_SECRET))
+        } else {
+            random_text(rng, 0..48)
+        };
+        (input, signature, now)
+    }
+}
+
+fn crm_event(body: &[u8], signature: &str, secrets: &SecretSet) -> Result<CrmEvent, ApiError> {
+    let envelope = Envelope::parse(body)?;
+    crm::tenant_of(&envelope.object)?;
+    crm::verify::verify(body, SIGNATURE_HEADER, Some(signature), secrets)?;
+    Ok(CrmEvent::from_envelope(envelope, SourceOffset::BEIJING)?)
+}
+
+fn activity_event(body: &[u8], secrets: &SecretSet, clock: &FixedClock) -> Result<ActivityEvent, ApiError> {
+    let envelope = Envelope::parse(body)?;
+    let signed = SignedFields::extract(&envelope.object)?;
+    activity_verify::verify(&signed, secrets, clock, WINDOW_SECONDS)?;
+    Ok(ActivityEvent::from_envelope(
+        envelope,
+        "124",
+        &signed.nonce,
+        signed.timestamp,
+        SourceOffset::BEIJING,
+    )?)
+}
+
+/// The item is keyed by the event's tenant and entity and converts to DynamoDB attributes.
+fn check_item(item: &Item, mid: &str, entity_id: &str) -> Result<(), String> {
+    let key = |name: &str| match item.get(name) {
+        Some(AttrValue::S(text)) => Ok(text.clone()),
+        other => Err(format!("item attribute {name} is {other:?}")),
+    };
+    if key("mid")? != mid || key("entity_id")? != entity_id {
+        return Err(format!(
+            "item keyed {:?}/{:?}, event {mid:?}/{entity_id:?}",
+            key("mid"),
+            key("entity_id")
+        ));
+    }
+    let converted = item_to_sdk(item.clone());
+    if converted.len() != item.len() {
+        return Err("attributes lost in conversion".into());
+    }
+    Ok(())
+}
+
+/// If the body is an object with a string nonce and an integer timestamp, signs it correctly and
+/// returns a clock inside (mostly) or at the edge of the freshness window.
+fn resign_activity(rng: &mut StdRng, input: &mut Vec<u8>) -> i64 {
+    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(input) else {
+        return rng.random_range(0..2_000_000_000);
+    };
+    let (Some(nonce), Some(timestamp)) = (
+        object.get("nonce").and_then(Value::as_str).map(str::to_owned),
+        object.get("timestamp").and_then(Value::as_i64),
+    ) else {
+        return rng.random_range(0..2_000_000_000);
+    };
+    let sign = activity_verify::sign(&nonce, &Secret::new(ACTIVITY_SECRET), timestamp);
+    object.insert("sign".into(), json!(sign));
+    *input = serde_json::to_vec(&Value::Object(object)).expect("a JSON object serializes");
+    let skew = WINDOW_SECONDS as i64;
+    timestamp.saturating_add([0, 1, -1, skew, -skew, skew + 1, -skew - 1][rng.random_range(0..7)])
+}
+
+// ---------------------------------------------------------------------------------- mutations
+
+const TOKENS: [&[u8]; 16] = [
+    b"null",
+    b"true",
+    b"\"\"",
+    b"[]",
+    b"{}",
+    b"-0",
+    b"1e999",
+    b"18446744073709551616",
+    b"-9223372036854775809",
+    b"\"\\u0000\"",
+    b"\"\\ud800\"",
+    b"\\",
+    b"\xff\xfe",
+    b"\"mid\":",
+    b",\"mid\":\"\"",
+    b"\"entity_id\":null,",
+];
+
+fn mutate_bytes(rng: &mut StdRng, input: &mut Vec<u8>, corpus: &[(Target, Vec<u8>)]) {
+    if input.is_empty() {
+        input.extend_from_slice(TOKENS.choose(rng).expect("tokens"));
+        return;
+    }
+    let at = rng.random_range(0..input.len());
+    match rng.random_range(0..7) {
+        0 => input[at] ^= 1 << rng.random_range(0..8),
+        1 => input[at] = *b"{}[]\",:\\0-e \n\t".choose(rng).expect("bytes"),
+        2 => {
+            let token = TOKENS.choose(rng).expect("tokens");
+            input.splice(at..at, token.iter().copied());
+        }
+        3 => {
+            let end = (at + rng.random_range(1..64)).min(input.len());
+            input.drain(at..end);
+        }
+        4 => {
+            let end = (at + rng.random_range(1..256)).min(input.len());
+            let chunk = input[at..end].to_vec();
+            input.splice(at..at, chunk);
+        }
+        5 => {
+            let (_, other) = corpus.choose(rng).expect("a corpus");
+            let from = rng.random_range(0..other.len());
+            let end = (from + rng.random_range(1..512)).min(other.len());
+            input.splice(at..at, other[from..end].iter().copied());
+        }
+        _ => input.truncate(at),
+    }
+}
+
+fn mutate_structure(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<Value>(input) else {
+        return input.to_vec();
+    };
+    if rng.random_bool(0.1) {
+        // A duplicated key at the top: serde keeps the last one.
+        let text = serde_json::to_string(&value).expect("serializes");
+        if let Some(rest) = text.strip_prefix('{') {
+            let key = [
+                "mid",
+                "event_type",
+                "create_time",
+                "nonce",
+                "timestamp",
+                "action",
+                "extra_data",
+            ]
+            .choose(rng)
+            .expect("keys");
+            return format!("{{\"{key}\":{},{rest}", odd_value(rng)).into_bytes();
+        }
+    }
+    let target = pick_node(rng, &mut value);
+    match rng.random_range(0..4) {
+        0 | 1 => *target = odd_value(rng),
+        2 => {
+            if let Value::Object(object) = target {
+                mutate_keys(rng, object);
+            } else {
+                *target = json!([target.take()]);
+            }
+        }
+        _ => {
+            *target = match target.take() {
+                Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+                other => json!({ "value": other }),
+            }
+        }
+    }
+    serde_json::to_vec(&value).expect("serializes")
+}
+
+/// A random node of the tree (the root included), reached by random steps down.
+fn pick_node<'a>(rng: &mut StdRng, value: &'a mut Value) -> &'a mut Value {
+    let mut node = value;
+    loop {
+        let go_down = rng.random_bool(0.7);
+        let len = match &*node {
+            Value::Object(object) => object.len(),
+            Value::Array(items) => items.len(),
+            _ => 0,
+        };
+        if !go_down || len == 0 {
+            return node;
+        }
+        let index = rng.random_range(0..len);
+        node = match node {
+            Value::Object(object) => object.values_mut().nth(index).expect("in range"),
+            Value::Array(items) => &mut items[index],
+            _ => unreachable!("has children"),
+        };
+    }
+}
+
+fn mutate_keys(rng: &mut StdRng, object: &mut Map<String, Value>) {
+    let keys: Vec<String> = object.keys().cloned().collect();
+    let Some(key) = keys.choose(rng).cloned() else {
+        object.insert("entity_id".into(), odd_value(rng));
+        return;
+    };
+    let value = object.remove(&key).expect("present");
+    match rng.random_range(0..3) {
+        0 => {} // removed
+        1 => {
+            object.insert(format!(" {key} "), value);
+        }
+        _ => {
+            object.insert(key.to_uppercase(), value);
+        }
+    }
+}
+
+fn odd_value(rng: &mut StdRng) -> Value {
+    match rng.random_range(0..16) {
+        0 => Value::Null,
+        1 => json!(rng.random_bool(0.5)),
+        2 => json!(rng.random::<i64>()),
+        3 => json!(rng.random::<u64>()),
+        4 => json!([1e308, -1e-308, 0.5, -0.0][rng.random_range(0..4)]),
+        5 => json!(["99999999999999999999", "-1", "1.5", " 123 ", "0x10", "1e3", ""][rng.random_range(0..7)]),
+        6 => json!("a".repeat(rng.random_range(1_000..20_000))),
+        7 => json!("nul\u{0}inside"),
+        8 => json!("  padded  "),
+        9 => json!(random_text(rng, 0..40)),
+        10 => json!([]),
+        11 => json!({}),
+        12 => (0..rng.random_range(1..300)).fold(json!(1), |inner, _| json!([inner])),
+        13 => json!(["before", "after", "extra"]),
+        14 => json!([null, ""]),
+        _ => json!("2023-02-27 15:02:25"),
+    }
+}
+
+fn random_text(rng: &mut StdRng, len: std::ops::Range<usize>) -> String {
+    let alphabet: Vec<char> = "abcXYZ019 -_=/+中文\u{0}\u{feff}\u{1f600}".chars().collect();
+    (0..rng.random_range(len))
+        .map(|_| *alphabet.choose(rng).expect("alphabet"))
+        .collect()
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
