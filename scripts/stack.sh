@@ -407,6 +407,8 @@ case "$MODE" in
     # The outage test pauses and resumes this process (SIGSTOP/SIGCONT), never ends it.
     export TEST_DYNAMODB_PID="$DYNAMODB_PID"
     export TEST_FUNCTIONS_URL="$FUNCTIONS_URL"
+    # The load test reads the memory of the function instances below this process.
+    export TEST_FUNCTIONS_PID="$FUNCTIONS_PID"
     log "running: cargo test --workspace $*"
     rc=0
     cargo test --workspace "$@" || rc=$?

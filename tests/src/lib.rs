@@ -5,6 +5,7 @@ pub mod events;
 pub mod fuzz;
 pub mod history;
 pub mod http;
+pub mod procs;
 pub mod signing;
 pub mod stack;
 pub mod tables;
