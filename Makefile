@@ -7,6 +7,8 @@
 #   make build     sam build (arm64, provided.al2023)
 #   make venv      the Python tools in .venv (moto, cargo-lambda, SAM CLI, cfn-lint)
 #   make bench     criterion benchmarks of webhook-model
+#   make soak      full-size convergence, outage and load suites, then `make fuzz` (~30 min)
+#   make fuzz      10 million mutated bodies through the pure ingest path
 #   make clean     remove build outputs and local state (keeps .venv)
 
 SHELL := /bin/bash
@@ -24,10 +26,10 @@ LAMBDA_TARGET := aarch64-unknown-linux-gnu
 export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test validate run build targets bench soak clean
+.PHONY: help venv test validate run build targets bench soak fuzz clean
 
 help:
-	@sed -n '2,11p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+	@sed -n '2,13p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
 
 venv: $(VENV_STAMP)
 
@@ -64,9 +66,16 @@ build: venv targets
 bench:
 	cargo bench -p webhook-model
 
-soak:
-	@echo "soak: not implemented yet" >&2
-	@exit 1
+# The full-size suites against a stack of their own (ports 38000/39000): convergence over
+# 200 entities / 10,000 events, the outage over 2,000 events, 60 s of load, then the long fuzz.
+soak: venv
+	bash scripts/stack.sh soak --test convergence --test outage --test load -- --nocapture
+	@$(MAKE) --no-print-directory fuzz
+
+# Ten million mutated bodies through the pure ingest path (release build).
+FUZZ_EXECS ?= 10000000
+fuzz:
+	cargo run --release -p ingest-tests --bin fuzz-ingest -- --execs $(FUZZ_EXECS)
 
 clean:
 	rm -rf "$(ROOT)/.aws-sam" "$(ROOT)/.local"

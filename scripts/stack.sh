@@ -8,11 +8,13 @@
 #   scripts/stack.sh test [ARGS]  `make test`: start everything on other ports, run
 #                               `cargo test --workspace [ARGS]` against it, stop
 #                               everything; exits with cargo test's exit code.
+#   scripts/stack.sh soak [ARGS]  `make soak`: as test, with SOAK=1 (full-size suites)
+#                               and a one-hour activity freshness window.
 #   scripts/stack.sh dynamodb   moto + tables only, until Ctrl-C (for running the
 #                               integration tests from an IDE).
 #
-# Ports: DYNAMODB_PORT / FUNCTIONS_PORT, default 8000/9000 (run, dynamodb) and
-# 18000/19000 (test), so that `make test` never clashes with a running `make run`.
+# Ports: DYNAMODB_PORT / FUNCTIONS_PORT, default 8000/9000 (run, dynamodb), 18000/19000
+# (test) and 38000/39000 (soak), so that no two modes clash.
 # FUNCTION_CONCURRENCY (default 16): instances per function, as Lambda scales out.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
@@ -51,8 +53,12 @@ case "$MODE" in
     DYNAMODB_PORT="${DYNAMODB_PORT:-18000}"
     FUNCTIONS_PORT="${FUNCTIONS_PORT:-19000}"
     ;;
+  soak)
+    DYNAMODB_PORT="${DYNAMODB_PORT:-38000}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-39000}"
+    ;;
   *)
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
@@ -244,13 +250,18 @@ setup_function_env() {
   if [ "$MODE" = run ]; then
     export ACTIVITY_MAX_SKEW_SECONDS="${ACTIVITY_MAX_SKEW_SECONDS:-0}"
   fi
-  if [ "$MODE" = test ]; then
+  if [ "$MODE" = test ] || [ "$MODE" = soak ]; then
     # The tests sign with exactly these, whatever the caller's environment says. Tenant 900 has
     # its own secret (override of the default); tenant 901 is in the middle of a rotation.
     export CRM_WEBHOOK_SECRET=dev-crm-secret ACTIVITY_CALLBACK_SECRET=dev-activity-secret
     export CRM_SIGNATURE_HEADER=X-Signature
     export CRM_WEBHOOK_SECRET_900=tenant-900-secret CRM_WEBHOOK_SECRET_901="new-901,old-901"
     unset ACTIVITY_MAX_SKEW_SECONDS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
+  fi
+  if [ "$MODE" = soak ]; then
+    # A full-size history is signed once and delivered twice, which takes longer than the
+    # default 300 s window: an hour leaves room for both deliveries.
+    export ACTIVITY_MAX_SKEW_SECONDS=3600 SOAK=1
   fi
   export AWS_ENDPOINT_URL_DYNAMODB="$DYNAMODB_ENDPOINT"
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
@@ -325,7 +336,7 @@ start_functions() {
   # instance per function would queue them instead (and hide races between writers).
   watch_args=(-A 127.0.0.1 -P "$FUNCTIONS_PORT" --env-file "$env_file" --concurrency "$FUNCTION_CONCURRENCY")
   # Tests run against exactly the code that was there when they started.
-  [ "$MODE" = test ] && watch_args+=(--ignore-changes)
+  [ "$MODE" != run ] && watch_args+=(--ignore-changes)
   # RUST_LOG reaches the functions through the env file only: cargo lambda reads it
   # too, and at info level it logs each function's whole environment (the secrets).
   start_bg functions env -u RUST_LOG cargo lambda watch "${watch_args[@]}"
@@ -398,7 +409,7 @@ case "$MODE" in
     wait_forever
     ;;
 
-  test)
+  test | soak)
     start_dynamodb
     setup_function_env
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
