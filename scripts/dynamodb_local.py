@@ -7,6 +7,11 @@ cancelled, restoring that snapshot. Two consequences, both fixed here:
   silently lost, which real DynamoDB never does. The functions rely on cancelled transactions
   (duplicates, version conflicts), so requests are serialised; the server stays threaded so
   that idle keep-alive connections do not block others.
+- moto ignores TransactWriteItems' ClientRequestToken. The SDK sends one token per call and
+  keeps it across its retries, so when an attempt commits but its answer is late (a busy local
+  server, a timeout), DynamoDB answers the retry with success and changes nothing, while moto
+  runs the transaction again and cancels it: the functions would then call a first delivery a
+  duplicate. Tokens of successful transactions are remembered for ten minutes, as DynamoDB does.
 - The snapshot is a deep copy of every table the transaction names, so each transaction costs
   time in proportion to the table size (80 ms at 3,000 items): a soak run of 10,000 deliveries
   would crawl. Since requests are serialised, saving and restoring just the items the
@@ -15,9 +20,12 @@ cancelled, restoring that snapshot. Two consequences, both fixed here:
 
 import argparse
 import copy
+import io
+import json
 import signal
 import sys
 import threading
+import time
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
@@ -88,6 +96,53 @@ def serialised(app):
     return call
 
 
+IDEMPOTENCY_WINDOW_SECONDS = 600
+
+
+def idempotent_transactions(app):
+    """Answers a TransactWriteItems whose ClientRequestToken already succeeded (within the
+    window) with the first answer, without running it again; the same token with other
+    parameters is refused, as DynamoDB does. Must wrap a serialised app."""
+    succeeded = {}  # token -> (time, request body, status, headers, response body)
+
+    def call(environ, start_response):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").endswith(".TransactWriteItems"):
+            return app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        request = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(request)
+        try:
+            token = json.loads(request).get("ClientRequestToken")
+        except ValueError:
+            token = None
+        now = time.monotonic()
+        for old in [t for t, seen in succeeded.items() if now - seen[0] > IDEMPOTENCY_WINDOW_SECONDS]:
+            del succeeded[old]
+        if token in succeeded:
+            _, first_request, status, headers, body = succeeded[token]
+            if first_request == request:
+                start_response(status, headers)
+                return body
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+            error = {
+                "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                "message": "The request uses the same client token as a previous, but non-identical request.",
+            }
+            return [json.dumps(error).encode()]
+        answer = {}
+
+        def remember(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = status, headers
+            return start_response(status, headers, exc_info)
+
+        body = list(app(environ, remember))
+        if token and answer.get("status", "").startswith("200"):
+            succeeded[token] = (now, request, answer["status"], answer["headers"], body)
+        return body
+
+    return call
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -99,7 +154,7 @@ def main():
     run_simple(
         args.host,
         args.port,
-        serialised(app),
+        serialised(idempotent_transactions(app)),
         threaded=True,
         use_reloader=False,
         request_handler=MotoRequestHandler,
