@@ -1,6 +1,9 @@
 //! Where the local stack started by `make test` (scripts/stack.sh) is, read from the
 //! environment. The tests refuse to run without it rather than pass vacuously.
 
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
 
@@ -37,18 +40,33 @@ pub fn activity_nonces_table() -> String {
     table("ACTIVITY_NONCES_TABLE_NAME", "activity_nonces")
 }
 
-/// A real SDK client for the local DynamoDB (dummy credentials).
+/// A real SDK client for the local DynamoDB (dummy credentials), configured as the functions
+/// configure theirs: what the store tests give the adapters.
 pub fn dynamodb_client() -> Client {
     client_for(&dynamodb_endpoint())
 }
 
 pub fn client_for(endpoint: &str) -> Client {
+    client_with(endpoint, webhook_model::dynamo::timeout_config())
+}
+
+/// A client for reading back and cleaning up whole tenants: reading 10,000 records from the
+/// local server takes longer than the functions' 3 s budget for one operation.
+pub fn inspection_client() -> Client {
+    let patient = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(120))
+        .build();
+    client_with(&dynamodb_endpoint(), patient)
+}
+
+fn client_with(endpoint: &str, timeouts: TimeoutConfig) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(endpoint)
-        .timeout_config(webhook_model::dynamo::timeout_config())
+        .timeout_config(timeouts)
         .retry_config(webhook_model::dynamo::retry_config())
         .build();
     Client::from_conf(config)

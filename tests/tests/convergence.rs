@@ -70,7 +70,7 @@ async fn deliver(history: &History, shuffle_seed: u64) -> BTreeMap<(Source, Stri
     );
     let sent = send_concurrently(&history.mid, deliveries, CLIENTS).await;
     check_answers(&sent);
-    entity_items(&stack::dynamodb_client(), &history.mid).await
+    entity_items(&stack::inspection_client(), &history.mid).await
 }
 
 #[tokio::test]
@@ -81,7 +81,7 @@ async fn shuffled_duplicated_concurrent_deliveries_converge_to_the_in_order_item
     let history = History::generate(seed, &mid, shape, now_unix(), DEV_ACTIVITY_SECRET);
     assert_eq!(history.entities(), shape.entities);
     let expected = history.expected_items();
-    let db = stack::dynamodb_client();
+    let db = stack::inspection_client();
 
     let first = deliver(&history, seed ^ 1).await;
     let wrong = mismatches(&expected, &first);

@@ -232,5 +232,5 @@ async fn thirty_two_clients_get_exactly_the_answers_they_deserve_and_memory_stay
             last.peak_kib
         );
     }
-    purge_tenant(&stack::dynamodb_client(), &mid).await;
+    purge_tenant(&stack::inspection_client(), &mid).await;
 }

@@ -84,7 +84,7 @@ async fn deliveries_during_an_outage_get_503_in_time_leave_nothing_and_succeed_w
     let after = deliveries.split_off(during.end);
     let refused: Vec<Event> = deliveries.split_off(during.start);
     let before = deliveries;
-    let db = stack::dynamodb_client();
+    let db = stack::inspection_client();
 
     let sent_before = send_concurrently(&mid, before, CLIENTS).await;
     assert_all_accepted(&sent_before, "before the outage");
