@@ -1,10 +1,11 @@
 //! Tolerant reading of vendor JSON: keys with stray spaces, numbers sent as strings, empty strings
-//! meaning "absent". Plus the canonical form that identifies an event.
+//! meaning "absent". The canonical form that identifies an event lives in [`crate::digest`].
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::error::ParseError;
+
+pub use crate::digest::{canonical_json, EventDigest};
 
 /// Largest Unix time accepted (9999-12-31T23:59:59Z): anything later is a corrupted field.
 pub const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
@@ -17,11 +18,16 @@ pub const MAX_SORT_KEY_BYTES: usize = 1024;
 
 /// `value`, the key value read from `field`, if it fits in `max_bytes`.
 pub fn key_value(field: &str, value: String, max_bytes: usize) -> Result<String, ParseError> {
+    fitting_key(value, max_bytes, || field.to_owned())
+}
+
+/// [`key_value`] with the field's name built only when the value does not fit.
+fn fitting_key(value: String, max_bytes: usize, field: impl FnOnce() -> String) -> Result<String, ParseError> {
     if value.len() <= max_bytes {
         Ok(value)
     } else {
         Err(ParseError::invalid(
-            field,
+            field(),
             format!("{} bytes long; a key is at most {max_bytes} bytes", value.len()),
         ))
     }
@@ -56,64 +62,6 @@ pub fn trim_keys(value: &mut Value) {
     }
 }
 
-/// The canonical JSON of a value: object keys sorted, no insignificant whitespace.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::with_capacity(256);
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, child)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::from(key.as_str()).to_string());
-                out.push(':');
-                write_canonical(child, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, child) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(child, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
-/// Identity of one event: SHA-256 of its canonical JSON, in lowercase hex. Two deliveries are the
-/// same event exactly when their digests are equal; the digest also breaks ordering ties.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct EventDigest(String);
-
-impl EventDigest {
-    pub fn of(value: &Value) -> Self {
-        Self(hex::encode(Sha256::digest(canonical_json(value).as_bytes())))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Rebuilds a digest read back from storage.
-    pub fn from_stored(hex: impl Into<String>) -> Self {
-        Self(hex.into())
-    }
-}
-
 /// Field accessors that name the full path of the field in their errors.
 pub(crate) struct Fields<'a> {
     map: &'a Map<String, Value>,
@@ -125,6 +73,12 @@ impl<'a> Fields<'a> {
         Self { map, prefix }
     }
 
+    /// The entries of the object, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        self.map.iter()
+    }
+
+    /// The full path of `key`, for error messages: build it only when there is an error.
     pub fn path(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_owned()
@@ -178,7 +132,7 @@ impl<'a> Fields<'a> {
 
     /// A required identifier that becomes a key value of at most `max_bytes`.
     pub fn req_key(&self, key: &str, max_bytes: usize) -> Result<String, ParseError> {
-        key_value(&self.path(key), self.req_id(key)?, max_bytes)
+        fitting_key(self.req_id(key)?, max_bytes, || self.path(key))
     }
 
     /// An integer sent as a number or a numeric string.
@@ -226,22 +180,6 @@ impl<'a> Fields<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_depth_and_drops_whitespace() {
-        let value: Value = serde_json::from_str(r#"{ "b": [ {"z":1, "a":null} ], "a": "é\/x" }"#).unwrap();
-        assert_eq!(canonical_json(&value), r#"{"a":"é/x","b":[{"a":null,"z":1}]}"#);
-    }
-
-    #[test]
-    fn same_event_with_other_key_order_has_the_same_digest() {
-        let a: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":2}}"#).unwrap();
-        let b: Value = serde_json::from_str("{\"x\": {\"q\": 2,\n \"p\": 1}, \"mid\": \"1\"}").unwrap();
-        let c: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":3}}"#).unwrap();
-        assert_eq!(EventDigest::of(&a), EventDigest::of(&b));
-        assert_ne!(EventDigest::of(&a), EventDigest::of(&c));
-        assert_eq!(EventDigest::of(&a).as_str().len(), 64);
-    }
 
     #[test]
     fn keys_are_trimmed_everywhere() {

@@ -9,6 +9,7 @@ pub mod activity;
 pub mod clock;
 pub mod config;
 pub mod crm;
+pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod item;

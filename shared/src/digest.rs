@@ -1,0 +1,127 @@
+//! The identity of an event: SHA-256 of the canonical JSON of its body (object keys sorted, no
+//! insignificant whitespace, strings and numbers as serde_json writes them).
+//!
+//! Digests are persisted (merge stamps, delivery records), so the canonical bytes must never
+//! change; `tests/digest_vectors.rs` pins them. The canonical form is streamed straight into the
+//! hasher: building it as a string first cost more than parsing the body.
+
+use std::io::{self, Write};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The canonical JSON of a value, as text (for tests and tools; digests never build it).
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_canonical(value, &mut out).expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Writes the canonical JSON of `value` to `out`.
+fn write_canonical<W: Write>(value: &Value, out: &mut W) -> io::Result<()> {
+    match value {
+        Value::Object(map) => write_object(map, out),
+        Value::Array(items) => {
+            out.write_all(b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                write_canonical(item, out)?;
+            }
+            out.write_all(b"]")
+        }
+        // Scalars are written exactly as serde_json's compact form (`Value`'s `Display`).
+        scalar => serde_json::to_writer(out, scalar).map_err(io::Error::from),
+    }
+}
+
+fn write_object<W: Write>(map: &Map<String, Value>, out: &mut W) -> io::Result<()> {
+    // serde_json's map is a BTreeMap, already sorted; should a dependency ever turn on its
+    // `preserve_order` feature, the keys are sorted here instead.
+    if map.keys().is_sorted() {
+        write_entries(map.iter(), out)
+    } else {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        write_entries(entries.into_iter(), out)
+    }
+}
+
+fn write_entries<'a, W: Write>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut W) -> io::Result<()> {
+    out.write_all(b"{")?;
+    for (i, (key, child)) in entries.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.write_all(b":")?;
+        write_canonical(child, out)?;
+    }
+    out.write_all(b"}")
+}
+
+/// Feeds whatever is written to it into a SHA-256 hasher.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Identity of one event: SHA-256 of its canonical JSON, in lowercase hex. Two deliveries are the
+/// same event exactly when their digests are equal; the digest also breaks ordering ties.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct EventDigest(String);
+
+impl EventDigest {
+    pub fn of(value: &Value) -> Self {
+        let mut hasher = HashWriter(Sha256::new());
+        write_canonical(value, &mut hasher).expect("hashing cannot fail");
+        Self(hex::encode(hasher.0.finalize()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds a digest read back from storage.
+    pub fn from_stored(hex: impl Into<String>) -> Self {
+        Self(hex.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth_and_drops_whitespace() {
+        let value: Value = serde_json::from_str(r#"{ "b": [ {"z":1, "a":null} ], "a": "é\/x" }"#).unwrap();
+        assert_eq!(canonical_json(&value), r#"{"a":"é/x","b":[{"a":null,"z":1}]}"#);
+    }
+
+    #[test]
+    fn the_digest_is_the_sha256_of_the_canonical_json() {
+        let value: Value = serde_json::from_str(r#"{"x": {"q": "\u0001", "p": [1.5, -2]}, "mid": "1"}"#).unwrap();
+        let expected = hex::encode(Sha256::digest(canonical_json(&value).as_bytes()));
+        assert_eq!(EventDigest::of(&value).as_str(), expected);
+    }
+
+    #[test]
+    fn same_event_with_other_key_order_has_the_same_digest() {
+        let a: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":2}}"#).unwrap();
+        let b: Value = serde_json::from_str("{\"x\": {\"q\": 2,\n \"p\": 1}, \"mid\": \"1\"}").unwrap();
+        let c: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":3}}"#).unwrap();
+        assert_eq!(EventDigest::of(&a), EventDigest::of(&b));
+        assert_ne!(EventDigest::of(&a), EventDigest::of(&c));
+        assert_eq!(EventDigest::of(&a).as_str().len(), 64);
+    }
+}
