@@ -6,6 +6,7 @@
 //! rather than built as a string first, which once cost more than parsing the body.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -80,9 +81,12 @@ impl Write for HashWriter {
 
 /// Identity of one event: SHA-256 of its canonical JSON, in lowercase hex. Two deliveries are the
 /// same event exactly when their digests are equal; the digest also breaks ordering ties.
+///
+/// Shared rather than owned: every value a merge writes carries the stamp of its event, so a
+/// digest is cloned once per field.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct EventDigest(String);
+pub struct EventDigest(Arc<str>);
 
 impl EventDigest {
     pub fn of(value: &Value) -> Self {
@@ -94,7 +98,7 @@ impl EventDigest {
             .into_inner()
             .map_err(|e| e.into_error())
             .expect("hashing cannot fail");
-        Self(hex::encode(hasher.finalize()))
+        Self(hex::encode(hasher.finalize()).into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -103,7 +107,7 @@ impl EventDigest {
 
     /// Rebuilds a digest read back from storage.
     pub fn from_stored(hex: impl Into<String>) -> Self {
-        Self(hex.into())
+        Self(hex.into().into())
     }
 }
 
