@@ -8,21 +8,28 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::node::{Node, Object};
 
 /// The canonical JSON of a value, as text (for tests and tools; digests never build it).
 pub fn canonical_json(value: &Value) -> String {
     let mut out = Vec::with_capacity(256);
-    write_canonical(value, &mut out).expect("writing to a Vec cannot fail");
+    write_canonical(&Node::from(value), &mut out).expect("writing to a Vec cannot fail");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// Writes the canonical JSON of `value` to `out`.
-fn write_canonical<W: Write>(value: &Value, out: &mut W) -> io::Result<()> {
-    match value {
-        Value::Object(map) => write_object(map, out),
-        Value::Array(items) => {
+/// Writes the canonical JSON of `node` to `out`.
+fn write_canonical<W: Write>(node: &Node<'_>, out: &mut W) -> io::Result<()> {
+    match node {
+        Node::Null => out.write_all(b"null"),
+        Node::Bool(true) => out.write_all(b"true"),
+        Node::Bool(false) => out.write_all(b"false"),
+        // Numbers and strings are written exactly as serde_json's compact form.
+        Node::Number(number) => serde_json::to_writer(out, number).map_err(io::Error::from),
+        Node::String(text) => serde_json::to_writer(out, text).map_err(io::Error::from),
+        Node::Array(items) => {
             out.write_all(b"[")?;
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -32,26 +39,14 @@ fn write_canonical<W: Write>(value: &Value, out: &mut W) -> io::Result<()> {
             }
             out.write_all(b"]")
         }
-        // Scalars are written exactly as serde_json's compact form (`Value`'s `Display`).
-        scalar => serde_json::to_writer(out, scalar).map_err(io::Error::from),
+        Node::Object(object) => write_object(object, out),
     }
 }
 
-fn write_object<W: Write>(map: &Map<String, Value>, out: &mut W) -> io::Result<()> {
-    // serde_json's map is a BTreeMap, already sorted; should a dependency ever turn on its
-    // `preserve_order` feature, the keys are sorted here instead.
-    if map.keys().is_sorted() {
-        write_entries(map.iter(), out)
-    } else {
-        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        write_entries(entries.into_iter(), out)
-    }
-}
-
-fn write_entries<'a, W: Write>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut W) -> io::Result<()> {
+/// An object's entries are kept sorted by key, which is the canonical order.
+fn write_object<W: Write>(object: &Object<'_>, out: &mut W) -> io::Result<()> {
     out.write_all(b"{")?;
-    for (i, (key, child)) in entries.enumerate() {
+    for (i, (key, child)) in object.iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
@@ -89,11 +84,11 @@ impl Write for HashWriter {
 pub struct EventDigest(Arc<str>);
 
 impl EventDigest {
-    pub fn of(value: &Value) -> Self {
+    pub fn of(node: &Node<'_>) -> Self {
         // serde_json writes a few bytes at a time; buffering them costs less than feeding each
         // piece to the hasher on its own.
         let mut out = io::BufWriter::with_capacity(HASH_BUFFER_BYTES, HashWriter(Sha256::new()));
-        write_canonical(value, &mut out).expect("hashing cannot fail");
+        write_canonical(node, &mut out).expect("hashing cannot fail");
         let HashWriter(hasher) = out
             .into_inner()
             .map_err(|e| e.into_error())
@@ -125,14 +120,14 @@ mod tests {
     fn the_digest_is_the_sha256_of_the_canonical_json() {
         let value: Value = serde_json::from_str(r#"{"x": {"q": "\u0001", "p": [1.5, -2]}, "mid": "1"}"#).unwrap();
         let expected = hex::encode(Sha256::digest(canonical_json(&value).as_bytes()));
-        assert_eq!(EventDigest::of(&value).as_str(), expected);
+        assert_eq!(EventDigest::of(&Node::from(&value)).as_str(), expected);
     }
 
     #[test]
     fn same_event_with_other_key_order_has_the_same_digest() {
-        let a: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":2}}"#).unwrap();
-        let b: Value = serde_json::from_str("{\"x\": {\"q\": 2,\n \"p\": 1}, \"mid\": \"1\"}").unwrap();
-        let c: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":3}}"#).unwrap();
+        let a: Node = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":2}}"#).unwrap();
+        let b: Node = serde_json::from_str("{\"x\": {\"q\": 2,\n \"p\": 1}, \"mid\": \"1\"}").unwrap();
+        let c: Node = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":3}}"#).unwrap();
         assert_eq!(EventDigest::of(&a), EventDigest::of(&b));
         assert_ne!(EventDigest::of(&a), EventDigest::of(&c));
         assert_eq!(EventDigest::of(&a).as_str().len(), 64);

@@ -1,9 +1,8 @@
 //! Tolerant reading of vendor JSON: keys with stray spaces, numbers sent as strings, empty strings
 //! meaning "absent". The canonical form that identifies an event lives in [`crate::digest`].
 
-use serde_json::{Map, Value};
-
 use crate::error::ParseError;
+use crate::node::{Node, Object};
 
 pub use crate::digest::{canonical_json, EventDigest};
 
@@ -33,48 +32,19 @@ fn fitting_key(value: String, max_bytes: usize, field: impl FnOnce() -> String) 
     }
 }
 
-pub(crate) fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Trims surrounding whitespace from every object key, at every depth (`"team_id "` → `team_id`).
-/// When trimming makes two keys equal, the one that came later in the map wins.
-pub fn trim_keys(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if map.keys().any(|k| k.trim().len() != k.len()) {
-                let old = std::mem::take(map);
-                for (key, child) in old {
-                    map.insert(key.trim().to_owned(), child);
-                }
-            }
-            map.values_mut().for_each(trim_keys);
-        }
-        Value::Array(items) => items.iter_mut().for_each(trim_keys),
-        _ => {}
-    }
-}
-
 /// Field accessors that name the full path of the field in their errors.
 pub(crate) struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Object<'a>,
     prefix: &'a str,
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(map: &'a Map<String, Value>, prefix: &'a str) -> Self {
+    pub fn new(map: &'a Object<'a>, prefix: &'a str) -> Self {
         Self { map, prefix }
     }
 
     /// The entries of the object, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a Node<'a>)> {
         self.map.iter()
     }
 
@@ -88,22 +58,18 @@ impl<'a> Fields<'a> {
     }
 
     /// The raw value, with `null` and `""` treated as absent.
-    pub fn present(&self, key: &str) -> Option<&'a Value> {
-        match self.map.get(key)? {
-            Value::Null => None,
-            Value::String(s) if s.is_empty() => None,
-            value => Some(value),
-        }
+    pub fn present(&self, key: &str) -> Option<&'a Node<'a>> {
+        self.map.get(key).filter(|value| !value.is_blank())
     }
 
     /// A string; anything else but absence is `invalid_field`.
     pub fn opt_str(&self, key: &str) -> Result<Option<String>, ParseError> {
         match self.present(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Node::String(s)) => Ok(Some(s.as_ref().to_owned())),
             Some(other) => Err(ParseError::invalid(
                 self.path(key),
-                format!("expected a string, got {}", kind_of(other)),
+                format!("expected a string, got {}", other.kind()),
             )),
         }
     }
@@ -116,12 +82,12 @@ impl<'a> Fields<'a> {
     pub fn opt_id(&self, key: &str) -> Result<Option<String>, ParseError> {
         match self.present(key) {
             None => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+            Some(Node::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Node::String(s)) => Ok(Some(s.trim().to_owned())),
+            Some(Node::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
             Some(other) => Err(ParseError::invalid(
                 self.path(key),
-                format!("expected a string or an integer, got {}", kind_of(other)),
+                format!("expected a string or an integer, got {}", other.kind()),
             )),
         }
     }
@@ -140,13 +106,13 @@ impl<'a> Fields<'a> {
         let invalid = |what: &str| ParseError::invalid(self.path(key), what.to_owned());
         match self.present(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid("expected an integer")),
-            Some(Value::String(s)) => s
+            Some(Node::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid("expected an integer")),
+            Some(Node::String(s)) => s
                 .trim()
                 .parse::<i64>()
                 .map(Some)
                 .map_err(|_| invalid("expected an integer or a numeric string")),
-            Some(other) => Err(invalid(&format!("expected an integer, got {}", kind_of(other)))),
+            Some(other) => Err(invalid(&format!("expected an integer, got {}", other.kind()))),
         }
     }
 
@@ -164,13 +130,13 @@ impl<'a> Fields<'a> {
     }
 
     /// A nested object; absent (or null) is `None`.
-    pub fn opt_object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, ParseError> {
+    pub fn opt_object(&self, key: &str) -> Result<Option<&'a Object<'a>>, ParseError> {
         match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(map)),
+            None | Some(Node::Null) => Ok(None),
+            Some(Node::Object(map)) => Ok(Some(map)),
             Some(other) => Err(ParseError::invalid(
                 self.path(key),
-                format!("expected an object, got {}", kind_of(other)),
+                format!("expected an object, got {}", other.kind()),
             )),
         }
     }
@@ -182,16 +148,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn keys_are_trimmed_everywhere() {
-        let mut value = json!({" a ": {"team_id ": 1}, "list": [{" k": 2}]});
-        trim_keys(&mut value);
-        assert_eq!(value, json!({"a": {"team_id": 1}, "list": [{"k": 2}]}));
-    }
-
-    #[test]
     fn numbers_arrive_as_numbers_or_strings() {
         let map = json!({"a": 5, "b": "6", "c": "x", "d": 1.5, "e": "", "f": -1, "g": 1e300});
-        let fields = Fields::new(map.as_object().unwrap(), "root");
+        let node = Node::from(&map);
+        let fields = Fields::new(node.as_object().unwrap(), "root");
         assert_eq!(fields.opt_int("a"), Ok(Some(5)));
         assert_eq!(fields.opt_int("b"), Ok(Some(6)));
         assert_eq!(fields.opt_int("e"), Ok(None));
@@ -215,7 +175,8 @@ mod tests {
     #[test]
     fn ids_accept_strings_and_integers_only() {
         let map = json!({"s": " 124 ", "n": 941, "f": 1.5, "b": true, "e": "  "});
-        let fields = Fields::new(map.as_object().unwrap(), "");
+        let node = Node::from(&map);
+        let fields = Fields::new(node.as_object().unwrap(), "");
         assert_eq!(fields.opt_id("s"), Ok(Some("124".into())));
         assert_eq!(fields.opt_id("n"), Ok(Some("941".into())));
         assert_eq!(fields.opt_id("e"), Ok(None));
@@ -227,7 +188,8 @@ mod tests {
     #[test]
     fn key_values_longer_than_dynamodb_takes_are_invalid() {
         let map = json!({"at": "k".repeat(1024), "over": "é".repeat(513)});
-        let fields = Fields::new(map.as_object().unwrap(), "x");
+        let node = Node::from(&map);
+        let fields = Fields::new(node.as_object().unwrap(), "x");
         assert_eq!(fields.req_key("at", MAX_SORT_KEY_BYTES), Ok("k".repeat(1024)));
         assert!(matches!(
             fields.req_key("over", MAX_SORT_KEY_BYTES),

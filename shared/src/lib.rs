@@ -15,6 +15,7 @@ pub mod error;
 pub mod item;
 pub mod json;
 pub mod merge;
+pub mod node;
 pub mod secret;
 pub mod store;
 pub mod timefmt;

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::envelope::Envelope;
 use crate::error::ParseError;
 use crate::item::first_unstorable_number;
-use crate::json::{kind_of, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+use crate::json::{EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
 use crate::merge::Stamp;
+use crate::node::{Node, Object};
 use crate::timefmt::SourceOffset;
 
 /// The event types JINGdigital documents for leads; anything else is `Other` and is merged
@@ -150,13 +151,13 @@ pub struct CrmEvent {
 }
 
 /// The tenant of a CRM body, needed before anything else to pick its secret.
-pub fn tenant_of(object: &Map<String, Value>) -> Result<String, ParseError> {
+pub fn tenant_of(object: &Object<'_>) -> Result<String, ParseError> {
     Fields::new(object, "").req_key("mid", MAX_PARTITION_KEY_BYTES)
 }
 
 impl CrmEvent {
     /// Normalizes a verified envelope. `offset` reads the zone-less `created_timestamp`.
-    pub fn from_envelope(envelope: Envelope, offset: SourceOffset) -> Result<Self, ParseError> {
+    pub fn from_envelope(envelope: Envelope<'_>, offset: SourceOffset) -> Result<Self, ParseError> {
         let top = Fields::new(&envelope.object, "");
         let mid = tenant_of(&envelope.object)?;
         let event_type = CrmEventType::from_wire(&top.req_str("event_type")?);
@@ -194,7 +195,7 @@ impl CrmEvent {
             changes,
             well_known,
             members,
-            raw: envelope.raw,
+            raw: envelope.raw.to_owned(),
         })
     }
 
@@ -221,17 +222,19 @@ fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, Pa
         // Paths are only built for an error: formatting one per field was a measurable cost.
         let invalid = |reason: String| ParseError::invalid(mapping.path(field), reason);
         let (before, after) = match value {
-            Value::Array(items) if items.len() == 1 => (None, &items[0]),
-            Value::Array(items) if items.len() == 2 => (Some(&items[0]), &items[1]),
-            Value::Array(items) => {
+            Node::Array(items) if items.len() == 1 => (None, &items[0]),
+            Node::Array(items) if items.len() == 2 => (Some(&items[0]), &items[1]),
+            Node::Array(items) => {
                 return Err(invalid(format!(
                     "expected [after] or [before, after], got {} values",
                     items.len()
                 )))
             }
-            other => return Err(invalid(format!("expected an array, got {}", kind_of(other)))),
+            other => return Err(invalid(format!("expected an array, got {}", other.kind()))),
         };
-        if let Some(number) = first_unstorable_number(after) {
+        // `null` and `""` say "no value" (and hold no number).
+        let after = (!after.is_blank()).then(|| after.to_value());
+        if let Some(number) = after.as_ref().and_then(first_unstorable_number) {
             return Err(invalid(format!(
                 "{number} is outside the range of numbers DynamoDB can store"
             )));
@@ -241,10 +244,10 @@ fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, Pa
             None => None,
         };
         changes.insert(
-            field.clone(),
+            field.to_owned(),
             FieldChange {
-                before: before.and_then(meaningful).cloned(),
-                after: meaningful(after).cloned(),
+                before: before.filter(|before| !before.is_blank()).map(Node::to_value),
+                after,
                 label,
             },
         );
@@ -252,32 +255,23 @@ fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, Pa
     Ok(changes)
 }
 
-/// `null` and `""` say "no value".
-fn meaningful(value: &Value) -> Option<&Value> {
-    match value {
-        Value::Null => None,
-        Value::String(s) if s.is_empty() => None,
-        other => Some(other),
-    }
-}
-
 /// A label is a string, or an array whose last element is the after-label (`["-", "中山大学"]`).
 fn label(labels: &Fields<'_>, field: &str) -> Result<Option<String>, ParseError> {
-    let invalid = |what: &Value| {
+    let invalid = |what: &Node<'_>| {
         ParseError::invalid(
             labels.path(field),
-            format!("expected a string or an array of strings, got {}", kind_of(what)),
+            format!("expected a string or an array of strings, got {}", what.kind()),
         )
     };
     match labels.present(field) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(Value::Array(items)) => match items.last() {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Node::String(s)) => Ok(Some(s.as_ref().to_owned())),
+        Some(Node::Number(n)) => Ok(Some(n.to_string())),
+        Some(Node::Array(items)) => match items.last() {
+            None => Ok(None),
+            Some(last) if last.is_blank() => Ok(None),
+            Some(Node::String(s)) => Ok(Some(s.as_ref().to_owned())),
+            Some(Node::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => Err(invalid(other)),
         },
         Some(other) => Err(invalid(other)),
@@ -307,22 +301,22 @@ fn well_known(extra: &Fields<'_>, changes: &BTreeMap<String, FieldChange>) -> Re
 fn members(extra: &Fields<'_>) -> Result<Vec<String>, ParseError> {
     let mut members: Vec<String> = match extra.present("members") {
         None => Vec::new(),
-        Some(Value::String(list)) => list.split(',').map(|m| m.trim().to_owned()).collect(),
-        Some(Value::Array(items)) => items
+        Some(Node::String(list)) => list.split(',').map(|m| m.trim().to_owned()).collect(),
+        Some(Node::Array(items)) => items
             .iter()
-            .filter(|item| !item.is_null())
+            .filter(|item| !matches!(item, Node::Null))
             .map(|item| match item {
-                Value::String(member) => Ok(member.trim().to_owned()),
+                Node::String(member) => Ok(member.trim().to_owned()),
                 other => Err(ParseError::invalid(
                     extra.path("members"),
-                    format!("expected uuids as strings, got {}", kind_of(other)),
+                    format!("expected uuids as strings, got {}", other.kind()),
                 )),
             })
             .collect::<Result<_, _>>()?,
         Some(other) => {
             return Err(ParseError::invalid(
                 extra.path("members"),
-                format!("expected an array of uuids, got {}", kind_of(other)),
+                format!("expected an array of uuids, got {}", other.kind()),
             ))
         }
     };
@@ -353,7 +347,8 @@ mod tests {
     use serde_json::json;
 
     fn parse(value: Value) -> Result<CrmEvent, ParseError> {
-        let envelope = Envelope::parse(value.to_string().as_bytes())?;
+        let body = value.to_string();
+        let envelope = Envelope::parse(body.as_bytes())?;
         CrmEvent::from_envelope(envelope, SourceOffset::BEIJING)
     }
 
