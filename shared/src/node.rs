@@ -17,12 +17,14 @@ pub enum Node<'a> {
     Null,
     Bool(bool),
     Number(Number),
+    /// Borrowed only when the string stands in the body as is (no escapes), which makes it its own
+    /// JSON text: the digest writes it without escaping.
     String(Cow<'a, str>),
     Array(Vec<Node<'a>>),
     Object(Object<'a>),
 }
 
-/// A JSON object: its entries sorted by key, each key once.
+/// A JSON object: its entries sorted by key, each key once. Keys are borrowed like strings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Object<'a> {
     entries: Vec<(Cow<'a, str>, Node<'a>)>,
@@ -117,6 +119,11 @@ impl<'a> Object<'a> {
         self.get(key).is_some()
     }
 
+    /// The entries with their keys as read, in key order.
+    pub(crate) fn entries(&self) -> &[(Cow<'a, str>, Node<'a>)] {
+        &self.entries
+    }
+
     /// The entries, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node<'a>)> {
         self.entries.iter().map(|(key, child)| (key.as_ref(), child))
@@ -149,14 +156,15 @@ fn trimmed(key: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// A view of a `serde_json::Value` as a node, borrowing its strings.
+/// A copy of a `serde_json::Value` (for tools and tests). Its strings are copied: they may need
+/// escaping.
 impl<'a> From<&'a Value> for Node<'a> {
     fn from(value: &'a Value) -> Self {
         match value {
             Value::Null => Self::Null,
             Value::Bool(b) => Self::Bool(*b),
             Value::Number(n) => Self::Number(n.clone()),
-            Value::String(text) => Self::String(Cow::Borrowed(text)),
+            Value::String(text) => Self::String(Cow::Owned(text.clone())),
             Value::Array(items) => Self::Array(items.iter().map(Node::from).collect()),
             Value::Object(map) => Self::Object(Object::from_entries(
                 map.iter()

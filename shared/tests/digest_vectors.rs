@@ -63,3 +63,139 @@ fn digests_of_tricky_bodies_never_change() {
         assert_eq!(envelope.digest.as_str(), *digest, "{body}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Any body: the digest equals SHA-256 of the canonical form as it was first written, over
+// serde_json::Value. Bodies are rendered with keys in any order, duplicate keys, keys with
+// spaces, escapes and insignificant whitespace.
+
+use proptest::prelude::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+enum Json {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Text(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-z é中😀/\"\\\\\u{0}-\u{1f}\u{7f}]{0,6}"
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec!["a", "a ", " a", "b", "mid", "k\"", "é"]).prop_map(str::to_owned),
+        text(),
+    ]
+}
+
+fn json() -> impl Strategy<Value = Json> {
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::Bool),
+        any::<i64>().prop_map(Json::Int),
+        any::<u64>().prop_map(Json::UInt),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Json::Float),
+        text().prop_map(Json::Text),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+            prop::collection::vec((key(), inner), 0..6).prop_map(Json::Object),
+        ]
+    })
+}
+
+fn render(json: &Json, spaced: bool, out: &mut String) {
+    let gap = if spaced { " \n\t" } else { "" };
+    match json {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(&b.to_string()),
+        Json::Int(n) => out.push_str(&n.to_string()),
+        Json::UInt(n) => out.push_str(&n.to_string()),
+        Json::Float(f) => out.push_str(&serde_json::to_string(f).unwrap()),
+        Json::Text(s) => out.push_str(&serde_json::to_string(s).unwrap()),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(gap);
+                render(item, spaced, out);
+            }
+            out.push(']');
+        }
+        Json::Object(entries) => {
+            out.push('{');
+            for (i, (key, child)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(gap);
+                out.push_str(&serde_json::to_string(key).unwrap());
+                out.push_str(gap);
+                out.push(':');
+                render(child, spaced, out);
+            }
+            out.push_str(gap);
+            out.push('}');
+        }
+    }
+}
+
+/// The canonical form as it was first written.
+fn reference_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, child)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                reference_canonical(child, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, child) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                reference_canonical(child, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_body_has_the_digest_of_the_first_canonical_form(
+        entries in prop::collection::vec((key(), json()), 0..8),
+        spaced in any::<bool>(),
+    ) {
+        let mut body = String::new();
+        render(&Json::Object(entries), spaced, &mut body);
+        let mut canonical = String::new();
+        reference_canonical(&serde_json::from_str(&body).unwrap(), &mut canonical);
+        let expected = hex::encode(Sha256::digest(canonical.as_bytes()));
+        let envelope = Envelope::parse(body.as_bytes()).unwrap();
+        prop_assert_eq!(envelope.digest.as_str(), expected, "{}", body);
+    }
+}
