@@ -1,6 +1,7 @@
 //! Tencent Lexiang activity callbacks parsed and normalized.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -109,8 +110,9 @@ pub struct ActivityEvent {
     pub operator: Option<String>,
     pub operator_name: Option<String>,
     pub digest: EventDigest,
+    /// The body as received; shared with the state it is merged into.
     #[serde(skip)]
-    pub raw: String,
+    pub raw: Arc<str>,
 }
 
 impl ActivityEvent {
@@ -154,7 +156,7 @@ impl ActivityEvent {
             operator: top.opt_id("operator")?,
             operator_name,
             digest: envelope.digest,
-            raw: envelope.raw.to_owned(),
+            raw: envelope.raw.into(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! about the object it names.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -146,8 +147,9 @@ pub struct CrmEvent {
     /// Collaborators added or removed (`object_add_team_member` / `object_remove_team_member`).
     pub members: Vec<String>,
     pub details: Details,
+    /// The body as received; shared with the states it is merged into.
     #[serde(skip)]
-    pub raw: String,
+    pub raw: Arc<str>,
 }
 
 /// The tenant of a CRM body, needed before anything else to pick its secret.
@@ -195,7 +197,7 @@ impl CrmEvent {
             changes,
             well_known,
             members,
-            raw: envelope.raw.to_owned(),
+            raw: envelope.raw.into(),
         })
     }
 
