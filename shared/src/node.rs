@@ -138,7 +138,8 @@ impl<'a> Object<'a> {
     }
 
     fn trim_keys(&mut self) {
-        if self.entries.iter().any(|(key, _)| key.trim().len() != key.len()) {
+        let untrimmed = |key: &str| key.starts_with(char::is_whitespace) || key.ends_with(char::is_whitespace);
+        if self.entries.iter().any(|(key, _)| untrimmed(key)) {
             let entries = std::mem::take(&mut self.entries)
                 .into_iter()
                 .map(|(key, child)| (trimmed(key), child))
