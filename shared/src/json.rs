@@ -62,11 +62,12 @@ impl<'a> Fields<'a> {
         self.map.get(key).filter(|value| !value.is_blank())
     }
 
-    /// A string; anything else but absence is `invalid_field`.
-    pub fn opt_str(&self, key: &str) -> Result<Option<String>, ParseError> {
+    /// A string, borrowed from the body (for values that are only read, not kept); anything else
+    /// but absence is `invalid_field`.
+    pub fn opt_text(&self, key: &str) -> Result<Option<&'a str>, ParseError> {
         match self.present(key) {
             None => Ok(None),
-            Some(Node::String(s)) => Ok(Some(s.as_ref().to_owned())),
+            Some(Node::String(s)) => Ok(Some(s)),
             Some(other) => Err(ParseError::invalid(
                 self.path(key),
                 format!("expected a string, got {}", other.kind()),
@@ -74,8 +75,17 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub fn req_text(&self, key: &str) -> Result<&'a str, ParseError> {
+        self.opt_text(key)?.ok_or_else(|| ParseError::missing(self.path(key)))
+    }
+
+    /// A string, as [`Fields::opt_text`], to keep.
+    pub fn opt_str(&self, key: &str) -> Result<Option<String>, ParseError> {
+        Ok(self.opt_text(key)?.map(str::to_owned))
+    }
+
     pub fn req_str(&self, key: &str) -> Result<String, ParseError> {
-        self.opt_str(key)?.ok_or_else(|| ParseError::missing(self.path(key)))
+        self.req_text(key).map(str::to_owned)
     }
 
     /// An identifier sent as a string or as an integer (`"941"` or `941`).

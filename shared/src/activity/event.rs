@@ -128,7 +128,7 @@ impl ActivityEvent {
         // Both become key values: too long for DynamoDB is an invalid field, not a 503.
         let mid = key_value("mid", mid.to_owned(), MAX_PARTITION_KEY_BYTES)?;
         let nonce = key_value("nonce", nonce.to_owned(), MAX_SORT_KEY_BYTES)?;
-        let action = ActivityAction::from_wire(&top.req_str("action")?);
+        let action = ActivityAction::from_wire(top.req_text("action")?);
         let attributes = top.opt_object("attributes")?;
         let empty = Object::default();
         let attrs = Fields::new(attributes.unwrap_or(&empty), "attributes");
@@ -180,8 +180,8 @@ impl ActivityEvent {
 fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, ParseError> {
     let time = |key: &str| -> Result<Option<String>, ParseError> {
         attrs
-            .opt_str(key)?
-            .map(|text| offset.local_to_rfc3339(&text))
+            .opt_text(key)?
+            .map(|text| offset.local_to_rfc3339(text))
             .transpose()
             .map_err(|reason| ParseError::invalid(attrs.path(key), reason))
     };

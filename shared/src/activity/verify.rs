@@ -60,8 +60,10 @@ pub fn verify(
 ) -> Result<(), AuthError> {
     let claimed = signed.sign.trim().as_bytes();
     let matched = secrets.iter().fold(Choice::from(0), |acc, secret| {
-        let expected = hex::encode(digest(&signed.nonce, secret, signed.timestamp));
-        acc | expected.as_bytes().ct_eq(claimed)
+        let mut expected = [0u8; 40];
+        hex::encode_to_slice(digest(&signed.nonce, secret, signed.timestamp), &mut expected)
+            .expect("40 hex digits fit 40 bytes");
+        acc | expected.as_slice().ct_eq(claimed)
     });
     if !bool::from(matched) {
         return Err(AuthError::InvalidSignature);

@@ -162,7 +162,7 @@ impl CrmEvent {
     pub fn from_envelope(envelope: Envelope<'_>, offset: SourceOffset) -> Result<Self, ParseError> {
         let top = Fields::new(&envelope.object, "");
         let mid = tenant_of(&envelope.object)?;
-        let event_type = CrmEventType::from_wire(&top.req_str("event_type")?);
+        let event_type = CrmEventType::from_wire(top.req_text("event_type")?);
         let action_keyword = top
             .opt_str("action_keyword")?
             .unwrap_or_else(|| event_type.as_str().to_owned());
@@ -173,8 +173,8 @@ impl CrmEvent {
         let extra = Fields::new(extra_map, "extra_data");
         let entity_id = extra.req_key("entity_id", MAX_SORT_KEY_BYTES)?;
         let created_at = extra
-            .opt_str("created_timestamp")?
-            .map(|text| offset.local_to_rfc3339(&text))
+            .opt_text("created_timestamp")?
+            .map(|text| offset.local_to_rfc3339(text))
             .transpose()
             .map_err(|reason| ParseError::invalid(extra.path("created_timestamp"), reason))?;
         let changes = field_changes(&extra)?;
