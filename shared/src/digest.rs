@@ -135,6 +135,12 @@ mod tests {
     }
 
     #[test]
+    fn canonical_json_of_a_value_escapes_keys_and_strings() {
+        let value = serde_json::json!({"k\"ey": "line\nbreak", "tab\t": ["\u{1}"]});
+        assert_eq!(canonical_json(&value), r#"{"k\"ey":"line\nbreak","tab\t":["\u0001"]}"#);
+    }
+
+    #[test]
     fn the_digest_is_the_sha256_of_the_canonical_json() {
         let value: Value = serde_json::from_str(r#"{"x": {"q": "\u0001", "p": [1.5, -2]}, "mid": "1"}"#).unwrap();
         let expected = hex::encode(Sha256::digest(canonical_json(&value).as_bytes()));

@@ -179,7 +179,7 @@ impl<'a> From<&'a Value> for Node<'a> {
             Value::Array(items) => Self::Array(items.iter().map(Node::from).collect()),
             Value::Object(map) => Self::Object(Object::from_entries(
                 map.iter()
-                    .map(|(key, child)| (Cow::Borrowed(key.as_str()), Node::from(child)))
+                    .map(|(key, child)| (Cow::Owned(key.clone()), Node::from(child)))
                     .collect(),
             )),
         }
