@@ -51,13 +51,6 @@ impl<'a> Node<'a> {
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Self::String(text) => Some(text),
-            _ => None,
-        }
-    }
-
     /// `null` and `""`, which the vendors send for "no value".
     pub fn is_blank(&self) -> bool {
         match self {
