@@ -1,43 +1,39 @@
 //! A received body, parsed once: the JSON object (keys trimmed), its identity, and the raw text.
+//! It borrows from the body, which outlives it in every handler.
 
-use serde_json::{Map, Value};
-
+use crate::digest::EventDigest;
 use crate::error::ParseError;
-use crate::json::{kind_of, trim_keys, EventDigest};
+use crate::node::{Node, Object};
 
 /// Bodies larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     /// The body's top-level object, with every key trimmed of surrounding whitespace.
-    pub object: Map<String, Value>,
+    pub object: Object<'a>,
     /// Identity of the delivery: SHA-256 of the canonical JSON of the body as sent.
     pub digest: EventDigest,
     /// The body exactly as received, kept for reprocessing (`last_raw`).
-    pub raw: String,
+    pub raw: &'a str,
 }
 
-impl Envelope {
-    pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+impl<'a> Envelope<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, ParseError> {
         let raw = std::str::from_utf8(body).map_err(|e| ParseError::InvalidJson(format!("body is not UTF-8: {e}")))?;
-        let mut value: Value = serde_json::from_str(raw).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
-        if !value.is_object() {
+        let mut node: Node<'a> = serde_json::from_str(raw).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+        if node.as_object().is_none() {
             return Err(ParseError::InvalidJson(format!(
                 "expected a JSON object, got {}",
-                kind_of(&value)
+                node.kind()
             )));
         }
-        let digest = EventDigest::of(&value);
-        trim_keys(&mut value);
-        let Value::Object(object) = value else {
+        let digest = EventDigest::of(&node);
+        node.trim_keys();
+        let Node::Object(object) = node else {
             unreachable!("checked to be an object above")
         };
-        Ok(Self {
-            object,
-            digest,
-            raw: raw.to_owned(),
-        })
+        Ok(Self { object, digest, raw })
     }
 }
 

@@ -1,10 +1,10 @@
 //! Tolerant reading of vendor JSON: keys with stray spaces, numbers sent as strings, empty strings
-//! meaning "absent". Plus the canonical form that identifies an event.
-
-use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+//! meaning "absent". The canonical form that identifies an event lives in [`crate::digest`].
 
 use crate::error::ParseError;
+use crate::node::{Node, Object};
+
+pub use crate::digest::{canonical_json, EventDigest};
 
 /// Largest Unix time accepted (9999-12-31T23:59:59Z): anything later is a corrupted field.
 pub const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
@@ -17,114 +17,38 @@ pub const MAX_SORT_KEY_BYTES: usize = 1024;
 
 /// `value`, the key value read from `field`, if it fits in `max_bytes`.
 pub fn key_value(field: &str, value: String, max_bytes: usize) -> Result<String, ParseError> {
+    fitting_key(value, max_bytes, || field.to_owned())
+}
+
+/// [`key_value`] with the field's name built only when the value does not fit.
+fn fitting_key(value: String, max_bytes: usize, field: impl FnOnce() -> String) -> Result<String, ParseError> {
     if value.len() <= max_bytes {
         Ok(value)
     } else {
         Err(ParseError::invalid(
-            field,
+            field(),
             format!("{} bytes long; a key is at most {max_bytes} bytes", value.len()),
         ))
     }
 }
 
-pub(crate) fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Trims surrounding whitespace from every object key, at every depth (`"team_id "` → `team_id`).
-/// When trimming makes two keys equal, the one that came later in the map wins.
-pub fn trim_keys(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if map.keys().any(|k| k.trim().len() != k.len()) {
-                let old = std::mem::take(map);
-                for (key, child) in old {
-                    map.insert(key.trim().to_owned(), child);
-                }
-            }
-            map.values_mut().for_each(trim_keys);
-        }
-        Value::Array(items) => items.iter_mut().for_each(trim_keys),
-        _ => {}
-    }
-}
-
-/// The canonical JSON of a value: object keys sorted, no insignificant whitespace.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::with_capacity(256);
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, child)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::from(key.as_str()).to_string());
-                out.push(':');
-                write_canonical(child, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, child) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(child, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
-/// Identity of one event: SHA-256 of its canonical JSON, in lowercase hex. Two deliveries are the
-/// same event exactly when their digests are equal; the digest also breaks ordering ties.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct EventDigest(String);
-
-impl EventDigest {
-    pub fn of(value: &Value) -> Self {
-        Self(hex::encode(Sha256::digest(canonical_json(value).as_bytes())))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Rebuilds a digest read back from storage.
-    pub fn from_stored(hex: impl Into<String>) -> Self {
-        Self(hex.into())
-    }
-}
-
 /// Field accessors that name the full path of the field in their errors.
 pub(crate) struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Object<'a>,
     prefix: &'a str,
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(map: &'a Map<String, Value>, prefix: &'a str) -> Self {
+    pub fn new(map: &'a Object<'a>, prefix: &'a str) -> Self {
         Self { map, prefix }
     }
 
+    /// The entries of the object, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a Node<'a>)> {
+        self.map.iter()
+    }
+
+    /// The full path of `key`, for error messages: build it only when there is an error.
     pub fn path(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_owned()
@@ -134,40 +58,46 @@ impl<'a> Fields<'a> {
     }
 
     /// The raw value, with `null` and `""` treated as absent.
-    pub fn present(&self, key: &str) -> Option<&'a Value> {
-        match self.map.get(key)? {
-            Value::Null => None,
-            Value::String(s) if s.is_empty() => None,
-            value => Some(value),
-        }
+    pub fn present(&self, key: &str) -> Option<&'a Node<'a>> {
+        self.map.get(key).filter(|value| !value.is_blank())
     }
 
-    /// A string; anything else but absence is `invalid_field`.
-    pub fn opt_str(&self, key: &str) -> Result<Option<String>, ParseError> {
+    /// A string, borrowed from the body (for values that are only read, not kept); anything else
+    /// but absence is `invalid_field`.
+    pub fn opt_text(&self, key: &str) -> Result<Option<&'a str>, ParseError> {
         match self.present(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Node::String(s)) => Ok(Some(s)),
             Some(other) => Err(ParseError::invalid(
                 self.path(key),
-                format!("expected a string, got {}", kind_of(other)),
+                format!("expected a string, got {}", other.kind()),
             )),
         }
     }
 
+    pub fn req_text(&self, key: &str) -> Result<&'a str, ParseError> {
+        self.opt_text(key)?.ok_or_else(|| ParseError::missing(self.path(key)))
+    }
+
+    /// A string, as [`Fields::opt_text`], to keep.
+    pub fn opt_str(&self, key: &str) -> Result<Option<String>, ParseError> {
+        Ok(self.opt_text(key)?.map(str::to_owned))
+    }
+
     pub fn req_str(&self, key: &str) -> Result<String, ParseError> {
-        self.opt_str(key)?.ok_or_else(|| ParseError::missing(self.path(key)))
+        self.req_text(key).map(str::to_owned)
     }
 
     /// An identifier sent as a string or as an integer (`"941"` or `941`).
     pub fn opt_id(&self, key: &str) -> Result<Option<String>, ParseError> {
         match self.present(key) {
             None => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+            Some(Node::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Node::String(s)) => Ok(Some(s.trim().to_owned())),
+            Some(Node::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
             Some(other) => Err(ParseError::invalid(
                 self.path(key),
-                format!("expected a string or an integer, got {}", kind_of(other)),
+                format!("expected a string or an integer, got {}", other.kind()),
             )),
         }
     }
@@ -178,7 +108,7 @@ impl<'a> Fields<'a> {
 
     /// A required identifier that becomes a key value of at most `max_bytes`.
     pub fn req_key(&self, key: &str, max_bytes: usize) -> Result<String, ParseError> {
-        key_value(&self.path(key), self.req_id(key)?, max_bytes)
+        fitting_key(self.req_id(key)?, max_bytes, || self.path(key))
     }
 
     /// An integer sent as a number or a numeric string.
@@ -186,13 +116,13 @@ impl<'a> Fields<'a> {
         let invalid = |what: &str| ParseError::invalid(self.path(key), what.to_owned());
         match self.present(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid("expected an integer")),
-            Some(Value::String(s)) => s
+            Some(Node::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid("expected an integer")),
+            Some(Node::String(s)) => s
                 .trim()
                 .parse::<i64>()
                 .map(Some)
                 .map_err(|_| invalid("expected an integer or a numeric string")),
-            Some(other) => Err(invalid(&format!("expected an integer, got {}", kind_of(other)))),
+            Some(other) => Err(invalid(&format!("expected an integer, got {}", other.kind()))),
         }
     }
 
@@ -210,13 +140,13 @@ impl<'a> Fields<'a> {
     }
 
     /// A nested object; absent (or null) is `None`.
-    pub fn opt_object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, ParseError> {
+    pub fn opt_object(&self, key: &str) -> Result<Option<&'a Object<'a>>, ParseError> {
         match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(map)),
+            None | Some(Node::Null) => Ok(None),
+            Some(Node::Object(map)) => Ok(Some(map)),
             Some(other) => Err(ParseError::invalid(
                 self.path(key),
-                format!("expected an object, got {}", kind_of(other)),
+                format!("expected an object, got {}", other.kind()),
             )),
         }
     }
@@ -228,32 +158,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn canonical_json_sorts_keys_at_every_depth_and_drops_whitespace() {
-        let value: Value = serde_json::from_str(r#"{ "b": [ {"z":1, "a":null} ], "a": "é\/x" }"#).unwrap();
-        assert_eq!(canonical_json(&value), r#"{"a":"é/x","b":[{"a":null,"z":1}]}"#);
-    }
-
-    #[test]
-    fn same_event_with_other_key_order_has_the_same_digest() {
-        let a: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":2}}"#).unwrap();
-        let b: Value = serde_json::from_str("{\"x\": {\"q\": 2,\n \"p\": 1}, \"mid\": \"1\"}").unwrap();
-        let c: Value = serde_json::from_str(r#"{"mid":"1","x":{"p":1,"q":3}}"#).unwrap();
-        assert_eq!(EventDigest::of(&a), EventDigest::of(&b));
-        assert_ne!(EventDigest::of(&a), EventDigest::of(&c));
-        assert_eq!(EventDigest::of(&a).as_str().len(), 64);
-    }
-
-    #[test]
-    fn keys_are_trimmed_everywhere() {
-        let mut value = json!({" a ": {"team_id ": 1}, "list": [{" k": 2}]});
-        trim_keys(&mut value);
-        assert_eq!(value, json!({"a": {"team_id": 1}, "list": [{"k": 2}]}));
-    }
-
-    #[test]
     fn numbers_arrive_as_numbers_or_strings() {
         let map = json!({"a": 5, "b": "6", "c": "x", "d": 1.5, "e": "", "f": -1, "g": 1e300});
-        let fields = Fields::new(map.as_object().unwrap(), "root");
+        let node = Node::from(&map);
+        let fields = Fields::new(node.as_object().unwrap(), "root");
         assert_eq!(fields.opt_int("a"), Ok(Some(5)));
         assert_eq!(fields.opt_int("b"), Ok(Some(6)));
         assert_eq!(fields.opt_int("e"), Ok(None));
@@ -277,7 +185,8 @@ mod tests {
     #[test]
     fn ids_accept_strings_and_integers_only() {
         let map = json!({"s": " 124 ", "n": 941, "f": 1.5, "b": true, "e": "  "});
-        let fields = Fields::new(map.as_object().unwrap(), "");
+        let node = Node::from(&map);
+        let fields = Fields::new(node.as_object().unwrap(), "");
         assert_eq!(fields.opt_id("s"), Ok(Some("124".into())));
         assert_eq!(fields.opt_id("n"), Ok(Some("941".into())));
         assert_eq!(fields.opt_id("e"), Ok(None));
@@ -289,7 +198,8 @@ mod tests {
     #[test]
     fn key_values_longer_than_dynamodb_takes_are_invalid() {
         let map = json!({"at": "k".repeat(1024), "over": "é".repeat(513)});
-        let fields = Fields::new(map.as_object().unwrap(), "x");
+        let node = Node::from(&map);
+        let fields = Fields::new(node.as_object().unwrap(), "x");
         assert_eq!(fields.req_key("at", MAX_SORT_KEY_BYTES), Ok("k".repeat(1024)));
         assert!(matches!(
             fields.req_key("over", MAX_SORT_KEY_BYTES),

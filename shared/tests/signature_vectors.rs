@@ -6,6 +6,7 @@ use serde_json::Value;
 use webhook_model::activity::verify::{self as activity, SignedFields};
 use webhook_model::clock::FixedClock;
 use webhook_model::crm::verify as crm;
+use webhook_model::envelope::Envelope;
 use webhook_model::error::AuthError;
 use webhook_model::secret::{Secret, SecretSet};
 
@@ -75,8 +76,9 @@ fn activity_vectors_sign_and_verify() {
         }
         // Extracted from a body exactly as the sender writes it, timestamp as a number or a string.
         for raw_timestamp in [Value::from(timestamp), Value::from(timestamp.to_string())] {
-            let body = serde_json::json!({"nonce": nonce, "timestamp": raw_timestamp, "sign": expected});
-            let extracted = SignedFields::extract(body.as_object().unwrap()).expect("extract");
+            let body = serde_json::json!({"nonce": nonce, "timestamp": raw_timestamp, "sign": expected}).to_string();
+            let envelope = Envelope::parse(body.as_bytes()).expect("a JSON object");
+            let extracted = SignedFields::extract(&envelope.object).expect("extract");
             assert_eq!(extracted, fields, "activity vector {index}: extract");
         }
     }

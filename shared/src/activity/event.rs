@@ -1,14 +1,15 @@
 //! Tencent Lexiang activity callbacks parsed and normalized.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::envelope::Envelope;
 use crate::error::ParseError;
-use crate::json::{key_value, kind_of, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+use crate::json::{key_value, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
 use crate::merge::Stamp;
+use crate::node::{Node, Object};
 use crate::timefmt::SourceOffset;
 
 /// What happened. `event/*` actions the service does not model, and every other family
@@ -109,14 +110,15 @@ pub struct ActivityEvent {
     pub operator: Option<String>,
     pub operator_name: Option<String>,
     pub digest: EventDigest,
+    /// The body as received; shared with the state it is merged into.
     #[serde(skip)]
-    pub raw: String,
+    pub raw: Arc<str>,
 }
 
 impl ActivityEvent {
     /// Normalizes a verified envelope for tenant `mid`, with its verified `nonce` and `timestamp`.
     pub fn from_envelope(
-        envelope: Envelope,
+        envelope: Envelope<'_>,
         mid: &str,
         nonce: &str,
         timestamp: i64,
@@ -126,9 +128,9 @@ impl ActivityEvent {
         // Both become key values: too long for DynamoDB is an invalid field, not a 503.
         let mid = key_value("mid", mid.to_owned(), MAX_PARTITION_KEY_BYTES)?;
         let nonce = key_value("nonce", nonce.to_owned(), MAX_SORT_KEY_BYTES)?;
-        let action = ActivityAction::from_wire(&top.req_str("action")?);
+        let action = ActivityAction::from_wire(top.req_text("action")?);
         let attributes = top.opt_object("attributes")?;
-        let empty = Map::new();
+        let empty = Object::default();
         let attrs = Fields::new(attributes.unwrap_or(&empty), "attributes");
         let entity_id = if action.names_an_activity() {
             Some(attrs.req_key("event_id", MAX_SORT_KEY_BYTES)?)
@@ -154,7 +156,7 @@ impl ActivityEvent {
             operator: top.opt_id("operator")?,
             operator_name,
             digest: envelope.digest,
-            raw: envelope.raw,
+            raw: envelope.raw.into(),
         })
     }
 
@@ -178,8 +180,8 @@ impl ActivityEvent {
 fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, ParseError> {
     let time = |key: &str| -> Result<Option<String>, ParseError> {
         attrs
-            .opt_str(key)?
-            .map(|text| offset.local_to_rfc3339(&text))
+            .opt_text(key)?
+            .map(|text| offset.local_to_rfc3339(text))
             .transpose()
             .map_err(|reason| ParseError::invalid(attrs.path(key), reason))
     };
@@ -211,11 +213,11 @@ fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, 
 fn flag(attrs: &Fields<'_>, key: &str) -> Result<Option<bool>, ParseError> {
     match attrs.present(key) {
         None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
-        Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
-        Some(Value::String(s)) if matches!(s.trim(), "0" | "false") => Ok(Some(false)),
-        Some(Value::String(s)) if matches!(s.trim(), "1" | "true") => Ok(Some(true)),
+        Some(Node::Bool(b)) => Ok(Some(*b)),
+        Some(Node::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
+        Some(Node::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
+        Some(Node::String(s)) if matches!(s.trim(), "0" | "false") => Ok(Some(false)),
+        Some(Node::String(s)) if matches!(s.trim(), "1" | "true") => Ok(Some(true)),
         Some(_) => Err(ParseError::invalid(attrs.path(key), "expected 0, 1, false or true")),
     }
 }
@@ -240,18 +242,18 @@ fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseE
     let path = attrs.path("privilege");
     let entries = match attrs.present("privilege") {
         None => return Ok(BTreeMap::new()),
-        Some(Value::Array(entries)) => entries,
+        Some(Node::Array(entries)) => entries,
         Some(other) => {
             return Err(ParseError::invalid(
                 path,
-                format!("expected an array, got {}", kind_of(other)),
+                format!("expected an array, got {}", other.kind()),
             ))
         }
     };
     let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (index, entry) in entries.iter().enumerate() {
         let entry_path = format!("{path}[{index}]");
-        let Value::Object(entry) = entry else {
+        let Node::Object(entry) = entry else {
             return Err(ParseError::invalid(entry_path, "expected an object with type and id"));
         };
         let entry = Fields::new(entry, &entry_path);
@@ -266,10 +268,11 @@ fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn parse(value: Value) -> Result<ActivityEvent, ParseError> {
-        let envelope = Envelope::parse(value.to_string().as_bytes()).unwrap();
+        let body = value.to_string();
+        let envelope = Envelope::parse(body.as_bytes()).unwrap();
         ActivityEvent::from_envelope(envelope, "124", "n", 1_701_744_489, SourceOffset::BEIJING)
     }
 
@@ -295,7 +298,8 @@ mod tests {
     #[test]
     fn keys_too_long_for_dynamodb_are_invalid_fields() {
         let body = json!({"action": "event/delete", "attributes": {"event_id": "e".repeat(1025)}});
-        let envelope = Envelope::parse(body.to_string().as_bytes()).unwrap();
+        let body = body.to_string();
+        let envelope = Envelope::parse(body.as_bytes()).unwrap();
         assert!(matches!(
             ActivityEvent::from_envelope(envelope, "124", "n", 1, SourceOffset::BEIJING),
             Err(ParseError::InvalidField { field, .. }) if field == "attributes.event_id"

@@ -1,6 +1,8 @@
 //! The current state of one activity and its merge rule (SPEC 4): the whole item follows the
 //! newest event; a delete is a tombstone that older adds and edits cannot undo.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::activity::event::{ActivityAction, ActivityContent, ActivityEvent};
@@ -25,7 +27,7 @@ pub struct ActivityState {
     pub content: Option<Lww<ActivityContent>>,
     pub last: Lww<LastActivityEvent>,
     #[serde(skip)]
-    pub last_raw: String,
+    pub last_raw: Arc<str>,
 }
 
 impl ActivityState {
@@ -73,7 +75,7 @@ impl ActivityState {
             .n("event_time", self.last.stamp.time)
             .bool("deleted", self.deleted())
             .s("updated_at", updated_at)
-            .s("last_raw", &self.last_raw);
+            .s("last_raw", &*self.last_raw);
         if self.content.is_some() {
             item = item.attr("privilege", AttrValue::M(privilege));
         }

@@ -1,13 +1,13 @@
 //! Activity authenticity (SPEC 2.2): `sign == lowercase hex(sha1(nonce + secret + timestamp))`,
 //! a freshness window around the receiver's clock, and the nonce that the store remembers.
 
-use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, AuthError};
 use crate::json::Fields;
+use crate::node::Object;
 use crate::secret::{Secret, SecretSet};
 
 /// The three top-level fields the sign covers.
@@ -21,7 +21,7 @@ pub struct SignedFields {
 impl SignedFields {
     /// Absent or empty fields are `missing_signature`; a timestamp that is not an integer is
     /// `invalid_field`, since no sign can cover it.
-    pub fn extract(object: &Map<String, Value>) -> Result<Self, ApiError> {
+    pub fn extract(object: &Object<'_>) -> Result<Self, ApiError> {
         let fields = Fields::new(object, "");
         let missing: Vec<&str> = ["nonce", "timestamp", "sign"]
             .into_iter()
@@ -60,8 +60,10 @@ pub fn verify(
 ) -> Result<(), AuthError> {
     let claimed = signed.sign.trim().as_bytes();
     let matched = secrets.iter().fold(Choice::from(0), |acc, secret| {
-        let expected = hex::encode(digest(&signed.nonce, secret, signed.timestamp));
-        acc | expected.as_bytes().ct_eq(claimed)
+        let mut expected = [0u8; 40];
+        hex::encode_to_slice(digest(&signed.nonce, secret, signed.timestamp), &mut expected)
+            .expect("40 hex digits fit 40 bytes");
+        acc | expected.as_slice().ct_eq(claimed)
     });
     if !bool::from(matched) {
         return Err(AuthError::InvalidSignature);
@@ -81,6 +83,7 @@ pub fn verify(
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
+    use crate::node::Node;
     use serde_json::json;
 
     const NONCE: &str = "d9d94ba3-57e9-4049-8724-f86f4e5f0fxx";
@@ -144,18 +147,18 @@ mod tests {
     #[test]
     fn extract_accepts_a_numeric_string_timestamp() {
         let object = json!({"nonce": "n", "timestamp": "1701744489", "sign": "s"});
-        let fields = SignedFields::extract(object.as_object().unwrap()).unwrap();
+        let fields = SignedFields::extract(Node::from(&object).as_object().unwrap()).unwrap();
         assert_eq!(fields.timestamp, TS);
     }
 
     #[test]
     fn extract_reports_what_is_missing_or_malformed() {
         let object = json!({"nonce": "", "timestamp": 1});
-        let error = SignedFields::extract(object.as_object().unwrap()).unwrap_err();
+        let error = SignedFields::extract(Node::from(&object).as_object().unwrap()).unwrap_err();
         assert_eq!(error.code(), "missing_signature");
         assert!(error.to_string().contains("nonce, sign"), "{error}");
         let object = json!({"nonce": "n", "timestamp": "soon", "sign": "s"});
-        let error = SignedFields::extract(object.as_object().unwrap()).unwrap_err();
+        let error = SignedFields::extract(Node::from(&object).as_object().unwrap()).unwrap_err();
         assert_eq!(error.code(), "invalid_field");
         assert!(error.to_string().contains("timestamp"));
     }

@@ -2,6 +2,7 @@
 //! per-field last writer wins, collaborators per member, void/restore, newest-event metadata.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,7 +51,7 @@ pub struct CrmState {
     pub event_count: u64,
     /// Raw body of the newest event. Stored in its own attribute, not in the merge state.
     #[serde(skip)]
-    pub last_raw: String,
+    pub last_raw: Arc<str>,
 }
 
 impl CrmState {
@@ -121,7 +122,7 @@ impl CrmState {
             .n("event_time", self.last.stamp.time)
             .n("event_count", self.event_count)
             .s("updated_at", updated_at)
-            .s("last_raw", &self.last_raw);
+            .s("last_raw", &*self.last_raw);
         if !members.is_empty() {
             item = item.attr("team_members", AttrValue::SS(members));
         }

@@ -28,10 +28,8 @@ pub fn verify(body: &[u8], header_name: &str, header: Option<&str>, secrets: &Se
     let value = header.map(str::trim).filter(|v| !v.is_empty());
     let value = value.ok_or_else(|| AuthError::MissingSignature(format!("header {header_name} is absent or empty")))?;
     let hex_part = strip_prefix_ignore_case(value, "sha1=").unwrap_or(value);
-    let claimed: [u8; 20] = hex::decode(hex_part)
-        .ok()
-        .and_then(|bytes| bytes.try_into().ok())
-        .ok_or(AuthError::InvalidSignature)?;
+    let mut claimed = [0u8; 20];
+    hex::decode_to_slice(hex_part, &mut claimed).map_err(|_| AuthError::InvalidSignature)?;
     // Every secret is tried, whatever matched before, so timing says nothing about which one did.
     let matched = secrets
         .iter()

@@ -44,7 +44,7 @@ impl DynamoActivityStore {
         if let Some(entity_id) = event.activity_id() {
             let stored = self
                 .entities
-                .load::<ActivityState>(&event.mid, entity_id, |state, raw| state.last_raw = raw)
+                .load::<ActivityState>(&event.mid, entity_id, |state, raw| state.last_raw = raw.into())
                 .await?;
             let (read_version, state) = stored.map_or((None, None), |s| (Some(s.version), Some(s.state)));
             let merged = ActivityState::merge(state, event);

@@ -37,7 +37,7 @@ impl DynamoCrmStore {
     async fn attempt(&self, event: &CrmEvent) -> Result<Option<Delivery>, StoreError> {
         let stored = self
             .entities
-            .load::<CrmState>(&event.mid, &event.entity_id, |state, raw| state.last_raw = raw)
+            .load::<CrmState>(&event.mid, &event.entity_id, |state, raw| state.last_raw = raw.into())
             .await?;
         let (read_version, state) = stored.map_or((None, None), |s| (Some(s.version), Some(s.state)));
         let merged = CrmState::merge(state, event);
