@@ -240,8 +240,16 @@ fn harness_rows(coldstart: &[Value], rows: &mut Vec<Row>) {
                 .at_most(15.0),
         );
         rows.push(
+            Row::new(format!("{function}: … CPU time of the process"), "ms", 2)
+                .summary(summarize(&samples(report, "init_cpu_ms"))),
+        );
+        rows.push(
             Row::new(format!("{function}: first invocation, local DynamoDB"), "ms", 2)
                 .summary(summarize(&samples(report, "first_invocation_ms"))),
+        );
+        rows.push(
+            Row::new(format!("{function}: … CPU time of the process"), "ms", 2)
+                .summary(summarize(&samples(report, "first_invocation_cpu_ms"))),
         );
         let warm = samples(report, "warm_invocation_ms");
         rows.push(

@@ -98,12 +98,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut init = Vec::new();
+    let mut init_cpu = Vec::new();
     let mut first = Vec::new();
+    let mut first_cpu = Vec::new();
     let mut warm = Vec::new();
     for _ in 0..cli.cold_starts {
         let run = run_process(&mut api, &launch, &mut events, &cleaner, cli.warm + 1).await?;
         init.push(run.init);
+        init_cpu.push(run.init_cpu);
         first.push(run.first);
+        first_cpu.push(run.first_cpu);
         warm.extend(run.warm);
     }
     let sequential = if cli.sequential > 0 {
@@ -116,9 +120,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let (init, first, warm) = (milliseconds(init), milliseconds(first), milliseconds(warm));
+    let (init_cpu, first_cpu) = (milliseconds(init_cpu), milliseconds(first_cpu));
     println!("{} ({})", cli.function.name(), bootstrap.display());
     describe("exec -> first next", &init);
+    describe("  CPU time", &init_cpu);
     describe("first invocation", &first);
+    describe("  CPU time", &first_cpu);
     describe("warm invocation", &warm);
     if let Some(run) = &sequential {
         println!(
@@ -132,7 +139,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bootstrap_bytes": std::fs::metadata(&bootstrap)?.len(),
         "cold_starts": cli.cold_starts,
         "init_ms": init,
+        "init_cpu_ms": init_cpu,
         "first_invocation_ms": first,
+        "first_invocation_cpu_ms": first_cpu,
         "warm_invocation_ms": warm,
         "sequential_invocations": cli.sequential,
         "peak_rss_kib": sequential.map(|run| run.peak_rss_kib),

@@ -63,8 +63,12 @@ pub struct Launch {
 pub struct ProcessRun {
     /// From just before exec to the first `GET .../invocation/next`.
     pub init: Duration,
+    /// CPU time the process used until then.
+    pub init_cpu: Duration,
     /// From handing out the first event to its response being posted.
     pub first: Duration,
+    /// CPU time the process used for the first event (until it asked for the next).
+    pub first_cpu: Duration,
     /// The same for every later event.
     pub warm: Vec<Duration>,
     /// `VmHWM` after the last invocation, in KiB.
@@ -83,6 +87,8 @@ pub async fn run_process(
     let (mut process, started) = FunctionProcess::spawn(&launch.bootstrap, &launch.environment, &launch.log)?;
     let (ready_at, mut reply) = wait_next(api, &mut process).await?;
     let init = ready_at - started;
+    let init_cpu = process.cpu_time()?;
+    let mut first_cpu = Duration::ZERO;
     let mut latencies = Vec::with_capacity(invocations);
     for _ in 0..invocations.max(1) {
         let request_id = unique_nonce();
@@ -107,6 +113,9 @@ pub async fn run_process(
             ));
         }
         (_, reply) = wait_next(api, &mut process).await?;
+        if latencies.len() == 1 {
+            first_cpu = process.cpu_time()? - init_cpu;
+        }
         cleaner.clear().await?;
     }
     // Read while the process waits for its next event, i.e. after all the work it was given.
@@ -115,7 +124,9 @@ pub async fn run_process(
     drop(reply);
     Ok(ProcessRun {
         init,
+        init_cpu,
         first: latencies[0],
+        first_cpu,
         warm: latencies[1..].to_vec(),
         peak_rss_kib,
     })

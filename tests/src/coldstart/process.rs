@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct FunctionProcess {
     child: Child,
@@ -36,6 +36,21 @@ impl FunctionProcess {
     /// The exit status if the process has ended on its own.
     pub fn exited(&mut self) -> io::Result<Option<ExitStatus>> {
         self.child.try_wait()
+    }
+
+    /// CPU time used so far by all its threads (`/proc/<pid>/task/*/schedstat`, nanoseconds).
+    /// Unlike wall-clock time, it hardly depends on what else the machine is doing.
+    pub fn cpu_time(&self) -> io::Result<Duration> {
+        let mut total = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.id()))? {
+            let schedstat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+            total += schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .ok_or_else(|| io::Error::other("unreadable schedstat"))?;
+        }
+        Ok(Duration::from_nanos(total))
     }
 
     /// Peak resident set size so far (`VmHWM`), in KiB.
