@@ -6,7 +6,8 @@
 #   make validate  sam validate (+ --lint), cfn-lint, template/table schema check
 #   make build     sam build (arm64, provided.al2023)
 #   make venv      the Python tools in .venv (moto, cargo-lambda, SAM CLI, cfn-lint)
-#   make bench     criterion benchmarks of webhook-model
+#   make bench     every performance figure in one table (criterion, arm64 bootstrap sizes,
+#                  cold start, invocation latency, peak RSS; moto on 28000, Runtime API on 29001)
 #   make soak      full-size convergence, outage and load suites, then `make fuzz` (~30 min)
 #   make fuzz      10 million mutated bodies through the pure ingest path
 #   make clean     remove build outputs and local state (keeps .venv)
@@ -29,7 +30,7 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: help venv test validate run build targets bench soak fuzz clean
 
 help:
-	@sed -n '2,13p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+	@sed -n '2,14p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
 
 venv: $(VENV_STAMP)
 
@@ -63,8 +64,9 @@ targets:
 build: venv targets
 	sam build
 
-bench:
-	cargo bench -p webhook-model
+# Not part of `make test`: timings are measured here, never asserted in tests.
+bench: venv targets
+	bash scripts/bench.sh
 
 # The full-size suites against a stack of their own (ports 38000/39000): convergence over
 # 200 entities / 10,000 events, the outage over 2,000 events, 60 s of load, then the long fuzz.

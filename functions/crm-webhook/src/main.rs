@@ -13,7 +13,8 @@ mod handler;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     webhook_model::http::init_tracing();
-    let config = CrmConfig::from_env(&Env::from_process()).map_err(|error| {
+    let env = Env::from_process();
+    let config = CrmConfig::from_env(&env).map_err(|error| {
         tracing::error!(%error, "configuration is incomplete; not starting");
         error
     })?;
@@ -21,7 +22,7 @@ async fn main() -> Result<(), Error> {
         tracing::warn!("no CRM_WEBHOOK_SECRET configured: every request will be refused (401 no_secret)");
     }
     let store = DynamoCrmStore::new(
-        client_from_env().await,
+        client_from_env(&env),
         config.table_name.clone(),
         config.deliveries_table_name.clone(),
         Arc::new(SystemClock),
