@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use webhook_model::activity::verify::{self as activity_verify, SignedFields};
-use webhook_model::activity::{ActivityEvent, ActivityState};
+use webhook_model::activity::verify::SignedFields;
+use webhook_model::activity::{self, ActivityState};
 use webhook_model::clock::{Clock, FixedClock};
-use webhook_model::crm::{self, verify as crm_verify, CrmEvent, CrmState};
+use webhook_model::crm::{self, verify as crm_verify, CrmState};
 use webhook_model::envelope::Envelope;
 use webhook_model::item::Item;
 use webhook_model::merge::Mergeable;
@@ -55,29 +55,16 @@ fn tenant_secrets(prefix: &str, secret: &str) -> TenantSecrets {
 
 /// What the CRM function does with one request body, short of the store.
 fn crm_ingest(body: &[u8], signature: &str, secrets: &TenantSecrets, clock: &dyn Clock) -> Item {
-    let envelope = Envelope::parse(body).expect("JSON object");
-    let mid = crm::tenant_of(&envelope.object).expect("names its tenant");
-    let secrets = secrets.for_tenant(&mid).expect("a secret for the tenant");
-    crm_verify::verify(body, "X-Signature", Some(signature), secrets).expect("signed");
-    let event = CrmEvent::from_envelope(envelope, SourceOffset::BEIJING).expect("normalizes");
+    let event = crm::verified_event(body, "X-Signature", Some(signature), secrets, SourceOffset::BEIJING)
+        .expect("signed and normalizes");
     CrmState::merge(None, &event).to_item(&utc_rfc3339(clock.now_unix()))
 }
 
 /// What the activity function does with one request body, short of the store. `None` for
 /// actions that name no activity (`doc/add`): verified and normalized, not merged.
 fn activity_ingest(body: &[u8], secrets: &TenantSecrets, clock: &dyn Clock) -> Option<Item> {
-    let envelope = Envelope::parse(body).expect("JSON object");
-    let signed = SignedFields::extract(&envelope.object).expect("signed fields");
-    let secrets = secrets.for_tenant(ACTIVITY_MID).expect("a secret for the tenant");
-    activity_verify::verify(&signed, secrets, clock, 300).expect("signed");
-    let event = ActivityEvent::from_envelope(
-        envelope,
-        ACTIVITY_MID,
-        &signed.nonce,
-        signed.timestamp,
-        SourceOffset::BEIJING,
-    )
-    .expect("normalizes");
+    let event = activity::verified_event(body, Some(ACTIVITY_MID), secrets, clock, 300, SourceOffset::BEIJING)
+        .expect("signed and normalizes");
     event
         .action
         .names_an_activity()

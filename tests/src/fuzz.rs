@@ -19,15 +19,14 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use webhook_model::activity::verify::{self as activity_verify, SignedFields};
-use webhook_model::activity::{ActivityEvent, ActivityState};
+use webhook_model::activity::verify as activity_verify;
+use webhook_model::activity::{self, ActivityEvent, ActivityState};
 use webhook_model::clock::FixedClock;
 use webhook_model::crm::{self, CrmEvent, CrmState};
 use webhook_model::dynamo::item_to_sdk;
-use webhook_model::envelope::Envelope;
 use webhook_model::item::{AttrValue, Item};
 use webhook_model::merge::{Delivery, Ledger};
-use webhook_model::secret::{Secret, SecretSet};
+use webhook_model::secret::{Secret, TenantSecrets};
 use webhook_model::timefmt::SourceOffset;
 use webhook_model::ApiError;
 
@@ -67,8 +66,8 @@ pub struct Finding {
 pub struct Fuzzer {
     rng: StdRng,
     corpus: Vec<(Target, Vec<u8>)>,
-    crm_secrets: SecretSet,
-    activity_secrets: SecretSet,
+    crm_secrets: TenantSecrets,
+    activity_secrets: TenantSecrets,
     pub stats: Stats,
 }
 
@@ -91,8 +90,11 @@ impl Fuzzer {
         Fuzzer {
             rng: StdRng::seed_from_u64(seed),
             corpus,
-            crm_secrets: SecretSet::parse(CRM_SECRET).expect("a secret"),
-            activity_secrets: SecretSet::parse(ACTIVITY_SECRET).expect("a secret"),
+            crm_secrets: TenantSecrets::from_vars("CRM_WEBHOOK_SECRET", [("CRM_WEBHOOK_SECRET", CRM_SECRET)]),
+            activity_secrets: TenantSecrets::from_vars(
+                "ACTIVITY_CALLBACK_SECRET",
+                [("ACTIVITY_CALLBACK_SECRET", ACTIVITY_SECRET)],
+            ),
             stats: Stats::default(),
         }
     }
@@ -220,24 +222,12 @@ impl Fuzzer {
     }
 }
 
-fn crm_event(body: &[u8], signature: &str, secrets: &SecretSet) -> Result<CrmEvent, ApiError> {
-    let envelope = Envelope::parse(body)?;
-    crm::tenant_of(&envelope.object)?;
-    crm::verify::verify(body, SIGNATURE_HEADER, Some(signature), secrets)?;
-    Ok(CrmEvent::from_envelope(envelope, SourceOffset::BEIJING)?)
+fn crm_event(body: &[u8], signature: &str, secrets: &TenantSecrets) -> Result<CrmEvent, ApiError> {
+    crm::verified_event(body, SIGNATURE_HEADER, Some(signature), secrets, SourceOffset::BEIJING)
 }
 
-fn activity_event(body: &[u8], secrets: &SecretSet, clock: &FixedClock) -> Result<ActivityEvent, ApiError> {
-    let envelope = Envelope::parse(body)?;
-    let signed = SignedFields::extract(&envelope.object)?;
-    activity_verify::verify(&signed, secrets, clock, WINDOW_SECONDS)?;
-    Ok(ActivityEvent::from_envelope(
-        envelope,
-        "124",
-        &signed.nonce,
-        signed.timestamp,
-        SourceOffset::BEIJING,
-    )?)
+fn activity_event(body: &[u8], secrets: &TenantSecrets, clock: &FixedClock) -> Result<ActivityEvent, ApiError> {
+    activity::verified_event(body, Some("124"), secrets, clock, WINDOW_SECONDS, SourceOffset::BEIJING)
 }
 
 /// The item is keyed by the event's tenant and entity and converts to DynamoDB attributes.

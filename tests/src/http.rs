@@ -35,10 +35,15 @@ impl Answer {
         serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
     }
 
+    /// The `error.code` of a refusal body; `None` for any other body, JSON or not.
+    pub fn error_code(&self) -> Option<String> {
+        let body: serde_json::Value = serde_json::from_str(&self.body).ok()?;
+        body["error"]["code"].as_str().map(str::to_owned)
+    }
+
     /// `(status, error code)` of a refusal.
     pub fn refusal(&self) -> (u16, String) {
-        let code = self.json()["error"]["code"].as_str().unwrap_or("<no code>").to_owned();
-        (self.status, code)
+        (self.status, self.error_code().unwrap_or_else(|| "<no code>".to_owned()))
     }
 }
 

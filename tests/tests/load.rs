@@ -61,8 +61,7 @@ impl Kind {
             Kind::Valid => answer.status == 200,
             _ => {
                 let (status, code) = self.expected();
-                serde_json::from_str::<Value>(&answer.body)
-                    .is_ok_and(|body| answer.status == status && body["error"]["code"] == code)
+                answer.status == status && answer.error_code().as_deref() == Some(code)
             }
         }
     }

@@ -6,18 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use ingest_tests::history::{parse_activity, parse_crm};
 use ingest_tests::stack::{self, unique_mid};
 use ingest_tests::tables::visible;
 use serde_json::Value;
-use webhook_model::activity::verify::SignedFields;
 use webhook_model::activity::{ActivityEvent, ActivityState};
 use webhook_model::clock::FixedClock;
 use webhook_model::crm::{CrmEvent, CrmState};
 use webhook_model::dynamo::{item_to_sdk, DynamoActivityStore, DynamoCrmStore};
-use webhook_model::envelope::Envelope;
 use webhook_model::merge::{Delivery, Ledger};
 use webhook_model::store::{ActivityStore, CrmStore, NonceOutcome};
-use webhook_model::timefmt::SourceOffset;
 use webhook_model::StoreError;
 
 const NOW: i64 = 1_800_000_000;
@@ -47,26 +45,12 @@ fn crm_event(file: &str, mid: &str) -> CrmEvent {
     let mut value: Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/crm/{file}")).unwrap()).unwrap();
     value["mid"] = mid.into();
-    crm_event_from(&value)
-}
-
-fn crm_event_from(value: &Value) -> CrmEvent {
-    CrmEvent::from_envelope(
-        Envelope::parse(value.to_string().as_bytes()).unwrap(),
-        SourceOffset::BEIJING,
-    )
-    .unwrap()
+    parse_crm(&value.to_string())
 }
 
 fn activity_event(file: &str, mid: &str) -> ActivityEvent {
     let body = std::fs::read_to_string(format!("{FIXTURES}/activity/{file}")).unwrap();
-    activity_event_from(&body, mid)
-}
-
-fn activity_event_from(body: &str, mid: &str) -> ActivityEvent {
-    let envelope = Envelope::parse(body.as_bytes()).unwrap();
-    let signed = SignedFields::extract(&envelope.object).unwrap();
-    ActivityEvent::from_envelope(envelope, mid, &signed.nonce, signed.timestamp, SourceOffset::BEIJING).unwrap()
+    parse_activity(&body, mid)
 }
 
 async fn get(table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, AttributeValue>> {
@@ -195,7 +179,7 @@ async fn concurrent_writers_on_one_entity_lose_no_update() {
             let mut value: Value = serde_json::from_str(&base.raw).unwrap();
             value["create_time"] = (1_677_500_000 + i).into();
             value["extra_data"]["mapping_data"] = serde_json::json!({ format!("field_{i}"): [null, i] });
-            crm_event_from(&value)
+            parse_crm(&value.to_string())
         })
         .collect();
     let tasks: Vec<_> = events
@@ -236,7 +220,7 @@ async fn activity_nonces_distinguish_duplicates_from_replays() {
     assert_eq!(store.apply(&add).await, Ok(NonceOutcome::Duplicate));
     let tampered = add.raw.replace("新建活动回调", "篡改");
     assert_eq!(
-        store.apply(&activity_event_from(&tampered, &mid)).await,
+        store.apply(&parse_activity(&tampered, &mid)).await,
         Ok(NonceOutcome::Replayed)
     );
     assert_eq!(get(&stack::activity_table(), &key).await.unwrap(), before);

@@ -2,12 +2,10 @@
 //! sign → freshness → fields → replay → write (SPEC 2.3).
 
 use lambda_http::{Body, Request, RequestExt, Response};
-use webhook_model::activity::verify::{self, SignedFields};
-use webhook_model::activity::ActivityEvent;
+use webhook_model::activity;
 use webhook_model::clock::Clock;
 use webhook_model::config::ActivityConfig;
-use webhook_model::envelope::Envelope;
-use webhook_model::error::{ApiError, AuthError, RequestError};
+use webhook_model::error::{ApiError, AuthError};
 use webhook_model::http::{post_body, respond, text_response};
 use webhook_model::store::{ActivityStore, NonceOutcome};
 
@@ -26,16 +24,15 @@ impl<S: ActivityStore> App<S> {
 
     async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let body = post_body(request)?;
-        let envelope = Envelope::parse(body)?;
-        let mid = self.tenant(request).ok_or(RequestError::MissingMid)?;
-        let signed = SignedFields::extract(&envelope.object)?;
-        let secrets = self
-            .config
-            .secrets
-            .for_tenant(&mid)
-            .ok_or_else(|| AuthError::NoSecret(mid.clone()))?;
-        verify::verify(&signed, secrets, self.clock.as_ref(), self.config.max_skew_seconds)?;
-        let event = ActivityEvent::from_envelope(envelope, &mid, &signed.nonce, signed.timestamp, self.config.offset)?;
+        let event = activity::verified_event(
+            body,
+            self.tenant(request).as_deref(),
+            &self.config.secrets,
+            self.clock.as_ref(),
+            self.config.max_skew_seconds,
+            self.config.offset,
+        )?;
+        let mid = &event.mid;
         if event.activity_id().is_none() {
             tracing::warn!(mid = %mid, action = event.action.as_str(), raw = %event.raw, "action not modelled; acknowledged without a write");
         }

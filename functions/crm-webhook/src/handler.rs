@@ -4,9 +4,8 @@
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use webhook_model::config::CrmConfig;
-use webhook_model::crm::{self, CrmEvent};
-use webhook_model::envelope::Envelope;
-use webhook_model::error::{ApiError, AuthError};
+use webhook_model::crm;
+use webhook_model::error::ApiError;
 use webhook_model::http::{header_text, json_response, post_body, respond};
 use webhook_model::merge::Delivery;
 use webhook_model::store::CrmStore;
@@ -25,16 +24,14 @@ impl<S: CrmStore> App<S> {
 
     async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let body = post_body(request)?;
-        let envelope = Envelope::parse(body)?;
-        let mid = crm::tenant_of(&envelope.object)?;
-        let secrets = self
-            .config
-            .secrets
-            .for_tenant(&mid)
-            .ok_or_else(|| AuthError::NoSecret(mid.clone()))?;
         let header_name = &self.config.signature_header;
-        crm::verify::verify(body, header_name, header_text(request, header_name), secrets)?;
-        let event = CrmEvent::from_envelope(envelope, self.config.offset)?;
+        let event = crm::verified_event(
+            body,
+            header_name,
+            header_text(request, header_name),
+            &self.config.secrets,
+            self.config.offset,
+        )?;
         if !event.event_type.is_known() {
             tracing::warn!(
                 mid = %event.mid,

@@ -1,8 +1,10 @@
 //! The Tencent Lexiang activity callback: verification, normalization, merge.
 
 pub mod event;
+pub mod intake;
 pub mod state;
 pub mod verify;
 
 pub use event::{ActivityAction, ActivityEvent};
+pub use intake::verified_event;
 pub use state::ActivityState;

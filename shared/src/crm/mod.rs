@@ -1,8 +1,10 @@
 //! The JINGdigital CRM webhook: verification, normalization, merge.
 
 pub mod event;
+pub mod intake;
 pub mod state;
 pub mod verify;
 
 pub use event::{tenant_of, CrmEvent, CrmEventType};
+pub use intake::verified_event;
 pub use state::CrmState;
