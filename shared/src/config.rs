@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 use crate::activity::ActivityIntake;
+use crate::crm::verify::SignatureScheme;
 use crate::crm::CrmIntake;
 use crate::secret::TenantSecrets;
 use crate::timefmt::SourceOffset;
@@ -33,6 +34,13 @@ impl Env {
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
         self.get(name).map(str::to_owned).ok_or(ConfigError::Missing(name))
+    }
+
+    /// An optional variable read with `FromStr`; a value that does not parse stops start-up.
+    fn parsed<T: std::str::FromStr<Err = String>>(&self, name: &'static str) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|text| text.parse().map_err(|reason| ConfigError::Invalid { name, reason }))
+            .transpose()
     }
 
     fn offset(&self) -> Result<SourceOffset, ConfigError> {
@@ -73,6 +81,10 @@ impl CrmConfig {
                     .unwrap_or("X-Signature")
                     .trim()
                     .to_owned(),
+                scheme: SignatureScheme {
+                    algorithm: env.parsed("CRM_SIGNATURE_ALGORITHM")?.unwrap_or_default(),
+                    encoding: env.parsed("CRM_SIGNATURE_ENCODING")?.unwrap_or_default(),
+                },
                 secrets: env.secrets("CRM_WEBHOOK_SECRET"),
                 offset: env.offset()?,
             },
@@ -182,5 +194,34 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_crm_signature_scheme_is_configuration_checked_at_start_up() {
+        let base = [("CRM_TABLE_NAME", "c"), ("CRM_DELIVERIES_TABLE_NAME", "d")];
+        let env: Env = base.into_iter().collect();
+        assert_eq!(
+            CrmConfig::from_env(&env).unwrap().intake.scheme,
+            SignatureScheme::default(),
+            "SPEC 2.1: HMAC-SHA1, hex"
+        );
+        let env: Env = base
+            .into_iter()
+            .chain([
+                ("CRM_SIGNATURE_ALGORITHM", "hmac-sha256"),
+                ("CRM_SIGNATURE_ENCODING", "base64"),
+            ])
+            .collect();
+        assert_eq!(
+            CrmConfig::from_env(&env).unwrap().intake.scheme.to_string(),
+            "hmac-sha256/base64"
+        );
+        for (name, value) in [("CRM_SIGNATURE_ALGORITHM", "md5"), ("CRM_SIGNATURE_ENCODING", "base32")] {
+            let env: Env = base.into_iter().chain([(name, value)]).collect();
+            assert!(
+                matches!(CrmConfig::from_env(&env), Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={value}"
+            );
+        }
     }
 }

@@ -6,11 +6,11 @@
 //! give: drift at exactly these paths, or a refusal naming the field.
 
 use serde_json::{json, Value};
-use webhook_model::activity::{ActivityAction, ActivityEvent};
-use webhook_model::crm::CrmEvent;
-use webhook_model::envelope::Envelope;
-use webhook_model::error::ParseError;
-use webhook_model::timefmt::SourceOffset;
+use shared::activity::{ActivityAction, ActivityEvent};
+use shared::crm::CrmEvent;
+use shared::envelope::Envelope;
+use shared::error::ParseError;
+use shared::timefmt::SourceOffset;
 
 /// The CRM seed (`object_create`, tenant 124), as JINGdigital documents it.
 fn crm_sample() -> Value {
@@ -72,7 +72,7 @@ fn without(mut value: Value, pointer: &str) -> Value {
     value
 }
 
-fn drift_paths(drift: &[webhook_model::json::Drift]) -> Vec<&str> {
+fn drift_paths(drift: &[shared::json::Drift]) -> Vec<&str> {
     drift.iter().map(|d| d.path.as_str()).collect()
 }
 
@@ -467,7 +467,7 @@ fn activity_shapes_of_the_vendor_samples_are_read_without_drift() {
     let nonce = "0123456789abcdef0123456789abcdef";
     let body = with(activity_sample(), "/nonce", json!(nonce)).to_string();
     let envelope = Envelope::parse(body.as_bytes()).unwrap();
-    let signed = webhook_model::activity::verify::SignedFields::extract(&envelope.object).unwrap();
+    let signed = shared::activity::verify::SignedFields::extract(&envelope.object).unwrap();
     assert_eq!(signed.nonce, nonce);
     let event = ActivityEvent::from_envelope(envelope, "124", &signed.nonce, 1, SourceOffset::BEIJING).unwrap();
     assert_eq!(event.nonce, nonce);
