@@ -65,6 +65,19 @@ impl Env {
         }
     }
 
+    /// What verifying and reading a CRM webhook needs: header, scheme, secrets, offset.
+    pub fn crm_intake(&self) -> Result<CrmIntake, ConfigError> {
+        Ok(CrmIntake {
+            signature_header: self.get("CRM_SIGNATURE_HEADER").unwrap_or("X-Signature").trim().to_owned(),
+            scheme: SignatureScheme {
+                algorithm: self.parsed("CRM_SIGNATURE_ALGORITHM")?.unwrap_or_default(),
+                encoding: self.parsed("CRM_SIGNATURE_ENCODING")?.unwrap_or_default(),
+            },
+            secrets: self.secrets("CRM_WEBHOOK_SECRET"),
+            offset: self.offset()?,
+        })
+    }
+
     /// The quarantine of refused deliveries (SPEC 2.4), shared by both functions.
     pub fn quarantine(&self) -> Result<QuarantineConfig, ConfigError> {
         let defaults = QuarantineConfig::default();
@@ -115,19 +128,7 @@ impl CrmConfig {
         Ok(Self {
             table_name: env.required("CRM_TABLE_NAME")?,
             deliveries_table_name: env.required("CRM_DELIVERIES_TABLE_NAME")?,
-            intake: CrmIntake {
-                signature_header: env
-                    .get("CRM_SIGNATURE_HEADER")
-                    .unwrap_or("X-Signature")
-                    .trim()
-                    .to_owned(),
-                scheme: SignatureScheme {
-                    algorithm: env.parsed("CRM_SIGNATURE_ALGORITHM")?.unwrap_or_default(),
-                    encoding: env.parsed("CRM_SIGNATURE_ENCODING")?.unwrap_or_default(),
-                },
-                secrets: env.secrets("CRM_WEBHOOK_SECRET"),
-                offset: env.offset()?,
-            },
+            intake: env.crm_intake()?,
             quarantine: env.quarantine()?,
         })
     }
