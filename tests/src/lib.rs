@@ -7,6 +7,7 @@ pub mod events;
 pub mod history;
 pub mod http;
 pub mod procs;
+pub mod quarantine;
 pub mod signing;
 pub mod stack;
 pub mod stats;
