@@ -68,7 +68,11 @@ impl Env {
     /// What verifying and reading a CRM webhook needs: header, scheme, secrets, offset.
     pub fn crm_intake(&self) -> Result<CrmIntake, ConfigError> {
         Ok(CrmIntake {
-            signature_header: self.get("CRM_SIGNATURE_HEADER").unwrap_or("X-Signature").trim().to_owned(),
+            signature_header: self
+                .get("CRM_SIGNATURE_HEADER")
+                .unwrap_or("X-Signature")
+                .trim()
+                .to_owned(),
             scheme: SignatureScheme {
                 algorithm: self.parsed("CRM_SIGNATURE_ALGORITHM")?.unwrap_or_default(),
                 encoding: self.parsed("CRM_SIGNATURE_ENCODING")?.unwrap_or_default(),

@@ -965,7 +965,11 @@ fn crm_bad_input_cases() -> Vec<Case> {
             crm_stored(|_, item| {
                 expect_eq("raw keeps it", attr_s(item, "last_raw")?.contains("label-drift"), true)?;
                 let labels = item.get("field_labels").and_then(|v| v.as_m().ok());
-                expect_eq("label read as absent", labels.is_some_and(|m| m.contains_key("name")), false)
+                expect_eq(
+                    "label read as absent",
+                    labels.is_some_and(|m| m.contains_key("name")),
+                    false,
+                )
             }),
         ),
         Case::new(

@@ -42,7 +42,12 @@ async fn refused_deliveries_are_kept_accepted_ones_are_not_and_the_cap_holds() {
         let body = crm_body(&mid, &format!("Q{attempt}"));
         async move {
             let answer = post_crm(&http, &body, "a-secret-nobody-configured").await;
-            assert_eq!(answer.refusal(), (401, "invalid_signature".to_owned()), "{}", answer.body);
+            assert_eq!(
+                answer.refusal(),
+                (401, "invalid_signature".to_owned()),
+                "{}",
+                answer.body
+            );
         }
     })
     .await;
@@ -57,7 +62,11 @@ async fn refused_deliveries_are_kept_accepted_ones_are_not_and_the_cap_holds() {
         record.signature_headers.get("x-signature"),
         Some(&sign_crm(record.body.as_bytes(), "a-secret-nobody-configured"))
     );
-    assert!(record.header_names.contains(&"content-type".to_owned()), "{:?}", record.header_names);
+    assert!(
+        record.header_names.contains(&"content-type".to_owned()),
+        "{:?}",
+        record.header_names
+    );
     assert!(record.delivery_id.starts_with(&record.received_at));
     let ttl = record.expires_at - now_unix();
     assert!((13 * 86_400..=14 * 86_400).contains(&ttl), "14 days by default: {ttl}");
@@ -86,10 +95,20 @@ async fn refused_deliveries_are_kept_accepted_ones_are_not_and_the_cap_holds() {
     let record = post_until_kept(Source::Activity, &activity_mid, |_| {
         let http = http.clone();
         let url = activity_url(&activity_mid);
-        let body = signed_activity(&fixture("activity/event_add.json"), &unique_nonce(), now_unix(), "wrong");
+        let body = signed_activity(
+            &fixture("activity/event_add.json"),
+            &unique_nonce(),
+            now_unix(),
+            "wrong",
+        );
         async move {
             let answer = post(&http, &url, &[], body).await;
-            assert_eq!(answer.refusal(), (401, "invalid_signature".to_owned()), "{}", answer.body);
+            assert_eq!(
+                answer.refusal(),
+                (401, "invalid_signature".to_owned()),
+                "{}",
+                answer.body
+            );
         }
     })
     .await;

@@ -48,7 +48,8 @@ pub fn probe(body: &[u8], headers: &[(String, String)], secrets: &[String]) -> V
                     };
                     if scheme.verify(body, name, Some(value), &set).is_ok() {
                         let prefix = algorithm.prefix();
-                        let prefixed = value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix);
+                        let prefixed =
+                            value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix);
                         matches.push(SchemeMatch {
                             header: name.clone(),
                             scheme,

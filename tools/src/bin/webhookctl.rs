@@ -72,7 +72,12 @@ impl From<SourceArg> for Source {
 #[derive(Args)]
 struct BodyArgs {
     /// The body to sign, from a file (sent byte for byte)
-    #[arg(long, value_name = "FILE", conflicts_with = "fixture", required_unless_present = "fixture")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "fixture",
+        required_unless_present = "fixture"
+    )]
     body_file: Option<PathBuf>,
     /// The body to sign, from fixtures/<source>/<NAME>.json (e.g. seed_124_object_create)
     #[arg(long, value_name = "NAME")]
@@ -298,8 +303,14 @@ fn crm_signature(body: &[u8], secret: &str, scheme: &CrmSchemeArgs) -> String {
 }
 
 /// An activity body with `nonce`, `timestamp` and the matching `sign` set.
-fn signed_activity_body(body: &[u8], secret: &str, nonce: Option<&str>, timestamp: Option<i64>) -> Result<String, Failure> {
-    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+fn signed_activity_body(
+    body: &[u8],
+    secret: &str,
+    nonce: Option<&str>,
+    timestamp: Option<i64>,
+) -> Result<String, Failure> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     if !value.is_object() {
         return Err("the body is not a JSON object".into());
     }
@@ -331,7 +342,12 @@ fn http_client() -> reqwest::Client {
 }
 
 /// POSTs `body` with `headers`; the status and the answer's text.
-async fn post(client: &reqwest::Client, url: &str, headers: &[(String, String)], body: Vec<u8>) -> Result<(u16, String), Failure> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Result<(u16, String), Failure> {
     let mut request = client.post(url).header("content-type", "application/json").body(body);
     for (name, value) in headers {
         request = request.header(name.as_str(), value.as_str());
@@ -348,7 +364,10 @@ async fn send(args: &SendArgs) -> Result<ExitCode, Failure> {
             let signature = crm_signature(&body, &args.secret, &args.scheme);
             (body, vec![(args.header.clone(), signature)])
         }
-        SourceArg::Activity => (signed_activity_body(&body, &args.secret, None, None)?.into_bytes(), Vec::new()),
+        SourceArg::Activity => (
+            signed_activity_body(&body, &args.secret, None, None)?.into_bytes(),
+            Vec::new(),
+        ),
     };
     let (status, answer) = post(&http_client(), &args.url, &headers, body).await?;
     println!("{status}");
@@ -400,10 +419,10 @@ async fn quarantine(command: QuarantineCommand) -> Result<ExitCode, Failure> {
                     record.tenant.as_deref().unwrap_or("-"),
                     record.status,
                     record.code,
-                    record.last_replay.as_deref().map_or_else(
-                        || "not replayed".to_owned(),
-                        |outcome| format!("replayed: {outcome}")
-                    ),
+                    record
+                        .last_replay
+                        .as_deref()
+                        .map_or_else(|| "not replayed".to_owned(), |outcome| format!("replayed: {outcome}")),
                 );
             }
             eprintln!("{} refused deliveries in {}", records.len(), store.table());
@@ -451,7 +470,11 @@ async fn quarantine(command: QuarantineCommand) -> Result<ExitCode, Failure> {
                 "{} {} deliveries: {}",
                 if dry_run { "verified" } else { "replayed" },
                 outcomes.len(),
-                if line.is_empty() { "none".to_owned() } else { line.join(", ") }
+                if line.is_empty() {
+                    "none".to_owned()
+                } else {
+                    line.join(", ")
+                }
             );
             let all_good = outcomes
                 .iter()
@@ -510,7 +533,10 @@ async fn replay(
             record.tenant.as_deref().unwrap_or("-")
         );
         let now = shared::timefmt::utc_rfc3339(tests::signing::now_unix());
-        if let Err(error) = store.record_replay(record.source, &record.delivery_id, &outcome, &now).await {
+        if let Err(error) = store
+            .record_replay(record.source, &record.delivery_id, &outcome, &now)
+            .await
+        {
             eprintln!("could not note the replay of {}: {error}", record.delivery_id);
         }
         outcomes.push(outcome);
