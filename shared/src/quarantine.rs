@@ -116,6 +116,11 @@ pub trait QuarantineStore: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 }
 
+/// The header `webhookctl quarantine replay` marks its requests with (the delivery id): a replay
+/// that is refused again is not kept a second time, its record is already there. A sender who
+/// adds it only keeps its own delivery out of the quarantine.
+pub const REPLAY_HEADER: &str = "x-webhookctl-replay";
+
 /// Configuration of the quarantine (SPEC 2.4; variables in docs/refused-deliveries.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineConfig {
@@ -246,7 +251,11 @@ impl QuarantinePolicy {
     /// The record to keep for `refusal`, or why not. Takes from the rate budget only for a
     /// delivery that would otherwise be kept.
     pub fn admit(&self, refusal: &Refusal<'_>) -> Result<RefusedDelivery, Skip> {
-        if !Self::keeps(refusal.error) {
+        let replayed = refusal
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(REPLAY_HEADER));
+        if replayed || !Self::keeps(refusal.error) {
             return Err(Skip::NotEligible);
         }
         if refusal.body.len() > self.config.max_body_bytes {
@@ -393,6 +402,12 @@ mod tests {
             );
         }
         let invalid = ApiError::from(AuthError::InvalidSignature);
+        let replay = [("X-Webhookctl-Replay", "2026-01-01T00:00:00Z#0123456789ab")];
+        assert_eq!(
+            policy.admit(&refusal(&invalid, BODY, &replay)),
+            Err(Skip::NotEligible),
+            "a replay"
+        );
         for body in ["{}", "[1]", "not json", r#"{"action":"event/add"}"#, r#"{"mid":"124"}"#] {
             assert_eq!(
                 policy.admit(&refusal(&invalid, body, &headers)),

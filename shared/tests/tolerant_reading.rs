@@ -125,7 +125,7 @@ fn crm_fields_of_an_unexpected_shape_are_drift_not_refusals() {
         (
             "object_id a float",
             "/extra_data/object_id",
-            json!(6.28),
+            json!(6.5),
             vec!["extra_data.object_id"],
         ),
         (

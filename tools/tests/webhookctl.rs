@@ -314,6 +314,11 @@ async fn quarantine_list_show_and_replay_verify_everything_again() {
     );
     let output = webhookctl(&["quarantine", "list", "--tenant", &mid], &[]);
     assert!(stdout(&output).contains("replayed: duplicate"), "{}", describe(&output));
+    assert_eq!(
+        tests::quarantine::kept_for(Source::Crm, &mid).await.len(),
+        3,
+        "a replay refused again is not kept a second time"
+    );
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use shared::activity::ActivityIntake;
 use shared::config::Env;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::dynamo::{client_from_env, DynamoQuarantineStore};
-use shared::quarantine::{RefusedDelivery, Source};
+use shared::quarantine::{RefusedDelivery, Source, REPLAY_HEADER};
 use shared::secret::{Secret, TenantSecrets};
 use tools::probe::probe;
 
@@ -514,11 +514,13 @@ async fn replay(
             (Source::Activity, None) => activity_url.replace("/{mid}", "").replace("{mid}", ""),
         };
         // The headers that may carry the signature, as received: the endpoint verifies again.
-        let headers: Vec<(String, String)> = record
+        let mut headers: Vec<(String, String)> = record
             .signature_headers
             .iter()
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
+        // Refused again, it is not kept a second time: its record is here.
+        headers.push((REPLAY_HEADER.to_owned(), record.delivery_id.clone()));
         let outcome = match post(&client, &url, &headers, record.body.clone().into_bytes()).await {
             Ok((status, answer)) => outcome_of(status, &answer),
             Err(error) => {
@@ -590,8 +592,11 @@ fn verify_locally(records: &[RefusedDelivery]) -> Result<Vec<String>, Failure> {
 // ---------------------------------------------------------------------------------------------
 // probe
 
+/// Header (name, value) pairs as captured.
+type Headers = Vec<(String, String)>;
+
 /// A captured request: its body and its headers.
-fn captured_request(args: &ProbeArgs) -> Result<(Vec<u8>, Vec<(String, String)>), Failure> {
+fn captured_request(args: &ProbeArgs) -> Result<(Vec<u8>, Headers), Failure> {
     let mut headers: Vec<(String, String)> = Vec::new();
     let body = match (&args.request, &args.body_file) {
         (Some(path), _) => {
