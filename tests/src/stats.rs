@@ -21,12 +21,18 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     } else {
         (sorted[count / 2 - 1] + sorted[count / 2]) / 2.0
     };
-    let rank = (count * 9).div_ceil(10);
     Some(Summary {
         count,
         median,
-        p90: sorted[rank - 1],
+        p90: nearest_rank(&sorted, 90),
     })
+}
+
+/// The `percent`-th percentile of `sorted` samples by nearest rank: the smallest sample with
+/// at least `percent` % of the samples at or below it. `sorted` must not be empty.
+pub fn nearest_rank<T: Copy>(sorted: &[T], percent: usize) -> T {
+    let rank = (sorted.len() * percent).div_ceil(100).max(1);
+    sorted[rank - 1]
 }
 
 #[cfg(test)]

@@ -16,16 +16,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ingest_tests::deliver::send;
-use ingest_tests::history::{Event, History, Shape, Source};
-use ingest_tests::http::{activity_url, client, crm_url, post, Answer, DEV_ACTIVITY_SECRET};
-use ingest_tests::procs::{self, Memory};
-use ingest_tests::signing::now_unix;
-use ingest_tests::stack::{self, unique_mid};
-use ingest_tests::tables::purge_tenant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use tests::deliver::send;
+use tests::history::{Event, History, Shape, Source};
+use tests::http::{activity_url, client, crm_url, post, Answer, DEV_ACTIVITY_SECRET};
+use tests::procs::{self, Memory};
+use tests::signing::now_unix;
+use tests::stack::{self, unique_mid};
+use tests::stats::nearest_rank;
+use tests::tables::purge_tenant;
 
 const CLIENTS: usize = 32;
 /// Growth allowed to one instance after warm-up.
@@ -154,10 +155,6 @@ async fn sample_memory(root: u32, warm: Instant, deadline: Instant) -> BTreeMap<
     samples
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::test]
 async fn thirty_two_clients_get_exactly_the_answers_they_deserve_and_memory_stays_bounded() {
     let functions_pid: u32 = std::env::var("TEST_FUNCTIONS_PID")
@@ -185,9 +182,9 @@ async fn thirty_two_clients_get_exactly_the_answers_they_deserve_and_memory_stay
         "load: {CLIENTS} clients, {:.1} s, {requests} requests ({:.0}/s), latency p50 {:?} p90 {:?} p99 {:?} max {:?}; by kind {:?}",
         elapsed.as_secs_f64(),
         requests as f64 / elapsed.as_secs_f64(),
-        percentile(&tally.latencies, 0.5),
-        percentile(&tally.latencies, 0.9),
-        percentile(&tally.latencies, 0.99),
+        nearest_rank(&tally.latencies, 50),
+        nearest_rank(&tally.latencies, 90),
+        nearest_rank(&tally.latencies, 99),
         tally.latencies.last().copied().unwrap_or_default(),
         tally.by_kind
     );

@@ -55,11 +55,8 @@ impl FunctionProcess {
 
     /// Peak resident set size so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> io::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.id()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        tests::procs::memory(self.id())
+            .map(|memory| memory.peak_kib)
             .ok_or_else(|| io::Error::other("no VmHWM line in /proc/<pid>/status"))
     }
 }
