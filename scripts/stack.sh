@@ -6,7 +6,9 @@
 #                               a signed curl for each, follow the function logs, stop
 #                               everything on Ctrl-C.
 #   scripts/stack.sh test [ARGS]  `make test`: start everything on other ports, run
-#                               `cargo test --workspace [ARGS]` against it, stop
+#                               `cargo test --workspace [ARGS] -- --include-ignored`
+#                               against it (the suites needing the stack are #[ignore]d),
+#                               every answer recorded in .local/test/answers/, stop
 #                               everything; exits with cargo test's exit code.
 #   scripts/stack.sh soak [ARGS]  `make soak`: as test, with SOAK=1 (full-size suites)
 #                               and a one-hour activity freshness window.
@@ -441,9 +443,18 @@ case "$MODE" in
     export TEST_FUNCTIONS_URL="$FUNCTIONS_URL"
     # The load test reads the memory of the function instances below this process.
     export TEST_FUNCTIONS_PID="$FUNCTIONS_PID"
-    log "running: cargo test --workspace $*"
+    # The suites that need this stack are #[ignore]d (so that a plain `cargo test` passes
+    # without it): run them too, after any `--` of the caller's own.
+    test_args=("$@")
+    case " $* " in
+      *" -- "*) test_args+=(--include-ignored) ;;
+      *) test_args+=(-- --include-ignored) ;;
+    esac
+    rm -rf "$STATE_DIR/answers"
+    export TEST_ANSWER_LEDGER="$STATE_DIR/answers"
+    log "running: cargo test --workspace ${test_args[*]}"
     rc=0
-    cargo test --workspace "$@" || rc=$?
+    cargo test --workspace "${test_args[@]}" || rc=$?
     # After the suites, which expect the seed event's first delivery to be theirs.
     [ $rc -eq 0 ] && check_signed_curls
     if [ $rc -ne 0 ]; then
