@@ -63,9 +63,13 @@ docker info >/dev/null 2>&1 || die "Docker is not running (see docs/testing.md, 
 (exec 3<>"/dev/tcp/127.0.0.1/$DYNAMODB_PORT") 2>/dev/null \
   || die "no local DynamoDB on 127.0.0.1:$DYNAMODB_PORT: start 'make run' (or 'scripts/stack.sh dynamodb') first"
 
-# The build SAM invokes is .aws-sam/build; rebuilt when any source is newer than the bootstrap.
-bootstrap=".aws-sam/build/$FUNCTION/bootstrap"
-if [ ! -f "$bootstrap" ] || [ -n "$(find shared functions Cargo.toml Cargo.lock template.yaml -newer "$bootstrap" -type f -print -quit)" ]; then
+# SAM invokes the build in .aws-sam/build, with its copy of the template: rebuilt when it is
+# missing, when a source is newer, or when that copy predates the endpoint variable (SAM would
+# not pass it, and the function would go to AWS).
+built=.aws-sam/build/template.yaml
+if [ ! -f ".aws-sam/build/$FUNCTION/bootstrap" ] || [ ! -f "$built" ] \
+  || ! grep -q AWS_ENDPOINT_URL_DYNAMODB "$built" \
+  || [ -n "$(find shared functions Cargo.toml Cargo.lock template.yaml -newer "$built" -type f -print -quit)" ]; then
   log "building with sam build (release, arm64)"
   sam build >&2
 fi
@@ -81,7 +85,13 @@ trap cleanup EXIT
 
 sam_args=(--env-vars "$STATE_DIR/env-vars.json")
 if [ "$(uname -s)" = Linux ]; then
-  gateway="$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')"
+  # The gateway of Docker's default bridge: from its IPAM configuration, else (daemons that
+  # record only the subnet) the address of the bridge interface itself.
+  gateway="$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}')"
+  if [ -z "$gateway" ]; then
+    bridge="$(docker network inspect bridge -f '{{index .Options "com.docker.network.bridge.name"}}')"
+    gateway="$(ip -4 -o addr show dev "${bridge:-docker0}" 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')"
+  fi
   [ -n "$gateway" ] || die "cannot find the Docker bridge's gateway address"
   python3 "$ROOT/scripts/tcp_forward.py" "$gateway" "$DYNAMODB_PORT" 127.0.0.1 "$DYNAMODB_PORT" \
     >"$STATE_DIR/forwarder.log" 2>&1 &
@@ -115,6 +125,23 @@ print(json.dumps({"Parameters": {
 PY
 )
 
-log "sam local invoke $FUNCTION -e $EVENT (DynamoDB: 127.0.0.1:$DYNAMODB_PORT)"
-sam local invoke "$FUNCTION" -e "$EVENT" "${sam_args[@]}" \
-  --parameter-overrides "CrmWebhookSecret=$LOCAL_CRM_WEBHOOK_SECRET ActivityCallbackSecret=$LOCAL_ACTIVITY_CALLBACK_SECRET"
+# SAM posts the event to the container's emulator three times within 0.7 s of starting it. Docker's
+# userland proxy accepts those connections before the emulator listens, and an arm64 emulator
+# under qemu on an x86_64 host (a loaded one: 0.7-0.9 s measured here) is not listening yet:
+# SAM then reports "No response from invoke container", exits 0 and prints no answer. Nothing
+# reached the function, so the invoke is repeated (up to INVOKE_ATTEMPTS times, default 4).
+attempts="${INVOKE_ATTEMPTS:-4}"
+for attempt in $(seq 1 "$attempts"); do
+  log "sam local invoke $FUNCTION -e $EVENT (DynamoDB: 127.0.0.1:$DYNAMODB_PORT, attempt $attempt)"
+  rc=0
+  sam local invoke "$FUNCTION" -e "$EVENT" "${sam_args[@]}" \
+    --parameter-overrides "CrmWebhookSecret=$LOCAL_CRM_WEBHOOK_SECRET ActivityCallbackSecret=$LOCAL_ACTIVITY_CALLBACK_SECRET" \
+    >"$STATE_DIR/answer.json" 2>"$STATE_DIR/sam.log" || rc=$?
+  cat "$STATE_DIR/sam.log" >&2
+  if [ -s "$STATE_DIR/answer.json" ] || ! grep -q 'No response from invoke container' "$STATE_DIR/sam.log"; then
+    cat "$STATE_DIR/answer.json"
+    exit $rc
+  fi
+  log "the emulator was not listening yet (attempt $attempt of $attempts)"
+done
+die "no answer after $attempts attempts"

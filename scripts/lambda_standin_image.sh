@@ -52,6 +52,10 @@ chmod 1777 tmp
 find usr/share/ca-certificates -name '*.crt' -print0 | sort -z | xargs -0 cat >etc/ssl/certs/ca-certificates.crt
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >etc/passwd
 printf 'root:x:0:\nnogroup:x:65534:\n' >etc/group
+# As Amazon Linux has it: /etc/hosts before DNS. Without the file glibc asks DNS first, and the
+# function's 0.5 s connect timeout (which covers resolving) expires on a machine whose resolver
+# does not answer, before --add-host's host.docker.internal is found.
+printf 'passwd: files\ngroup: files\nhosts: files dns\n' >etc/nsswitch.conf
 
 # `docker import` would record the host's architecture (the daemon ignores its --platform), and
 # SAM asks for linux/arm64: the image is written in `docker save` form with an arm64 config
@@ -77,6 +81,10 @@ mv "$IMAGE_DIR/config.json" "$IMAGE_DIR/$config_sha.json"
 printf '[{"Config": "%s.json", "RepoTags": ["%s"], "Layers": ["%s/layer.tar"]}]\n' \
   "$config_sha" "$IMAGE" "$layer_sha" >"$IMAGE_DIR/manifest.json"
 tar -C "$IMAGE_DIR" -c . | docker load >/dev/null
+# SAM builds its emulator image (<repo>:<tag>-rapid-<arch>...) on top of this one once and reuses
+# it while it exists: remove the old ones so that the next invoke builds on the new base.
+stale="$(docker images --format '{{.Repository}}:{{.Tag}}' "${IMAGE%%:*}" | grep -- '-rapid' || true)"
+[ -z "$stale" ] || docker rmi $stale >/dev/null
 rm -rf "$IMAGE_DIR"
 docker run --rm --platform linux/arm64 "$IMAGE" /bin/sh -c 'mv --version >/dev/null && uname -m' \
   | grep -qx aarch64 || { log "the image does not run (qemu-aarch64 binfmt?)"; exit 1; }
