@@ -1,7 +1,8 @@
 # Webhook ingestion service: build, test, run locally, deploy.
 #
 #   make test      format check, clippy, every cargo test against a local stack
-#                  (moto + cargo lambda watch on ports 18000/19000), template validation
+#                  (moto + cargo lambda watch on ports 18000/19000), every answer checked
+#                  against docs/openapi.yaml, template validation
 #   make run       local stack on 127.0.0.1 (DynamoDB 8000, functions 9000) until Ctrl-C
 #   make validate  sam validate (+ --lint), cfn-lint, template/table schema check
 #   make build     sam build (arm64, provided.al2023)
@@ -34,7 +35,7 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: help venv test validate run build targets invoke invoke-check bench soak fuzz clean
 
 help:
-	@sed -n '2,18p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+	@sed -n '2,19p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
 
 venv: $(VENV_STAMP)
 
@@ -51,6 +52,7 @@ test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/stack.sh test
+	python scripts/check_answers.py --ledger .local/test/answers
 	@$(MAKE) --no-print-directory validate
 
 validate: venv
