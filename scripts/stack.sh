@@ -6,7 +6,9 @@
 #                               a signed curl for each, follow the function logs, stop
 #                               everything on Ctrl-C.
 #   scripts/stack.sh test [ARGS]  `make test`: start everything on other ports, run
-#                               `cargo test --workspace [ARGS]` against it, stop
+#                               `cargo test --workspace [ARGS] -- --include-ignored`
+#                               against it (the suites needing the stack are #[ignore]d),
+#                               every answer recorded in .local/test/answers/, stop
 #                               everything; exits with cargo test's exit code.
 #   scripts/stack.sh soak [ARGS]  `make soak`: as test, with SOAK=1 (full-size suites)
 #                               and a one-hour activity freshness window.
@@ -14,7 +16,8 @@
 #                               integration tests from an IDE).
 #
 # Ports: DYNAMODB_PORT / FUNCTIONS_PORT, default 8000/9000 (run, dynamodb), 18000/19000
-# (test) and 38000/39000 (soak), so that no two modes clash.
+# (test) and 38000/39000 (soak), so that no two modes clash. These defaults, the development
+# secrets and the table names are in scripts/local.env (also read by the tests).
 # FUNCTION_CONCURRENCY (default 16): instances per function, as Lambda scales out.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
@@ -38,6 +41,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/local.env
+source "$ROOT/scripts/local.env"
 
 VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
 export PATH="$VENV_BIN:$PATH"
@@ -47,16 +52,16 @@ MODE="${1:-}"
 [ $# -gt 0 ] && shift
 case "$MODE" in
   run | dynamodb)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-9000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_RUN_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_RUN_FUNCTIONS_PORT}"
     ;;
   test)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-18000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-19000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_TEST_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_TEST_FUNCTIONS_PORT}"
     ;;
   soak)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-38000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-39000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_SOAK_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_SOAK_FUNCTIONS_PORT}"
     ;;
   *)
     sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -242,14 +247,14 @@ SPEC_VARS=(
 )
 
 setup_function_env() {
-  export CRM_TABLE_NAME="${CRM_TABLE_NAME:-crm_entities}"
-  export CRM_DELIVERIES_TABLE_NAME="${CRM_DELIVERIES_TABLE_NAME:-crm_deliveries}"
-  export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-activities}"
-  export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-activity_nonces}"
-  export REFUSED_DELIVERIES_TABLE_NAME="${REFUSED_DELIVERIES_TABLE_NAME:-refused_deliveries}"
-  export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-dev-crm-secret}"
-  export ACTIVITY_CALLBACK_SECRET="${ACTIVITY_CALLBACK_SECRET:-dev-activity-secret}"
-  export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-X-Signature}"
+  export CRM_TABLE_NAME="${CRM_TABLE_NAME:-$LOCAL_CRM_TABLE_NAME}"
+  export CRM_DELIVERIES_TABLE_NAME="${CRM_DELIVERIES_TABLE_NAME:-$LOCAL_CRM_DELIVERIES_TABLE_NAME}"
+  export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-$LOCAL_ACTIVITY_TABLE_NAME}"
+  export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-$LOCAL_ACTIVITY_NONCES_TABLE_NAME}"
+  export REFUSED_DELIVERIES_TABLE_NAME="${REFUSED_DELIVERIES_TABLE_NAME:-$LOCAL_REFUSED_DELIVERIES_TABLE_NAME}"
+  export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-$LOCAL_CRM_WEBHOOK_SECRET}"
+  export ACTIVITY_CALLBACK_SECRET="${ACTIVITY_CALLBACK_SECRET:-$LOCAL_ACTIVITY_CALLBACK_SECRET}"
+  export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-$LOCAL_CRM_SIGNATURE_HEADER}"
   export RUST_LOG="${RUST_LOG:-info}"
   if [ "$MODE" = run ]; then
     export ACTIVITY_MAX_SKEW_SECONDS="${ACTIVITY_MAX_SKEW_SECONDS:-0}"
@@ -257,12 +262,12 @@ setup_function_env() {
   if [ "$MODE" = test ] || [ "$MODE" = soak ]; then
     # The tests sign with exactly these, whatever the caller's environment says. Tenant 900 has
     # its own secret (override of the default); tenant 901 is in the middle of a rotation.
-    export CRM_WEBHOOK_SECRET=dev-crm-secret ACTIVITY_CALLBACK_SECRET=dev-activity-secret
-    export CRM_SIGNATURE_HEADER=X-Signature
+    export CRM_WEBHOOK_SECRET="$LOCAL_CRM_WEBHOOK_SECRET" ACTIVITY_CALLBACK_SECRET="$LOCAL_ACTIVITY_CALLBACK_SECRET"
+    export CRM_SIGNATURE_HEADER="$LOCAL_CRM_SIGNATURE_HEADER"
     unset CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
     # A small quarantine budget, so that the flood test shows the cap (tests/tests/quarantine.rs).
-    export QUARANTINE_MAX_PER_MINUTE=10
-    export CRM_WEBHOOK_SECRET_900=tenant-900-secret CRM_WEBHOOK_SECRET_901="new-901,old-901"
+    export QUARANTINE_MAX_PER_MINUTE="$LOCAL_TEST_QUARANTINE_MAX_PER_MINUTE"
+    export CRM_WEBHOOK_SECRET_900="$LOCAL_CRM_WEBHOOK_SECRET_900" CRM_WEBHOOK_SECRET_901="$LOCAL_CRM_WEBHOOK_SECRET_901"
     unset ACTIVITY_MAX_SKEW_SECONDS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
   fi
   if [ "$MODE" = soak ]; then
@@ -271,8 +276,8 @@ setup_function_env() {
     export ACTIVITY_MAX_SKEW_SECONDS=3600 SOAK=1
   fi
   export AWS_ENDPOINT_URL_DYNAMODB="$DYNAMODB_ENDPOINT"
-  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-  export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID="$LOCAL_AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$LOCAL_AWS_SECRET_ACCESS_KEY"
+  export AWS_DEFAULT_REGION="$LOCAL_AWS_REGION" AWS_REGION="$LOCAL_AWS_REGION"
 }
 
 # env_line NAME: NAME='value' as cargo lambda's --env-file reads it. Its reader has no
@@ -355,15 +360,34 @@ start_functions() {
 
 # ------------------------------------------------------------------ modes
 
-# signed_curl KIND URL SECRET BODY_FILE [extra args]: a ready-to-paste curl, from the
-# tools' signing tool.
+# signed_curl SOURCE URL BODY_FILE [extra args]: a ready-to-paste curl, signed with the
+# functions' current secret (scripts/sign_curl.py: Python's standard library, nothing to compile).
 signed_curl() {
-  local kind="$1" url="$2" secret="$3" body="$4"
-  shift 4
-  if ! cargo run -q -p tools --bin webhook-sign -- "$kind" --url "$url" \
-    --secret "$secret" "$@" --body-file "$body" 2>"$STATE_DIR/webhook-sign.err"; then
-    echo "  (could not build the signed curl: see ${STATE_DIR#"$ROOT/"}/webhook-sign.err)"
-  fi
+  local source="$1" url="$2" body="$3" secret
+  shift 3
+  case "$source" in
+    crm) secret="$CRM_WEBHOOK_SECRET" ;;
+    activity) secret="$ACTIVITY_CALLBACK_SECRET" ;;
+  esac
+  python3 "$ROOT/scripts/sign_curl.py" "$source" "$url" "$body" --secret "$secret" "$@"
+}
+
+# check_signed_curls: run the two curls `make run` prints against this stack; each must be
+# answered 200 (test mode, after the suites, so that what `make run` shows cannot drift from the functions).
+check_signed_curls() {
+  local source url body command answer
+  for source in crm activity; do
+    case "$source" in
+      crm) url="$CRM_LOCAL_URL" body=fixtures/crm/seed_124_object_create.json ;;
+      activity) url="$ACTIVITY_LOCAL_URL/124" body=fixtures/activity/event_add.json ;;
+    esac
+    command="$(signed_curl "$source" "$url" "$body" --header "$CRM_SIGNATURE_HEADER")"
+    answer="$(bash -c "$command -w ' %{http_code}'")" || die "make run's $source curl failed: $answer"
+    case "$answer" in
+      *" 200") log "make run's signed $source curl answers 200" ;;
+      *) die "make run's signed $source curl was answered: $answer" ;;
+    esac
+  done
 }
 
 wait_forever() {
@@ -401,12 +425,11 @@ case "$MODE" in
       echo "ACTIVITY_MAX_SKEW_SECONDS=$ACTIVITY_MAX_SKEW_SECONDS (0: timestamp freshness not checked)"
       echo
       echo "Signed CRM webhook (fixtures/crm/seed_124_object_create.json):"
-      signed_curl crm-curl "$CRM_LOCAL_URL" "${CRM_WEBHOOK_SECRET%%,*}" \
-        fixtures/crm/seed_124_object_create.json --header "$CRM_SIGNATURE_HEADER"
+      signed_curl crm "$CRM_LOCAL_URL" fixtures/crm/seed_124_object_create.json \
+        --header "$CRM_SIGNATURE_HEADER"
       echo
       echo "Signed activity callback (fixtures/activity/event_add.json):"
-      signed_curl activity-curl "$ACTIVITY_LOCAL_URL/124" "${ACTIVITY_CALLBACK_SECRET%%,*}" \
-        fixtures/activity/event_add.json
+      signed_curl activity "$ACTIVITY_LOCAL_URL/124" fixtures/activity/event_add.json
       echo
       echo "Function logs follow (also in ${STATE_DIR#"$ROOT/"}/functions.log). Ctrl-C stops everything."
       echo
@@ -429,9 +452,20 @@ case "$MODE" in
     export TEST_FUNCTIONS_PID="$FUNCTIONS_PID"
     # The quarantine cap is per instance: the flood test bounds its records with this.
     export TEST_FUNCTION_CONCURRENCY="$FUNCTION_CONCURRENCY"
-    log "running: cargo test --workspace $*"
+    # The suites that need this stack are #[ignore]d (so that a plain `cargo test` passes
+    # without it): run them too, after any `--` of the caller's own.
+    test_args=("$@")
+    case " $* " in
+      *" -- "*) test_args+=(--include-ignored) ;;
+      *) test_args+=(-- --include-ignored) ;;
+    esac
+    rm -rf "$STATE_DIR/answers"
+    export TEST_ANSWER_LEDGER="$STATE_DIR/answers"
+    log "running: cargo test --workspace ${test_args[*]}"
     rc=0
-    cargo test --workspace "$@" || rc=$?
+    cargo test --workspace "${test_args[@]}" || rc=$?
+    # After the suites, which expect the seed event's first delivery to be theirs.
+    [ $rc -eq 0 ] && check_signed_curls
     if [ $rc -ne 0 ]; then
       log "cargo test failed ($rc); last lines of the function log:"
       tail -n 60 "$STATE_DIR/functions.log" >&2 || true

@@ -10,7 +10,7 @@ use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::quarantine::{QuarantineStore, RefusedDelivery, Source};
 use shared::secret::Secret;
 use shared::timefmt::utc_rfc3339;
-use tests::http::{activity_url, client, crm_url, post, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::http::{activity_url, client, crm_url, dev_activity_secret, dev_crm_secret, post};
 use tests::quarantine::{post_until_kept, store};
 use tests::signing::{now_unix, sign_crm, unique_nonce};
 use tests::stack::{self, unique_mid};
@@ -24,11 +24,14 @@ fn webhookctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_webhookctl"));
     command
         .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", stack::dynamodb_endpoint())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env("REFUSED_DELIVERIES_TABLE_NAME", tests::quarantine::table());
+    // The stack's DynamoDB, when the stack runs (help and sign need none).
+    if let Ok(endpoint) = std::env::var("TEST_DYNAMODB_ENDPOINT") {
+        command.env("AWS_ENDPOINT_URL_DYNAMODB", endpoint);
+    }
     for (name, _) in std::env::vars() {
         if name.starts_with("CRM_") || name.starts_with("ACTIVITY_") || name == "WEBHOOKCTL_SECRET" {
             command.env_remove(name);
@@ -145,6 +148,7 @@ fn sign_makes_what_the_senders_make() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn send_posts_signed_deliveries_to_the_stack() {
     let mid = unique_mid("ctl-send");
     let file = temp_file("send.json", crm_body(&mid, "SEND").as_bytes());
@@ -157,7 +161,7 @@ async fn send_posts_signed_deliveries_to_the_stack() {
         "--body-file",
         file.to_str().unwrap(),
         "--secret",
-        DEV_CRM_SECRET,
+        dev_crm_secret(),
     ];
     let output = webhookctl(&args, &[]);
     assert!(output.status.success(), "{}", describe(&output));
@@ -192,7 +196,7 @@ async fn send_posts_signed_deliveries_to_the_stack() {
         "--fixture",
         "event_add",
         "--secret",
-        DEV_ACTIVITY_SECRET,
+        dev_activity_secret(),
     ];
     let output = webhookctl(&args, &[]);
     assert!(output.status.success(), "{}", describe(&output));
@@ -213,7 +217,7 @@ fn fixed_record(mid: &str, entity: &str, seconds_ago: i64) -> RefusedDelivery {
         code: "no_secret".into(),
         tenant: Some(mid.to_owned()),
         header_names: vec!["content-type".into(), "x-signature".into()],
-        signature_headers: BTreeMap::from([("x-signature".to_owned(), sign_crm(body.as_bytes(), DEV_CRM_SECRET))]),
+        signature_headers: BTreeMap::from([("x-signature".to_owned(), sign_crm(body.as_bytes(), dev_crm_secret()))]),
         body,
         expires_at: received + 86_400,
         last_replay: None,
@@ -222,6 +226,7 @@ fn fixed_record(mid: &str, entity: &str, seconds_ago: i64) -> RefusedDelivery {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn quarantine_list_show_and_replay_verify_everything_again() {
     let quarantine = store();
     let mid = unique_mid("ctl-replay");
@@ -322,6 +327,7 @@ async fn quarantine_list_show_and_replay_verify_everything_again() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn probe_names_the_scheme_and_a_dry_run_replay_verifies_locally() {
     // A sender that signs HMAC-SHA256, base64, in a header of its own: refused (the stack
     // expects X-Signature) and kept.
