@@ -19,6 +19,8 @@
 # (test) and 38000/39000 (soak), so that no two modes clash. These defaults, the development
 # secrets and the table names are in scripts/local.env (also read by the tests).
 # FUNCTION_CONCURRENCY (default 16): instances per function, as Lambda scales out.
+# REUSE_DYNAMODB=1 (run mode): use the DynamoDB already answering on DYNAMODB_PORT (started
+# by `scripts/stack.sh dynamodb`) instead of starting one, so that its data survives restarts.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
 # the functions, including the per-tenant CRM_WEBHOOK_SECRET_<mid> and
@@ -215,6 +217,14 @@ start_dynamodb() {
   # can lose a write that lands while a cancelled transaction restores its snapshot);
   # plain moto_server is the fallback.
   [ -f "$ROOT/scripts/dynamodb_local.py" ] && server=("$PYTHON" "$ROOT/scripts/dynamodb_local.py")
+  # `make run` with REUSE_DYNAMODB=1 keeps using a DynamoDB that already answers on the port
+  # (`scripts/stack.sh dynamodb` in another terminal), so that its data (the quarantine, for a
+  # replay after a configuration change) outlives a restart of the functions.
+  if [ "$MODE" = run ] && [ "${REUSE_DYNAMODB:-0}" = 1 ] && [ "$(http_status GET "$DYNAMODB_ENDPOINT/" 2)" != 000 ]; then
+    log "reusing the DynamoDB that answers on $DYNAMODB_ENDPOINT (REUSE_DYNAMODB=1)"
+    "$PYTHON" "$ROOT/scripts/create_tables.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
+    return 0
+  fi
   command -v moto_server >/dev/null || die "moto_server not found in $VENV_BIN (run 'make venv')"
   port_free "$DYNAMODB_PORT" DYNAMODB_PORT
   start_bg moto "${server[@]}" -H 127.0.0.1 -p "$DYNAMODB_PORT"

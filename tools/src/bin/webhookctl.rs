@@ -382,8 +382,18 @@ async fn send(args: &SendArgs) -> Result<ExitCode, Failure> {
 // ---------------------------------------------------------------------------------------------
 // quarantine
 
+/// The functions' client, with an operator's patience: listing a full table takes longer than
+/// the functions' 3 s budget for one operation.
 fn quarantine_store(table: &TableArgs) -> DynamoQuarantineStore {
-    DynamoQuarantineStore::new(client_from_env(&Env::from_process()), table.table.clone())
+    let client = client_from_env(&Env::from_process());
+    let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(30))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(120))
+        .build();
+    let config = client.config().to_builder().timeout_config(patient).build();
+    DynamoQuarantineStore::new(aws_sdk_dynamodb::Client::from_conf(config), table.table.clone())
 }
 
 /// The kept deliveries of `source` (or both), oldest first, for `tenant` (or all).
