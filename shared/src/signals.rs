@@ -99,3 +99,137 @@ impl Quarantine {
         metrics::counter!("quarantine_dropped", "source" => source.as_str(), "reason" => "write_failed").increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+
+    use lambda_http::Body;
+    use metrics::{Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::error::AuthError;
+    use crate::quarantine::{MemoryQuarantine, QuarantineConfig};
+
+    /// Counters by name and labels (`quarantined{source=crm}`), for asserting what was counted.
+    #[derive(Default)]
+    struct Counts(Arc<Mutex<BTreeMap<String, u64>>>);
+
+    struct Handle(String, Arc<Mutex<BTreeMap<String, u64>>>);
+
+    impl CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value;
+        }
+
+        fn absolute(&self, value: u64) {
+            self.1.lock().unwrap().insert(self.0.clone(), value);
+        }
+    }
+
+    impl Recorder for Counts {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Counter::from_arc(Arc::new(Handle(name, Arc::clone(&self.0))))
+        }
+
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    impl Counts {
+        fn get(&self) -> BTreeMap<String, u64> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[test]
+    fn drift_is_counted_per_field_by_source() {
+        let counts = Counts::default();
+        let drift = vec![
+            Drift {
+                path: "extra_data.notes".into(),
+                reason: "expected a string, got an object".into(),
+            },
+            Drift {
+                path: "extra_data.owner".into(),
+                reason: "expected a string or an integer, got an object".into(),
+            },
+        ];
+        metrics::with_local_recorder(&counts, || {
+            report_drift(Source::Crm, "124", &drift);
+            report_drift(Source::Activity, "124", &drift[..1]);
+            report_drift(Source::Activity, "124", &[]);
+        });
+        assert_eq!(
+            counts.get(),
+            BTreeMap::from([
+                ("schema_drift{source=activity}".to_owned(), 1),
+                ("schema_drift{source=crm}".to_owned(), 2)
+            ])
+        );
+    }
+
+    #[test]
+    fn kept_dropped_and_failed_writes_are_counted() {
+        let store = Arc::new(MemoryQuarantine::default());
+        let config = QuarantineConfig {
+            table_name: Some("refused_deliveries".into()),
+            max_per_minute: 2,
+            ..QuarantineConfig::default()
+        };
+        let policy = QuarantinePolicy::new(
+            Source::Crm,
+            Some("X-Signature"),
+            config,
+            Arc::new(FixedClock(1_780_000_020)),
+        );
+        let quarantine = Quarantine::new(policy, Some(Arc::clone(&store) as Arc<dyn QuarantineStore>));
+        let request = || {
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .header("X-Signature", "00")
+                .body(Body::from(r#"{"mid":"124","event_type":"object_create"}"#))
+                .unwrap()
+        };
+        let error = ApiError::from(AuthError::InvalidSignature);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let counts = Counts::default();
+        metrics::with_local_recorder(&counts, || {
+            runtime.block_on(async {
+                quarantine.consider(&request(), &error, None).await;
+                store.unavailable.store(true, Ordering::SeqCst);
+                quarantine.consider(&request(), &error, None).await;
+                store.unavailable.store(false, Ordering::SeqCst);
+                quarantine.consider(&request(), &error, None).await;
+                let not_eligible = ApiError::from(AuthError::ReplayedNonce);
+                quarantine.consider(&request(), &not_eligible, None).await;
+            });
+        });
+        assert_eq!(store.records().len(), 1);
+        assert_eq!(
+            counts.get(),
+            BTreeMap::from([
+                ("quarantine_dropped{source=crm,reason=rate_limited}".to_owned(), 1),
+                ("quarantine_dropped{source=crm,reason=write_failed}".to_owned(), 1),
+                ("quarantined{source=crm}".to_owned(), 1),
+            ])
+        );
+    }
+}
