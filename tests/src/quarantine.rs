@@ -13,7 +13,7 @@ use shared::quarantine::{RefusedDelivery, Source};
 use crate::stack;
 
 pub fn table() -> String {
-    stack::table("REFUSED_DELIVERIES_TABLE_NAME", "refused_deliveries")
+    stack::table("REFUSED_DELIVERIES_TABLE_NAME")
 }
 
 pub fn store() -> DynamoQuarantineStore {

@@ -10,7 +10,8 @@ use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::quarantine::{QuarantineStore, RefusedDelivery, Source};
 use shared::secret::Secret;
 use shared::timefmt::utc_rfc3339;
-use tests::http::{activity_url, client, crm_url, post, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::http::{activity_url, client, crm_url, post};
+use tests::local::{dev_activity_secret, dev_crm_secret};
 use tests::quarantine::{post_until_kept, store};
 use tests::signing::{now_unix, sign_crm, unique_nonce};
 use tests::stack::{self, unique_mid};
@@ -145,6 +146,7 @@ fn sign_makes_what_the_senders_make() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn send_posts_signed_deliveries_to_the_stack() {
     let mid = unique_mid("ctl-send");
     let file = temp_file("send.json", crm_body(&mid, "SEND").as_bytes());
@@ -157,7 +159,7 @@ async fn send_posts_signed_deliveries_to_the_stack() {
         "--body-file",
         file.to_str().unwrap(),
         "--secret",
-        DEV_CRM_SECRET,
+        dev_crm_secret(),
     ];
     let output = webhookctl(&args, &[]);
     assert!(output.status.success(), "{}", describe(&output));
@@ -192,7 +194,7 @@ async fn send_posts_signed_deliveries_to_the_stack() {
         "--fixture",
         "event_add",
         "--secret",
-        DEV_ACTIVITY_SECRET,
+        dev_activity_secret(),
     ];
     let output = webhookctl(&args, &[]);
     assert!(output.status.success(), "{}", describe(&output));
@@ -213,7 +215,7 @@ fn fixed_record(mid: &str, entity: &str, seconds_ago: i64) -> RefusedDelivery {
         code: "no_secret".into(),
         tenant: Some(mid.to_owned()),
         header_names: vec!["content-type".into(), "x-signature".into()],
-        signature_headers: BTreeMap::from([("x-signature".to_owned(), sign_crm(body.as_bytes(), DEV_CRM_SECRET))]),
+        signature_headers: BTreeMap::from([("x-signature".to_owned(), sign_crm(body.as_bytes(), dev_crm_secret()))]),
         body,
         expires_at: received + 86_400,
         last_replay: None,
@@ -222,6 +224,7 @@ fn fixed_record(mid: &str, entity: &str, seconds_ago: i64) -> RefusedDelivery {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn quarantine_list_show_and_replay_verify_everything_again() {
     let quarantine = store();
     let mid = unique_mid("ctl-replay");
@@ -322,6 +325,7 @@ async fn quarantine_list_show_and_replay_verify_everything_again() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn probe_names_the_scheme_and_a_dry_run_replay_verifies_locally() {
     // A sender that signs HMAC-SHA256, base64, in a header of its own: refused (the stack
     // expects X-Signature) and kept.
