@@ -2,19 +2,26 @@
 //! sign → freshness → fields → replay → write (SPEC 2.3).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use lambda_http::{Body, Request, RequestExt, Response};
 use shared::clock::SystemClock;
 use shared::config::{ActivityConfig, ConfigError, Env};
 use shared::dynamo::{client_from_env, DynamoActivityStore};
 use shared::error::{ApiError, AuthError};
-use shared::http::{post_body, respond, text_response, Handler};
+use shared::http::{post_body, text_response, Handler};
+use shared::merge::Delivery;
+use shared::observe::{answer, Applied, Source};
+use shared::secret::SecretSource;
+use shared::secrets_manager::TenantSecretSource;
 use shared::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
-pub struct App<S> {
+pub struct App<S, K = TenantSecretSource> {
     pub config: ActivityConfig,
     pub store: S,
+    /// The tenant secrets of the moment (environment, or AWS Secrets Manager refreshed).
+    pub secrets: K,
 }
 
 impl App<DynamoActivityStore> {
@@ -23,9 +30,7 @@ impl App<DynamoActivityStore> {
         let config = ActivityConfig::from_env(env).inspect_err(|error| {
             tracing::error!(%error, "configuration is incomplete; not starting");
         })?;
-        if config.intake.secrets.is_empty() {
-            tracing::warn!("no ACTIVITY_CALLBACK_SECRET configured: every request will be refused (401 no_secret)");
-        }
+        let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "activity");
         let store = DynamoActivityStore::new(
             client_from_env(env),
             config.table_name.clone(),
@@ -33,34 +38,43 @@ impl App<DynamoActivityStore> {
             config.nonce_retention_seconds(),
             Arc::new(SystemClock),
         );
-        Ok(Self { config, store })
+        Ok(Self { config, store, secrets })
     }
 }
 
-impl<S: ActivityStore + 'static> Handler for App<S> {
+impl<S: ActivityStore + 'static, K: SecretSource + 'static> Handler for App<S, K> {
     async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.accept(&request).await)
+        let started = Instant::now();
+        let result = self.accept(&request).await;
+        answer(Source::Activity, &request, started, result, || self.tenant(&request))
     }
 }
 
-impl<S: ActivityStore> App<S> {
-    async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
+impl<S: ActivityStore, K: SecretSource> App<S, K> {
+    async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
         let body = post_body(request)?;
+        let secrets = self.secrets.current().await?;
         let event = self
             .config
             .intake
-            .verified_event(body, self.tenant(request).as_deref())?;
+            .verified_event_with(&secrets, body, self.tenant(request).as_deref())?;
         let mid = &event.mid;
         if event.activity_id().is_none() {
-            tracing::warn!(mid = %mid, action = event.action.as_str(), raw = %event.raw, "action not modelled; acknowledged without a write");
+            // Not the raw body: it carries the request's `sign`.
+            tracing::warn!(mid = %mid, action = event.action.as_str(), "action not modelled; acknowledged without a write");
         }
-        match self.store.apply(&event).await? {
-            NonceOutcome::Replayed => Err(AuthError::ReplayedNonce.into()),
-            outcome => {
-                tracing::info!(mid = %mid, entity_id = ?event.entity_id, action = event.action.as_str(), ?outcome, "callback applied");
-                Ok(text_response("success"))
-            }
-        }
+        let delivery = match self.store.apply(&event).await? {
+            NonceOutcome::Replayed => return Err(AuthError::ReplayedNonce.into()),
+            NonceOutcome::Accepted => Delivery::Accepted,
+            NonceOutcome::Duplicate => Delivery::Duplicate,
+        };
+        tracing::info!(mid = %mid, entity_id = ?event.entity_id, action = event.action.as_str(), ?delivery, "callback applied");
+        Ok(Applied {
+            delivery,
+            mid: mid.to_string(),
+            entity_id: event.entity_id.as_ref().map(ToString::to_string),
+            response: text_response("success"),
+        })
     }
 
     /// The tenant (SPEC 2.2): path parameter, else the segment after `/activity/` in the path

@@ -13,6 +13,10 @@ use shared::http::Handler;
 use shared::secret::Secret;
 use shared::store::MemoryStore;
 
+use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};
+use shared::secrets_manager::TenantSecretSource;
+use shared::SecretsError;
+
 use crate::handler::App;
 
 const ENTITY: &str = "b80bb752931811eeaeb42ef5b77e53xx";
@@ -34,9 +38,11 @@ fn app_with(vars: &[(&str, &str)], now: i64) -> App<MemoryStore> {
     all.extend_from_slice(vars);
     let mut config = ActivityConfig::from_env(&all.into_iter().collect::<Env>()).unwrap();
     config.intake.clock = Arc::new(FixedClock(now));
+    let secrets = TenantSecretSource::Fixed(FixedSecrets(Arc::new(config.intake.secrets.clone())));
     App {
         config,
         store: MemoryStore::default(),
+        secrets,
     }
 }
 
@@ -224,5 +230,31 @@ async fn fields_are_checked_after_authenticity() {
     .await;
     assert_eq!(code(&answer), (400, "missing_field".into()));
     assert!(answer.1.contains("attributes.event_id"));
+    assert_eq!(app.store.nonce_count(), 0);
+}
+
+/// A secret store that cannot be read (Secrets Manager down, nothing cached).
+struct UnreadableSecrets;
+
+impl SecretSource for UnreadableSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        Err(SecretsError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_secrets_are_503_secrets_unavailable_never_401_and_nothing_is_written() {
+    let App { config, store, .. } = dev_app();
+    let app = App {
+        config,
+        store,
+        secrets: UnreadableSecrets,
+    };
+    let event = event_json("activity_event_add.json");
+    let request: Request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = app.handle(request).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"]["code"], "secrets_unavailable");
     assert_eq!(app.store.nonce_count(), 0);
 }

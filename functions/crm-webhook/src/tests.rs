@@ -2,6 +2,7 @@
 //! development secret), against the in-memory store.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use base64::Engine;
@@ -10,6 +11,10 @@ use serde_json::Value;
 use shared::config::{CrmConfig, Env};
 use shared::http::Handler;
 use shared::store::MemoryStore;
+
+use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};
+use shared::secrets_manager::TenantSecretSource;
+use shared::SecretsError;
 
 use crate::handler::App;
 
@@ -24,9 +29,11 @@ fn app(secrets: &[(&str, &str)]) -> App<MemoryStore> {
     ];
     vars.extend_from_slice(secrets);
     let config = CrmConfig::from_env(&vars.into_iter().collect::<Env>()).unwrap();
+    let secrets = TenantSecretSource::Fixed(FixedSecrets(Arc::new(config.intake.secrets.clone())));
     App {
         config,
         store: MemoryStore::default(),
+        secrets,
     }
 }
 
@@ -193,4 +200,29 @@ async fn a_custom_signature_header_is_honoured() {
     assert_eq!(error_code(&call(&app, &event).await), (401, "missing_signature"));
     event["headers"]["x-jing-signature"] = signature;
     assert_eq!(call(&app, &event).await.0, 200);
+}
+
+/// A secret store that cannot be read (Secrets Manager down, nothing cached).
+struct UnreadableSecrets;
+
+impl SecretSource for UnreadableSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        Err(SecretsError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_secrets_are_503_secrets_unavailable_never_401_and_nothing_is_written() {
+    let App { config, store, .. } = dev_app();
+    let app = App {
+        config,
+        store,
+        secrets: UnreadableSecrets,
+    };
+    let event = event_json("crm_seed_124_object_create.json");
+    let response = app.handle(request(&event)).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"]["code"], "secrets_unavailable");
+    assert!(app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
 }
