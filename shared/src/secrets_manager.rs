@@ -36,7 +36,7 @@ use crate::secret::{FixedSecrets, SecretSource, TenantSecrets};
 /// The longest the first request of an instance waits for the secrets.
 pub const FIRST_READ_WAIT: Duration = Duration::from_millis(2_500);
 /// The longest a request waits for a refresh when it already has secrets.
-pub const REFRESH_WAIT: Duration = Duration::from_millis(250);
+pub const REFRESH_WAIT: Duration = Duration::from_millis(100);
 /// After a failed read, how long the secrets already read are used before trying again.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 

@@ -58,10 +58,12 @@ pub async fn post(
         request = request.header(*name, *value);
     }
     let response = request.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    Answer {
+    let answer = Answer {
         status: response.status().as_u16(),
         body: response.text().await.unwrap_or_default(),
-    }
+    };
+    crate::ledger::record(url, answer.status, &answer.body);
+    answer
 }
 
 /// Posts a CRM body signed with `secret`.

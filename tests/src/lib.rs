@@ -6,6 +6,7 @@ pub mod deliver;
 pub mod events;
 pub mod history;
 pub mod http;
+pub mod ledger;
 pub mod procs;
 pub mod signing;
 pub mod stack;

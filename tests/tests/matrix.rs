@@ -612,11 +612,13 @@ async fn send(http: &reqwest::Client, req: Req) -> Answer {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    Answer {
+    let answer = Answer {
         status: response.status().as_u16(),
         content_type,
         body: response.text().await.unwrap_or_default(),
-    }
+    };
+    tests::ledger::record(&req.url, answer.status, &answer.body);
+    answer
 }
 
 /// The answer's code: a refusal's `error.code`, a CRM success's `status`, an activity success's
