@@ -186,11 +186,16 @@ mod tests {
             }
         );
         let crm = with_id(&[("CRM_SECRETS_MANAGER_ID", "x"), ("SECRETS_REFRESH_SECONDS", "2")]).unwrap();
-        assert!(matches!(crm.secret_location, SecretLocation::SecretsManager { refresh, .. } if refresh == Duration::from_secs(2)));
+        assert!(
+            matches!(crm.secret_location, SecretLocation::SecretsManager { refresh, .. } if refresh == Duration::from_secs(2))
+        );
         for bad in ["0", "5m", "-1"] {
             assert!(matches!(
                 with_id(&[("CRM_SECRETS_MANAGER_ID", "x"), ("SECRETS_REFRESH_SECONDS", bad)]),
-                Err(ConfigError::Invalid { name: "SECRETS_REFRESH_SECONDS", .. })
+                Err(ConfigError::Invalid {
+                    name: "SECRETS_REFRESH_SECONDS",
+                    ..
+                })
             ));
         }
     }

@@ -18,7 +18,12 @@ pub trait Handler: Send + Sync + 'static {
 /// Runs the Lambda loop with `handler`, built once before the first request. The metrics each
 /// request recorded are written once it is answered: one EMF flush per request.
 pub async fn serve(handler: impl Handler) -> Result<(), lambda_http::Error> {
-    crate::observe::init_metrics(std::env::var("METRICS_NAMESPACE").ok().as_deref().filter(|n| !n.trim().is_empty()));
+    crate::observe::init_metrics(
+        std::env::var("METRICS_NAMESPACE")
+            .ok()
+            .as_deref()
+            .filter(|n| !n.trim().is_empty()),
+    );
     let handler = Arc::new(handler);
     lambda_http::run(service_fn(move |request: Request| {
         let handler = Arc::clone(&handler);

@@ -230,7 +230,12 @@ mod tests {
         )
         .unwrap();
         let listed = |mid: &str| -> Vec<Vec<u8>> {
-            secrets.for_tenant(mid).unwrap().iter().map(|s| s.expose().to_vec()).collect()
+            secrets
+                .for_tenant(mid)
+                .unwrap()
+                .iter()
+                .map(|s| s.expose().to_vec())
+                .collect()
         };
         assert_eq!(listed("124"), [b"own".to_vec()]);
         assert_eq!(listed("900"), [b"a".to_vec(), b"b".to_vec()]);

@@ -83,13 +83,19 @@ impl TenantSecretSource {
         match location {
             SecretLocation::Environment => {
                 if env_secrets.is_empty() {
-                    tracing::warn!(source, "no secret configured: every request will be refused (401 no_secret)");
+                    tracing::warn!(
+                        source,
+                        "no secret configured: every request will be refused (401 no_secret)"
+                    );
                 }
                 Self::Fixed(FixedSecrets(Arc::new(env_secrets.clone())))
             }
             SecretLocation::SecretsManager { secret_id, refresh } => {
                 if !env_secrets.is_empty() {
-                    tracing::warn!(source, "secrets are read from AWS Secrets Manager; the secret environment variables are ignored");
+                    tracing::warn!(
+                        source,
+                        "secrets are read from AWS Secrets Manager; the secret environment variables are ignored"
+                    );
                 }
                 Self::Managed(CachedSecret::new(client_from_env(env), secret_id, *refresh, source))
             }
@@ -233,7 +239,10 @@ mod tests {
             Some("http://127.0.0.1:1")
         );
         assert_eq!(endpoint_url(&Env::default()), None);
-        assert_eq!(client_from_env(&both).config().region(), Some(&Region::new("eu-west-1")));
+        assert_eq!(
+            client_from_env(&both).config().region(),
+            Some(&Region::new("eu-west-1"))
+        );
     }
 
     #[tokio::test]

@@ -81,7 +81,9 @@ pub fn ledger_tally(lines: &str) -> Result<Tally, String> {
         let source = entry["source"].as_str().ok_or("ledger line without source")?;
         let status = entry["status"].as_u64().ok_or("ledger line without status")? as u16;
         let body = entry["body"].as_str().unwrap_or_default();
-        *tally.entry((source.to_owned(), answer_class(source, status, body))).or_default() += 1;
+        *tally
+            .entry((source.to_owned(), answer_class(source, status, body)))
+            .or_default() += 1;
     }
     Ok(tally)
 }
@@ -108,7 +110,9 @@ pub fn emf_requests(log: &str) -> EmfRequests {
         let Ok(document) = serde_json::from_str::<Value>(&line[start..]) else {
             continue;
         };
-        let Some(count) = document["requests"].as_u64() else { continue };
+        let Some(count) = document["requests"].as_u64() else {
+            continue;
+        };
         let (Some(source), Some(outcome)) = (document["source"].as_str(), document["outcome"].as_str()) else {
             continue;
         };

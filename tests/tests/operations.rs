@@ -36,7 +36,12 @@ fn secrets_client() -> aws_sdk_secretsmanager::Client {
 }
 
 async fn read_document(sm: &aws_sdk_secretsmanager::Client, id: &str) -> Value {
-    let output = sm.get_secret_value().secret_id(id).send().await.expect("the local Secrets Manager answers");
+    let output = sm
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .expect("the local Secrets Manager answers");
     serde_json::from_str(output.secret_string().expect("a string secret")).expect("a JSON document")
 }
 
@@ -59,7 +64,7 @@ async fn set_crm_tenant(sm: &aws_sdk_secretsmanager::Client, mid: &str, secrets:
         .entry("tenants")
         .or_insert_with(|| serde_json::json!({}));
     match secrets {
-        Some(list) => tenants[mid] = list.iter().copied().collect::<Vec<_>>().into(),
+        Some(list) => tenants[mid] = list.to_vec().into(),
         None => {
             tenants.as_object_mut().unwrap().remove(mid);
         }
@@ -111,7 +116,10 @@ async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
     let (old, new) = (format!("old-{}", unique_nonce()), format!("new-{}", unique_nonce()));
 
     // Before it is listed, the tenant has the default secrets: its own is refused.
-    assert_eq!(outcome(&post_crm(&http, &crm_body(&mid), &old).await), (401, "invalid_signature".into()));
+    assert_eq!(
+        outcome(&post_crm(&http, &crm_body(&mid), &old).await),
+        (401, "invalid_signature".into())
+    );
 
     set_crm_tenant(&sm, &mid, Some(&[&old])).await;
     let onboarded = until_answer(&http, &mid, &old, (200, "accepted")).await;
@@ -119,11 +127,17 @@ async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
     // Rotation without downtime: the new secret first, next to the old one...
     set_crm_tenant(&sm, &mid, Some(&[&new, &old])).await;
     let both = until_answer(&http, &mid, &new, (200, "accepted")).await;
-    assert_eq!(outcome(&post_crm(&http, &crm_body(&mid), &old).await), (200, "accepted".into()));
+    assert_eq!(
+        outcome(&post_crm(&http, &crm_body(&mid), &old).await),
+        (200, "accepted".into())
+    );
     // ...then the old one retired.
     set_crm_tenant(&sm, &mid, Some(&[&new])).await;
     let retired = until_answer(&http, &mid, &old, (401, "invalid_signature")).await;
-    assert_eq!(outcome(&post_crm(&http, &crm_body(&mid), &new).await), (200, "accepted".into()));
+    assert_eq!(
+        outcome(&post_crm(&http, &crm_body(&mid), &new).await),
+        (200, "accepted".into())
+    );
 
     set_crm_tenant(&sm, &mid, None).await;
     println!(
@@ -136,7 +150,12 @@ async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
 fn secret_values(document: &Value, into: &mut BTreeSet<String>) {
     match document {
         Value::String(text) => {
-            into.extend(text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
+            into.extend(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
         }
         Value::Array(items) => items.iter().for_each(|item| secret_values(item, into)),
         Value::Object(map) => map.values().for_each(|value| secret_values(value, into)),
@@ -149,10 +168,16 @@ async fn no_secret_and_no_signature_reaches_the_function_log_and_refusals_are_di
     let sm = secrets_client();
     let http = client();
     let mut secrets = BTreeSet::new();
-    for id in [required("CRM_SECRETS_MANAGER_ID"), required("ACTIVITY_SECRETS_MANAGER_ID")] {
+    for id in [
+        required("CRM_SECRETS_MANAGER_ID"),
+        required("ACTIVITY_SECRETS_MANAGER_ID"),
+    ] {
         secret_values(&read_document(&sm, &id).await, &mut secrets);
     }
-    assert!(secrets.contains("dev-crm-secret") && secrets.contains("dev-activity-secret"), "{secrets:?}");
+    assert!(
+        secrets.contains("dev-crm-secret") && secrets.contains("dev-activity-secret"),
+        "{secrets:?}"
+    );
     let mut signatures = BTreeSet::new();
     let mid = unique_mid("leak");
 
@@ -160,14 +185,20 @@ async fn no_secret_and_no_signature_reaches_the_function_log_and_refusals_are_di
     let crm_secret = secrets.iter().find(|s| s.as_str() == "dev-crm-secret").unwrap().clone();
     let body = crm_body(&mid);
     signatures.insert(sign_crm(body.as_bytes(), &crm_secret));
-    assert_eq!(outcome(&post_crm(&http, &body, &crm_secret).await), (200, "accepted".into()));
+    assert_eq!(
+        outcome(&post_crm(&http, &body, &crm_secret).await),
+        (200, "accepted".into())
+    );
     let own_900 = read_document(&sm, &required("CRM_SECRETS_MANAGER_ID")).await["tenants"]["900"][0]
         .as_str()
         .expect("make test gives tenant 900 its own secret")
         .to_owned();
     let body = crm_body("900");
     signatures.insert(sign_crm(body.as_bytes(), &own_900));
-    assert_eq!(outcome(&post_crm(&http, &body, &own_900).await), (200, "accepted".into()));
+    assert_eq!(
+        outcome(&post_crm(&http, &body, &own_900).await),
+        (200, "accepted".into())
+    );
 
     // Refused: a forged signature, from a sender that says who it is.
     let forged = sign_crm(b"another body", &crm_secret);
@@ -200,14 +231,21 @@ async fn no_secret_and_no_signature_reaches_the_function_log_and_refusals_are_di
         let refusal = log
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line.get(line.find('{')?..)?).ok())
-            .find(|line| line["fields"]["mid"] == mid.as_str() && line["fields"]["user_agent"] == "leak-test-sender/1.0");
+            .find(|line| {
+                line["fields"]["mid"] == mid.as_str() && line["fields"]["user_agent"] == "leak-test-sender/1.0"
+            });
         let activity_refused = log.lines().any(|line| {
-            line.contains(&format!("\"mid\":\"{mid}\"")) && line.contains("\"source\":\"activity\"") && line.contains("invalid_signature")
+            line.contains(&format!("\"mid\":\"{mid}\""))
+                && line.contains("\"source\":\"activity\"")
+                && line.contains("invalid_signature")
         });
         match refusal {
             Some(refusal) if activity_refused => break (log, refusal),
             _ => {
-                assert!(started.elapsed() < PATIENCE, "the refusal lines of tenant {mid} never reached {log_path}");
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "the refusal lines of tenant {mid} never reached {log_path}"
+                );
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
@@ -216,15 +254,31 @@ async fn no_secret_and_no_signature_reaches_the_function_log_and_refusals_are_di
     let fields = &refusal["fields"];
     assert_eq!(fields["source"], "crm");
     assert_eq!(fields["code"], "invalid_signature");
-    assert!(fields["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{refusal}");
-    assert!(fields["source_ip"].as_str().is_some_and(|ip| !ip.is_empty()), "{refusal}");
+    assert!(
+        fields["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{refusal}"
+    );
+    assert!(
+        fields["source_ip"].as_str().is_some_and(|ip| !ip.is_empty()),
+        "{refusal}"
+    );
     let headers: Vec<&str> = fields["headers"].as_str().unwrap().split(',').collect();
-    assert!(headers.contains(&"x-signature") && headers.contains(&"user-agent"), "{refusal}");
+    assert!(
+        headers.contains(&"x-signature") && headers.contains(&"user-agent"),
+        "{refusal}"
+    );
 
     // ...and no secret or signature anywhere in the log, whoever wrote the line.
     assert!(log.lines().count() > 10);
     for value in secrets.iter().chain(&signatures) {
-        let leaked: Vec<&str> = log.lines().filter(|line| line.contains(value.as_str())).take(3).collect();
-        assert!(leaked.is_empty(), "a secret or signature value is in {log_path}: {leaked:?}");
+        let leaked: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(value.as_str()))
+            .take(3)
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "a secret or signature value is in {log_path}: {leaked:?}"
+        );
     }
 }

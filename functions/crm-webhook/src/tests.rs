@@ -2,8 +2,8 @@
 //! development secret), against the in-memory store.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use base64::Engine;
 use lambda_http::{Body, Request};
