@@ -6,7 +6,9 @@
 #                               a signed curl for each, follow the function logs, stop
 #                               everything on Ctrl-C.
 #   scripts/stack.sh test [ARGS]  `make test`: start everything on other ports, run
-#                               `cargo test --workspace [ARGS]` against it, stop
+#                               `cargo test --workspace [ARGS] -- --include-ignored`
+#                               against it (the suites needing the stack are #[ignore]d),
+#                               every answer recorded in .local/test/answers/, stop
 #                               everything; exits with cargo test's exit code.
 #   scripts/stack.sh soak [ARGS]  `make soak`: as test, with SOAK=1 (full-size suites)
 #                               and a one-hour activity freshness window.
@@ -14,7 +16,8 @@
 #                               integration tests from an IDE).
 #
 # Ports: DYNAMODB_PORT / FUNCTIONS_PORT, default 8000/9000 (run, dynamodb), 18000/19000
-# (test) and 38000/39000 (soak), so that no two modes clash.
+# (test) and 38000/39000 (soak), so that no two modes clash. These defaults, the development
+# secrets and the table names are in scripts/local.env (also read by the tests).
 # FUNCTION_CONCURRENCY (default 16): instances per function, as Lambda scales out.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
@@ -37,9 +40,9 @@
 # The other variables go through `--env-file` (a file under .local/<mode>/, mode 600) and
 # are also exported to the watch process.
 #
-# Test mode also sets TEST_LEDGER_DIR (every answer the test clients receive is recorded
-# there) and, after `cargo test`, compares it with the EMF metrics in functions.log
-# (tools' check-metrics): every request must show up with its outcome.
+# After `cargo test`, test mode compares the answer ledger (.local/test/answers/) with the
+# EMF metrics in functions.log (tools' check-metrics): every request must show up with its
+# outcome.
 #
 # The script stops exactly the processes it started (by recorded PID and their own
 # process groups and descendants), on exit, Ctrl-C or TERM. State and logs:
@@ -49,6 +52,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/local.env
+source "$ROOT/scripts/local.env"
 
 VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
 export PATH="$VENV_BIN:$PATH"
@@ -58,16 +63,16 @@ MODE="${1:-}"
 [ $# -gt 0 ] && shift
 case "$MODE" in
   run | dynamodb)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-9000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_RUN_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_RUN_FUNCTIONS_PORT}"
     ;;
   test)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-18000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-19000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_TEST_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_TEST_FUNCTIONS_PORT}"
     ;;
   soak)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-38000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-39000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_SOAK_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_SOAK_FUNCTIONS_PORT}"
     ;;
   *)
     sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -252,13 +257,13 @@ SPEC_VARS=(
 )
 
 setup_function_env() {
-  export CRM_TABLE_NAME="${CRM_TABLE_NAME:-crm_entities}"
-  export CRM_DELIVERIES_TABLE_NAME="${CRM_DELIVERIES_TABLE_NAME:-crm_deliveries}"
-  export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-activities}"
-  export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-activity_nonces}"
-  export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-dev-crm-secret}"
-  export ACTIVITY_CALLBACK_SECRET="${ACTIVITY_CALLBACK_SECRET:-dev-activity-secret}"
-  export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-X-Signature}"
+  export CRM_TABLE_NAME="${CRM_TABLE_NAME:-$LOCAL_CRM_TABLE_NAME}"
+  export CRM_DELIVERIES_TABLE_NAME="${CRM_DELIVERIES_TABLE_NAME:-$LOCAL_CRM_DELIVERIES_TABLE_NAME}"
+  export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-$LOCAL_ACTIVITY_TABLE_NAME}"
+  export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-$LOCAL_ACTIVITY_NONCES_TABLE_NAME}"
+  export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-$LOCAL_CRM_WEBHOOK_SECRET}"
+  export ACTIVITY_CALLBACK_SECRET="${ACTIVITY_CALLBACK_SECRET:-$LOCAL_ACTIVITY_CALLBACK_SECRET}"
+  export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-$LOCAL_CRM_SIGNATURE_HEADER}"
   export RUST_LOG="${RUST_LOG:-info}"
   if [ "$MODE" = run ]; then
     export ACTIVITY_MAX_SKEW_SECONDS="${ACTIVITY_MAX_SKEW_SECONDS:-0}"
@@ -266,9 +271,9 @@ setup_function_env() {
   if [ "$MODE" = test ] || [ "$MODE" = soak ]; then
     # The tests sign with exactly these, whatever the caller's environment says. Tenant 900 has
     # its own secret (override of the default); tenant 901 is in the middle of a rotation.
-    export CRM_WEBHOOK_SECRET=dev-crm-secret ACTIVITY_CALLBACK_SECRET=dev-activity-secret
-    export CRM_SIGNATURE_HEADER=X-Signature
-    export CRM_WEBHOOK_SECRET_900=tenant-900-secret CRM_WEBHOOK_SECRET_901="new-901,old-901"
+    export CRM_WEBHOOK_SECRET="$LOCAL_CRM_WEBHOOK_SECRET" ACTIVITY_CALLBACK_SECRET="$LOCAL_ACTIVITY_CALLBACK_SECRET"
+    export CRM_SIGNATURE_HEADER="$LOCAL_CRM_SIGNATURE_HEADER"
+    export CRM_WEBHOOK_SECRET_900="$LOCAL_CRM_WEBHOOK_SECRET_900" CRM_WEBHOOK_SECRET_901="$LOCAL_CRM_WEBHOOK_SECRET_901"
     unset ACTIVITY_MAX_SKEW_SECONDS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
   fi
   if [ "$MODE" = soak ]; then
@@ -278,8 +283,8 @@ setup_function_env() {
   fi
   export AWS_ENDPOINT_URL_DYNAMODB="$DYNAMODB_ENDPOINT"
   export AWS_ENDPOINT_URL_SECRETS_MANAGER="$DYNAMODB_ENDPOINT"
-  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-  export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID="$LOCAL_AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$LOCAL_AWS_SECRET_ACCESS_KEY"
+  export AWS_DEFAULT_REGION="$LOCAL_AWS_REGION" AWS_REGION="$LOCAL_AWS_REGION"
   export CRM_SECRETS_MANAGER_ID="${CRM_SECRETS_MANAGER_ID:-webhook-ingest/crm-secrets}"
   export ACTIVITY_SECRETS_MANAGER_ID="${ACTIVITY_SECRETS_MANAGER_ID:-webhook-ingest/activity-secrets}"
   if [ "$MODE" = run ]; then
@@ -386,15 +391,34 @@ start_functions() {
 
 # ------------------------------------------------------------------ modes
 
-# signed_curl KIND URL SECRET BODY_FILE [extra args]: a ready-to-paste curl, from the
-# tools' signing tool.
+# signed_curl SOURCE URL BODY_FILE [extra args]: a ready-to-paste curl, signed with the
+# functions' current secret (scripts/sign_curl.py: Python's standard library, nothing to compile).
 signed_curl() {
-  local kind="$1" url="$2" secret="$3" body="$4"
-  shift 4
-  if ! cargo run -q -p tools --bin webhook-sign -- "$kind" --url "$url" \
-    --secret "$secret" "$@" --body-file "$body" 2>"$STATE_DIR/webhook-sign.err"; then
-    echo "  (could not build the signed curl: see ${STATE_DIR#"$ROOT/"}/webhook-sign.err)"
-  fi
+  local source="$1" url="$2" body="$3" secret
+  shift 3
+  case "$source" in
+    crm) secret="$CRM_WEBHOOK_SECRET" ;;
+    activity) secret="$ACTIVITY_CALLBACK_SECRET" ;;
+  esac
+  python3 "$ROOT/scripts/sign_curl.py" "$source" "$url" "$body" --secret "$secret" "$@"
+}
+
+# check_signed_curls: run the two curls `make run` prints against this stack; each must be
+# answered 200 (test mode, after the suites, so that what `make run` shows cannot drift from the functions).
+check_signed_curls() {
+  local source url body command answer
+  for source in crm activity; do
+    case "$source" in
+      crm) url="$CRM_LOCAL_URL" body=fixtures/crm/seed_124_object_create.json ;;
+      activity) url="$ACTIVITY_LOCAL_URL/124" body=fixtures/activity/event_add.json ;;
+    esac
+    command="$(signed_curl "$source" "$url" "$body" --header "$CRM_SIGNATURE_HEADER")"
+    answer="$(bash -c "$command -w ' %{http_code}'")" || die "make run's $source curl failed: $answer"
+    case "$answer" in
+      *" 200") log "make run's signed $source curl answers 200" ;;
+      *) die "make run's signed $source curl was answered: $answer" ;;
+    esac
+  done
 }
 
 wait_forever() {
@@ -435,12 +459,11 @@ case "$MODE" in
       echo "  change one: .venv/bin/python scripts/create_secrets.py --endpoint $DYNAMODB_ENDPOINT set-tenant crm 124 'new,old'"
       echo
       echo "Signed CRM webhook (fixtures/crm/seed_124_object_create.json):"
-      signed_curl crm-curl "$CRM_LOCAL_URL" "${CRM_WEBHOOK_SECRET%%,*}" \
-        fixtures/crm/seed_124_object_create.json --header "$CRM_SIGNATURE_HEADER"
+      signed_curl crm "$CRM_LOCAL_URL" fixtures/crm/seed_124_object_create.json \
+        --header "$CRM_SIGNATURE_HEADER"
       echo
       echo "Signed activity callback (fixtures/activity/event_add.json):"
-      signed_curl activity-curl "$ACTIVITY_LOCAL_URL/124" "${ACTIVITY_CALLBACK_SECRET%%,*}" \
-        fixtures/activity/event_add.json
+      signed_curl activity "$ACTIVITY_LOCAL_URL/124" fixtures/activity/event_add.json
       echo
       echo "Function logs follow (also in ${STATE_DIR#"$ROOT/"}/functions.log). Ctrl-C stops everything."
       echo
@@ -455,8 +478,6 @@ case "$MODE" in
     setup_function_env
     create_secrets
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
-    rm -rf "$STATE_DIR/ledger"
-    mkdir -p "$STATE_DIR/ledger"
     start_functions
     # The readiness probes are not in the ledger: the metrics check reads the function log
     # from here on (after a moment for the probes' own lines to land).
@@ -464,7 +485,6 @@ case "$MODE" in
     export TEST_FUNCTIONS_LOG="$STATE_DIR/functions.log"
     TEST_FUNCTIONS_LOG_OFFSET="$(stat -c %s "$TEST_FUNCTIONS_LOG")"
     export TEST_FUNCTIONS_LOG_OFFSET
-    export TEST_LEDGER_DIR="$STATE_DIR/ledger"
     export TEST_SECRETS_ENDPOINT="$DYNAMODB_ENDPOINT"
     export TEST_DYNAMODB_ENDPOINT="$DYNAMODB_ENDPOINT"
     # The outage test pauses and resumes this process (SIGSTOP/SIGCONT), never ends it.
@@ -472,18 +492,31 @@ case "$MODE" in
     export TEST_FUNCTIONS_URL="$FUNCTIONS_URL"
     # The load test reads the memory of the function instances below this process.
     export TEST_FUNCTIONS_PID="$FUNCTIONS_PID"
-    log "running: cargo test --workspace $*"
+    # The suites that need this stack are #[ignore]d (so that a plain `cargo test` passes
+    # without it): run them too, after any `--` of the caller's own.
+    test_args=("$@")
+    case " $* " in
+      *" -- "*) test_args+=(--include-ignored) ;;
+      *) test_args+=(-- --include-ignored) ;;
+    esac
+    rm -rf "$STATE_DIR/answers"
+    export TEST_ANSWER_LEDGER="$STATE_DIR/answers"
+    log "running: cargo test --workspace ${test_args[*]}"
     rc=0
-    cargo test --workspace "$@" || rc=$?
-    if [ $rc -ne 0 ]; then
-      log "cargo test failed ($rc); last lines of the function log:"
-      tail -n 60 "$STATE_DIR/functions.log" >&2 || true
-      exit $rc
+    cargo test --workspace "${test_args[@]}" || rc=$?
+    if [ $rc -eq 0 ]; then
+      # Every answer of the suites is in the ledger: each must be counted in the EMF metrics,
+      # with its outcome (before the signed curls below, which the ledger does not hold).
+      log "checking the EMF metrics against every answer in the ledger"
+      cargo run -q -p tools --bin check-metrics -- \
+        --ledger "$TEST_ANSWER_LEDGER" --log "$TEST_FUNCTIONS_LOG" --offset "$TEST_FUNCTIONS_LOG_OFFSET" || rc=$?
     fi
-    # Only after a whole run: a filtered `cargo test` still sends requests the ledger has.
-    log "checking the EMF metrics of every answer in the ledger"
-    cargo run -q -p tools --bin check-metrics -- \
-      --ledger "$TEST_LEDGER_DIR" --log "$TEST_FUNCTIONS_LOG" --offset "$TEST_FUNCTIONS_LOG_OFFSET" || rc=$?
+    # After the suites, which expect the seed event's first delivery to be theirs.
+    [ $rc -eq 0 ] && check_signed_curls
+    if [ $rc -ne 0 ]; then
+      log "make test failed ($rc); last lines of the function log:"
+      tail -n 60 "$STATE_DIR/functions.log" >&2 || true
+    fi
     exit $rc
     ;;
 esac

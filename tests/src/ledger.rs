@@ -1,147 +1,63 @@
-//! The answers the test clients received, recorded so that `make test` can check that every one
-//! of them shows up in the functions' EMF metrics with the same outcome (tools' `check-metrics`).
-//!
-//! Each test process appends JSON lines (`{"source", "status", "body"}`) to a file of its own
-//! under `TEST_LEDGER_DIR` (set by scripts/stack.sh); nothing is recorded without it. The
-//! comparison itself ([`answer_class`], [`emf_requests`], [`compare`]) is pure and unit-tested.
+//! The answer ledger: every answer the suites receive over HTTP, one JSON line each, in
+//! `$TEST_ANSWER_LEDGER/<test binary>.jsonl` (scripts/stack.sh sets it to `.local/test/answers`).
+//! `make test` then checks each against docs/openapi.yaml (scripts/check_answers.py); anything
+//! else that wants the answers (metrics, a report) can read the same lines:
+//! `{"source", "method", "path", "status", "content_type", "body"}`. Nothing is recorded when the
+//! variable is unset.
 
-use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
 
-use serde_json::{json, Value};
-
-static FILE: Mutex<()> = Mutex::new(());
-
-/// The source of a functions URL (`crm` or `activity`), `None` for any other URL.
-pub fn source_of_url(url: &str) -> Option<&'static str> {
-    if url.contains("/lambda-url/crm-webhook/") {
-        Some("crm")
-    } else if url.contains("/lambda-url/activity-callback/") {
-        Some("activity")
-    } else {
-        None
+/// The test binary's name without cargo's hash suffix (`matrix-0123abcd` → `matrix`).
+fn source() -> String {
+    let exe = std::env::current_exe().ok();
+    let stem = exe
+        .as_deref()
+        .and_then(|path| path.file_stem())
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => name.to_owned(),
+        _ => stem,
     }
 }
 
-/// Records one answer from `url` (no-op outside `make test` or for other URLs).
-pub fn record(url: &str, status: u16, body: &str) {
-    let (Some(dir), Some(source)) = (std::env::var_os("TEST_LEDGER_DIR"), source_of_url(url)) else {
-        return;
-    };
-    let line = json!({ "source": source, "status": status, "body": body }).to_string();
-    let path = std::path::Path::new(&dir).join(format!("{}.jsonl", std::process::id()));
-    let _guard = FILE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut file = OpenOptions::new()
+static LEDGER: LazyLock<Option<(String, Mutex<File>)>> = LazyLock::new(|| {
+    let dir = PathBuf::from(std::env::var_os("TEST_ANSWER_LEDGER")?);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let source = source();
+    let path = dir.join(format!("{source}.jsonl"));
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .unwrap_or_else(|e| panic!("ledger {}: {e}", path.display()));
-    writeln!(file, "{line}").unwrap_or_else(|e| panic!("ledger {}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Some((source, Mutex::new(file)))
+});
+
+/// One answer as a ledger line.
+pub fn line(source: &str, method: &str, path: &str, status: u16, content_type: &str, body: &str) -> String {
+    serde_json::json!({
+        "source": source,
+        "method": method,
+        "path": path,
+        "status": status,
+        "content_type": content_type,
+        "body": body,
+    })
+    .to_string()
 }
 
-/// What the client can tell of an outcome. The activity callback answers `success` to a first
-/// delivery and to a duplicate alike, so both are one class for it.
-pub const ACTIVITY_APPLIED: &str = "accepted|duplicate";
-
-/// The outcome class of an answer: a CRM success's `status`, an activity success, or a
-/// refusal's `error.code`.
-pub fn answer_class(source: &str, status: u16, body: &str) -> String {
-    let json: Option<Value> = serde_json::from_str(body).ok();
-    let field = |pointer: &str| {
-        json.as_ref()
-            .and_then(|j| j.pointer(pointer))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    match (source, status) {
-        ("activity", 200) => ACTIVITY_APPLIED.to_owned(),
-        (_, 200) => field("/status").unwrap_or_else(|| "<200 without status>".to_owned()),
-        _ => field("/error/code").unwrap_or_else(|| format!("<{status} without code>")),
-    }
-}
-
-/// The outcome class of an EMF `outcome` dimension.
-pub fn metric_class(source: &str, outcome: &str) -> String {
-    match (source, outcome) {
-        ("activity", "accepted" | "duplicate") => ACTIVITY_APPLIED.to_owned(),
-        _ => outcome.to_owned(),
-    }
-}
-
-/// `(source, class)` → count.
-pub type Tally = BTreeMap<(String, String), u64>;
-
-/// The ledger lines (one JSON answer per line) as a tally.
-pub fn ledger_tally(lines: &str) -> Result<Tally, String> {
-    let mut tally = Tally::new();
-    for line in lines.lines().filter(|l| !l.trim().is_empty()) {
-        let entry: Value = serde_json::from_str(line).map_err(|e| format!("ledger line {line:?}: {e}"))?;
-        let source = entry["source"].as_str().ok_or("ledger line without source")?;
-        let status = entry["status"].as_u64().ok_or("ledger line without status")? as u16;
-        let body = entry["body"].as_str().unwrap_or_default();
-        *tally
-            .entry((source.to_owned(), answer_class(source, status, body)))
-            .or_default() += 1;
-    }
-    Ok(tally)
-}
-
-/// What the EMF documents of a log say: the requests tally, and the documents that count a
-/// request without its latency (a request's metrics split over several documents).
-pub struct EmfRequests {
-    pub tally: Tally,
-    pub documents: u64,
-    pub without_latency: u64,
-    pub cold_starts: u64,
-}
-
-/// Reads every EMF document that counts `requests` in `log` (other lines are skipped).
-pub fn emf_requests(log: &str) -> EmfRequests {
-    let mut found = EmfRequests {
-        tally: Tally::new(),
-        documents: 0,
-        without_latency: 0,
-        cold_starts: 0,
-    };
-    for line in log.lines() {
-        let Some(start) = line.find("{\"_aws\"") else { continue };
-        let Ok(document) = serde_json::from_str::<Value>(&line[start..]) else {
-            continue;
-        };
-        let Some(count) = document["requests"].as_u64() else {
-            continue;
-        };
-        let (Some(source), Some(outcome)) = (document["source"].as_str(), document["outcome"].as_str()) else {
-            continue;
-        };
-        found.documents += 1;
-        if document["handler_latency_ms"].is_null() {
-            found.without_latency += 1;
-        }
-        found.cold_starts += document["cold_start"].as_u64().unwrap_or(0);
-        *found
-            .tally
-            .entry((source.to_owned(), metric_class(source, outcome)))
-            .or_default() += count;
-    }
-    found
-}
-
-/// The differences between what the clients received and what the metrics count, as lines
-/// `source class: answered N, counted M`; empty when they agree.
-pub fn compare(answered: &Tally, counted: &Tally) -> Vec<String> {
-    let keys: std::collections::BTreeSet<_> = answered.keys().chain(counted.keys()).collect();
-    keys.into_iter()
-        .filter_map(|key| {
-            let (a, c) = (
-                answered.get(key).copied().unwrap_or(0),
-                counted.get(key).copied().unwrap_or(0),
-            );
-            (a != c).then(|| format!("{} {}: answered {a}, counted {c}", key.0, key.1))
-        })
-        .collect()
+/// Appends one answer to the ledger (one write per line, under a lock, so that concurrent
+/// requests of one test binary never interleave their lines).
+pub fn record(method: &str, path: &str, status: u16, content_type: &str, body: &str) {
+    let Some((source, file)) = LEDGER.as_ref() else { return };
+    let mut text = line(source, method, path, status, content_type, body);
+    text.push('\n');
+    let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    file.write_all(text.as_bytes()).expect("the answer ledger is writable");
 }
 
 #[cfg(test)]
@@ -149,57 +65,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_are_classed_as_the_metrics_are() {
-        assert_eq!(answer_class("crm", 200, r#"{"status":"duplicate"}"#), "duplicate");
-        assert_eq!(answer_class("activity", 200, "success"), ACTIVITY_APPLIED);
-        assert_eq!(
-            answer_class("crm", 401, r#"{"error":{"code":"invalid_signature"}}"#),
-            "invalid_signature"
+    fn a_ledger_line_is_one_json_object_with_every_field() {
+        let text = line(
+            "e2e",
+            "POST",
+            "/crm/webhook",
+            401,
+            "application/json",
+            "{\"error\":\n1}",
         );
-        assert_eq!(answer_class("crm", 502, "Bad Gateway"), "<502 without code>");
-        assert_eq!(metric_class("activity", "duplicate"), ACTIVITY_APPLIED);
-        assert_eq!(metric_class("crm", "duplicate"), "duplicate");
-    }
-
-    #[test]
-    fn emf_documents_are_tallied_and_everything_else_skipped() {
-        let log = concat!(
-            "{\"level\":\"WARN\",\"fields\":{\"message\":\"request refused\"}}\n",
-            "[cargo-lambda] {\"_aws\":{\"Timestamp\":1,\"CloudWatchMetrics\":[]},\"source\":\"crm\",\"outcome\":\"accepted\",\"requests\":1,\"handler_latency_ms\":[2.5],\"cold_start\":1}\n",
-            "{\"_aws\":{\"Timestamp\":1,\"CloudWatchMetrics\":[]},\"source\":\"activity\",\"outcome\":\"duplicate\",\"requests\":1}\n",
-            "{\"_aws\":{\"Timestamp\":1,\"CloudWatchMetrics\":[]},\"source\":\"crm\",\"store_retries\":2}\n",
-            "{\"_aws\": truncated\n",
-        );
-        let found = emf_requests(log);
-        assert_eq!(found.documents, 2);
-        assert_eq!(found.without_latency, 1);
-        assert_eq!(found.cold_starts, 1);
-        let expected: Tally = [
-            (("activity".to_owned(), ACTIVITY_APPLIED.to_owned()), 1),
-            (("crm".to_owned(), "accepted".to_owned()), 1),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(found.tally, expected);
-    }
-
-    #[test]
-    fn any_difference_is_reported_in_both_directions() {
-        let ledger = ledger_tally(concat!(
-            "{\"source\":\"crm\",\"status\":200,\"body\":\"{\\\"status\\\":\\\"accepted\\\"}\"}\n",
-            "{\"source\":\"crm\",\"status\":400,\"body\":\"{\\\"error\\\":{\\\"code\\\":\\\"invalid_json\\\"}}\"}\n",
-        ))
-        .unwrap();
-        let mut counted = ledger.clone();
-        assert!(compare(&ledger, &counted).is_empty());
-        counted.insert(("crm".into(), "invalid_json".into()), 2);
-        counted.insert(("activity".into(), "missing_mid".into()), 1);
-        assert_eq!(
-            compare(&ledger, &counted),
-            [
-                "activity missing_mid: answered 0, counted 1",
-                "crm invalid_json: answered 1, counted 2"
-            ]
-        );
+        assert!(!text.contains('\n'), "one line: {text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["source"], "e2e");
+        assert_eq!(value["method"], "POST");
+        assert_eq!(value["path"], "/crm/webhook");
+        assert_eq!(value["status"], 401);
+        assert_eq!(value["content_type"], "application/json");
+        assert_eq!(value["body"], "{\"error\":\n1}");
     }
 }

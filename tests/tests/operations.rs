@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use serde_json::Value;
-use tests::http::{activity_url, client, crm_url, post, post_crm, signed_activity, Answer, DEV_ACTIVITY_SECRET};
+use tests::http::{activity_url, client, crm_url, post, post_crm, signed_activity, Answer};
+use tests::local::dev_activity_secret;
 use tests::signing::{now_unix, sign_crm, unique_nonce};
 use tests::stack::unique_mid;
 
@@ -109,6 +110,7 @@ fn outcome(answer: &Answer) -> (u16, String) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
     let sm = secrets_client();
     let http = client();
@@ -164,6 +166,7 @@ fn secret_values(document: &Value, into: &mut BTreeSet<String>) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn no_secret_and_no_signature_reaches_the_function_log_and_refusals_are_diagnosable() {
     let sm = secrets_client();
     let http = client();
@@ -215,7 +218,7 @@ async fn no_secret_and_no_signature_reaches_the_function_log_and_refusals_are_di
     // Activity: accepted, and refused with a wrong sign.
     let fixture: Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/activity/event_add.json")).unwrap()).unwrap();
-    let accepted = signed_activity(&fixture, &unique_nonce(), now_unix(), DEV_ACTIVITY_SECRET);
+    let accepted = signed_activity(&fixture, &unique_nonce(), now_unix(), dev_activity_secret());
     let wrong = signed_activity(&fixture, &unique_nonce(), now_unix(), "not-the-secret");
     for (body, want) in [(&accepted, 200), (&wrong, 401)] {
         let sign: Value = serde_json::from_str(body).unwrap();

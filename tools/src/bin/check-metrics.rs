@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tests::ledger::{compare, emf_requests, ledger_tally, Tally};
+use tests::metrics_check::{compare, emf_requests, ledger_tally, Tally};
 
 #[derive(Parser)]
 #[command(about = "Compare the test clients' answers with the functions' EMF metrics")]
@@ -69,6 +69,7 @@ fn check(cli: &Cli) -> Result<String, String> {
         return Err(format!("the ledger in {} holds no answer", cli.ledger.display()));
     }
     for source in ["crm", "activity"] {
+        // Both functions must have answered something, or the check proves little.
         if !answered.keys().any(|(s, _)| s == source) {
             return Err(format!("the ledger holds no answer from the {source} function"));
         }
