@@ -16,6 +16,7 @@ pub mod item;
 pub mod json;
 pub mod merge;
 pub mod node;
+pub mod quarantine;
 pub mod secret;
 pub mod store;
 pub mod timefmt;
@@ -30,3 +31,5 @@ pub mod http;
 pub mod observe;
 #[cfg(feature = "secretsmanager")]
 pub mod secrets_manager;
+#[cfg(feature = "lambda")]
+pub mod signals;

@@ -34,21 +34,8 @@ static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
 /// Set by the first answer of this instance: `cold_start` is counted once.
 static ANSWERED_BEFORE: AtomicBool = AtomicBool::new(false);
 
-/// Which webhook a request came to (the `source` dimension).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Crm,
-    Activity,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Crm => "crm",
-            Self::Activity => "activity",
-        }
-    }
-}
+/// Which webhook a request came to: the `source` dimension.
+pub use crate::quarantine::Source;
 
 /// An event applied (or recognised as a duplicate), with its answer.
 pub struct Applied {

@@ -11,6 +11,7 @@ pub mod local;
 pub mod matrix;
 pub mod metrics_check;
 pub mod procs;
+pub mod quarantine;
 pub mod signing;
 pub mod stack;
 pub mod stats;

@@ -5,21 +5,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::clock::SystemClock;
+use shared::clock::{Clock, SystemClock};
 use shared::config::{ActivityConfig, ConfigError, Env};
-use shared::dynamo::{client_from_env, DynamoActivityStore};
+use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore};
 use shared::error::{ApiError, AuthError};
 use shared::http::{post_body, text_response, Handler};
 use shared::merge::Delivery;
-use shared::observe::{answer, Applied, Source};
+use shared::observe::{answer, Applied};
+use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
 use shared::secret::SecretSource;
 use shared::secrets_manager::TenantSecretSource;
+use shared::signals::{report_drift, Quarantine};
 use shared::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
 pub struct App<S, K = TenantSecretSource> {
     pub config: ActivityConfig,
     pub store: S,
+    /// Where refused deliveries are kept (SPEC 2.4).
+    pub quarantine: Quarantine,
     /// The tenant secrets of the moment (environment, or AWS Secrets Manager refreshed).
     pub secrets: K,
 }
@@ -31,14 +35,29 @@ impl App<DynamoActivityStore> {
             tracing::error!(%error, "configuration is incomplete; not starting");
         })?;
         let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "activity");
+        let client = client_from_env(env);
+        let quarantine_store = config
+            .quarantine
+            .table_name
+            .clone()
+            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
+        if quarantine_store.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
+        }
+        let quarantine = App::<DynamoActivityStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
         let store = DynamoActivityStore::new(
-            client_from_env(env),
+            client,
             config.table_name.clone(),
             config.nonces_table_name.clone(),
             config.nonce_retention_seconds(),
             Arc::new(SystemClock),
         );
-        Ok(Self { config, store, secrets })
+        Ok(Self {
+            config,
+            store,
+            quarantine,
+            secrets,
+        })
     }
 }
 
@@ -46,7 +65,23 @@ impl<S: ActivityStore + 'static, K: SecretSource + 'static> Handler for App<S, K
     async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         let result = self.accept(&request).await;
+        if let Err(error) = &result {
+            let tenant = self.tenant(&request);
+            self.quarantine.consider(&request, error, tenant.as_deref()).await;
+        }
         answer(Source::Activity, &request, started, result, || self.tenant(&request))
+    }
+}
+
+impl<S: ActivityStore> App<S> {
+    /// The quarantine of this function: its policy over `config`, writing to `store`.
+    pub fn quarantine(
+        config: &ActivityConfig,
+        store: Option<Arc<dyn QuarantineStore>>,
+        clock: Arc<dyn Clock>,
+    ) -> Quarantine {
+        let policy = QuarantinePolicy::new(Source::Activity, None, config.quarantine.clone(), clock);
+        Quarantine::new(policy, store)
     }
 }
 
@@ -59,6 +94,7 @@ impl<S: ActivityStore, K: SecretSource> App<S, K> {
             .intake
             .verified_event_with(&secrets, body, self.tenant(request).as_deref())?;
         let mid = &event.mid;
+        report_drift(Source::Activity, mid, &event.drift);
         if event.activity_id().is_none() {
             // Not the raw body: it carries the request's `sign`.
             tracing::warn!(mid = %mid, action = event.action.as_str(), "action not modelled; acknowledged without a write");

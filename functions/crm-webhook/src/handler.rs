@@ -6,23 +6,27 @@ use std::time::Instant;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
-use shared::clock::SystemClock;
+use shared::clock::{Clock, SystemClock};
 use shared::config::{ConfigError, CrmConfig, Env};
 use shared::crm::tenant_of;
-use shared::dynamo::{client_from_env, DynamoCrmStore};
+use shared::dynamo::{client_from_env, DynamoCrmStore, DynamoQuarantineStore};
 use shared::envelope::Envelope;
 use shared::error::ApiError;
 use shared::http::{header_text, json_response, post_body, Handler};
 use shared::merge::Delivery;
-use shared::observe::{answer, Applied, Source};
+use shared::observe::{answer, Applied};
+use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
 use shared::secret::SecretSource;
 use shared::secrets_manager::TenantSecretSource;
+use shared::signals::{report_drift, Quarantine};
 use shared::store::CrmStore;
 
 /// Everything a request needs, built once at start-up.
 pub struct App<S, K = TenantSecretSource> {
     pub config: CrmConfig,
     pub store: S,
+    /// Where refused deliveries are kept (SPEC 2.4).
+    pub quarantine: Quarantine,
     /// The tenant secrets of the moment (environment, or AWS Secrets Manager refreshed).
     pub secrets: K,
 }
@@ -34,13 +38,28 @@ impl App<DynamoCrmStore> {
             tracing::error!(%error, "configuration is incomplete; not starting");
         })?;
         let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "crm");
+        let client = client_from_env(env);
+        let quarantine_store = config
+            .quarantine
+            .table_name
+            .clone()
+            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
+        if quarantine_store.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
+        }
         let store = DynamoCrmStore::new(
-            client_from_env(env),
+            client,
             config.table_name.clone(),
             config.deliveries_table_name.clone(),
             Arc::new(SystemClock),
         );
-        Ok(Self { config, store, secrets })
+        let quarantine = App::<DynamoCrmStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
+        Ok(Self {
+            config,
+            store,
+            quarantine,
+            secrets,
+        })
     }
 }
 
@@ -48,6 +67,9 @@ impl<S: CrmStore + 'static, K: SecretSource + 'static> Handler for App<S, K> {
     async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         let result = self.accept(&request).await;
+        if let Err(error) = &result {
+            self.quarantine.consider(&request, error, None).await;
+        }
         answer(Source::Crm, &request, started, result, || mid_of(request.body()))
     }
 }
@@ -57,12 +79,30 @@ fn mid_of(body: &[u8]) -> Option<String> {
     tenant_of(&Envelope::parse(body).ok()?.object).ok()
 }
 
+impl<S: CrmStore> App<S> {
+    /// The quarantine of this function: its policy over `config`, writing to `store`.
+    pub fn quarantine(
+        config: &CrmConfig,
+        store: Option<Arc<dyn QuarantineStore>>,
+        clock: Arc<dyn Clock>,
+    ) -> Quarantine {
+        let policy = QuarantinePolicy::new(
+            Source::Crm,
+            Some(&config.intake.signature_header),
+            config.quarantine.clone(),
+            clock,
+        );
+        Quarantine::new(policy, store)
+    }
+}
+
 impl<S: CrmStore, K: SecretSource> App<S, K> {
     async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
         let body = post_body(request)?;
         let secrets = self.secrets.current().await?;
         let intake = &self.config.intake;
         let event = intake.verified_event_with(&secrets, body, header_text(request, &intake.signature_header))?;
+        report_drift(Source::Crm, &event.mid, &event.drift);
         if !event.event_type.is_known() {
             tracing::warn!(
                 mid = %event.mid,
