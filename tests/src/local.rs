@@ -67,7 +67,6 @@ mod tests {
             "ACTIVITY_TABLE_NAME",
             "ACTIVITY_NONCES_TABLE_NAME",
             "REFUSED_DELIVERIES_TABLE_NAME",
-            "TEST_QUARANTINE_MAX_PER_MINUTE",
             "CRM_WEBHOOK_SECRET_900",
             "CRM_WEBHOOK_SECRET_901",
         ] {
