@@ -42,6 +42,59 @@ fn webhookctl(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("webhookctl runs")
 }
 
+/// The path of `url`, as the answer ledger names requests.
+fn path_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or("/", |at| &rest[at..])
+}
+
+/// Records the answer `send` printed (status line, then the body) in the answer ledger, which
+/// `make test` checks against the functions' metrics: webhookctl's requests do not go through
+/// the kit's HTTP client.
+fn record_send(url: &str, output: &Output, content_type: &str) {
+    let text = stdout(output);
+    let (status, body) = text.split_once('\n').expect("a status line");
+    let body = body.strip_suffix('\n').unwrap_or(body);
+    tests::ledger::record(
+        "POST",
+        path_of(url),
+        status.parse().expect("a status"),
+        content_type,
+        body,
+    );
+}
+
+/// Records each CRM answer a replay got, as the endpoint writes it, in the answer ledger.
+async fn record_replays(output: &Output, mid: &str) {
+    let kept = tests::quarantine::kept_for(Source::Crm, mid).await;
+    let url = crm_url();
+    for line in stdout(output).lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [_, delivery_id, _, outcome] = fields[..] else {
+            continue;
+        };
+        let (status, body) = match outcome {
+            "accepted" | "duplicate" => {
+                let record = kept
+                    .iter()
+                    .find(|r| r.delivery_id == delivery_id)
+                    .expect("a kept delivery");
+                let body: Value = serde_json::from_str(&record.body).unwrap();
+                let answer =
+                    serde_json::json!({"status": outcome, "mid": mid, "entity_id": body["extra_data"]["entity_id"]});
+                (200, answer.to_string())
+            }
+            "invalid_signature" => (
+                401,
+                r#"{"error":{"code":"invalid_signature","message":"the signature does not match the body"}}"#
+                    .to_owned(),
+            ),
+            other => panic!("unexpected replay outcome {other}"),
+        };
+        tests::ledger::record("POST", path_of(&url), status, "application/json", &body);
+    }
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -165,10 +218,12 @@ async fn send_posts_signed_deliveries_to_the_stack() {
         dev_crm_secret(),
     ];
     let output = webhookctl(&args, &[]);
+    record_send(&url, &output, "application/json");
     assert!(output.status.success(), "{}", describe(&output));
     let text = stdout(&output);
     assert!(text.starts_with("200\n") && text.contains("\"accepted\""), "{text}");
     let output = webhookctl(&args, &[]);
+    record_send(&url, &output, "application/json");
     assert!(stdout(&output).contains("\"duplicate\""), "{}", describe(&output));
     let db = stack::inspection_client();
     assert_eq!(Table::CrmEntities.query(&db, &mid).await.len(), 1);
@@ -184,6 +239,7 @@ async fn send_posts_signed_deliveries_to_the_stack() {
         "wrong",
     ];
     let output = webhookctl(&wrong, &[]);
+    record_send(&url, &output, "application/json");
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     assert!(stdout(&output).starts_with("401\n"));
 
@@ -200,6 +256,7 @@ async fn send_posts_signed_deliveries_to_the_stack() {
         dev_activity_secret(),
     ];
     let output = webhookctl(&args, &[]);
+    record_send(&url, &output, "text/plain");
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(stdout(&output), "200\nsuccess\n");
     assert_eq!(Table::Activities.query(&db, &activity_mid).await.len(), 1);
@@ -276,6 +333,7 @@ async fn quarantine_list_show_and_replay_verify_everything_again() {
     let url = crm_url();
     let args: Vec<&str> = replay.iter().copied().chain([url.as_str()]).collect();
     let output = webhookctl(&args, &[]);
+    record_replays(&output, &mid).await;
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -313,6 +371,7 @@ async fn quarantine_list_show_and_replay_verify_everything_again() {
     assert!(entities.iter().all(|e| e == "OLDER" || e == "NEWER"));
 
     let output = webhookctl(&args, &[]);
+    record_replays(&output, &mid).await;
     assert!(
         stdout(&output).contains("replayed 3 deliveries: 2 duplicate, 1 invalid_signature"),
         "{}",
