@@ -25,6 +25,7 @@
 # ACTIVITY_CALLBACK_SECRET_<mid>. Defaults: the four table names (crm_entities,
 # crm_deliveries, activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
+# REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test mode: QUARANTINE_MAX_PER_MINUTE=10),
 # RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
 # fixtures' old timestamps are accepted; the functions' own default is 300).
 #
@@ -241,6 +242,8 @@ SPEC_VARS=(
   CRM_TABLE_NAME CRM_DELIVERIES_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
   CRM_WEBHOOK_SECRET CRM_SIGNATURE_HEADER ACTIVITY_CALLBACK_SECRET ACTIVITY_DEFAULT_MID
   ACTIVITY_MAX_SKEW_SECONDS SOURCE_UTC_OFFSET RUST_LOG
+  CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING REFUSED_DELIVERIES_TABLE_NAME
+  QUARANTINE_MAX_PER_MINUTE QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
 )
 
 setup_function_env() {
@@ -248,6 +251,7 @@ setup_function_env() {
   export CRM_DELIVERIES_TABLE_NAME="${CRM_DELIVERIES_TABLE_NAME:-$LOCAL_CRM_DELIVERIES_TABLE_NAME}"
   export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-$LOCAL_ACTIVITY_TABLE_NAME}"
   export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-$LOCAL_ACTIVITY_NONCES_TABLE_NAME}"
+  export REFUSED_DELIVERIES_TABLE_NAME="${REFUSED_DELIVERIES_TABLE_NAME:-$LOCAL_REFUSED_DELIVERIES_TABLE_NAME}"
   export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-$LOCAL_CRM_WEBHOOK_SECRET}"
   export ACTIVITY_CALLBACK_SECRET="${ACTIVITY_CALLBACK_SECRET:-$LOCAL_ACTIVITY_CALLBACK_SECRET}"
   export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-$LOCAL_CRM_SIGNATURE_HEADER}"
@@ -260,6 +264,9 @@ setup_function_env() {
     # its own secret (override of the default); tenant 901 is in the middle of a rotation.
     export CRM_WEBHOOK_SECRET="$LOCAL_CRM_WEBHOOK_SECRET" ACTIVITY_CALLBACK_SECRET="$LOCAL_ACTIVITY_CALLBACK_SECRET"
     export CRM_SIGNATURE_HEADER="$LOCAL_CRM_SIGNATURE_HEADER"
+    unset CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
+    # A small quarantine budget, so that the flood test shows the cap (tests/tests/quarantine.rs).
+    export QUARANTINE_MAX_PER_MINUTE=10
     export CRM_WEBHOOK_SECRET_900="$LOCAL_CRM_WEBHOOK_SECRET_900" CRM_WEBHOOK_SECRET_901="$LOCAL_CRM_WEBHOOK_SECRET_901"
     unset ACTIVITY_MAX_SKEW_SECONDS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
   fi
@@ -443,6 +450,8 @@ case "$MODE" in
     export TEST_FUNCTIONS_URL="$FUNCTIONS_URL"
     # The load test reads the memory of the function instances below this process.
     export TEST_FUNCTIONS_PID="$FUNCTIONS_PID"
+    # The quarantine cap is per instance: the flood test bounds its records with this.
+    export TEST_FUNCTION_CONCURRENCY="$FUNCTION_CONCURRENCY"
     # The suites that need this stack are #[ignore]d (so that a plain `cargo test` passes
     # without it): run them too, after any `--` of the caller's own.
     test_args=("$@")

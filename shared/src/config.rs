@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 use crate::activity::ActivityIntake;
+use crate::crm::verify::SignatureScheme;
 use crate::crm::CrmIntake;
+use crate::quarantine::QuarantineConfig;
 use crate::secret::TenantSecrets;
 use crate::timefmt::SourceOffset;
 
@@ -35,6 +37,68 @@ impl Env {
         self.get(name).map(str::to_owned).ok_or(ConfigError::Missing(name))
     }
 
+    /// An optional variable read with `FromStr`; a value that does not parse stops start-up.
+    fn parsed<T: std::str::FromStr<Err = String>>(&self, name: &'static str) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|text| text.parse().map_err(|reason| ConfigError::Invalid { name, reason }))
+            .transpose()
+    }
+
+    /// A whole number in `range`, or `default` when unset.
+    fn number<T>(&self, name: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(text) = self.get(name) else {
+            return Ok(default);
+        };
+        match text.trim().parse::<T>() {
+            Ok(value) if range.contains(&value) => Ok(value),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "`{text}` is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            }),
+        }
+    }
+
+    /// What verifying and reading a CRM webhook needs: header, scheme, secrets, offset.
+    pub fn crm_intake(&self) -> Result<CrmIntake, ConfigError> {
+        Ok(CrmIntake {
+            signature_header: self
+                .get("CRM_SIGNATURE_HEADER")
+                .unwrap_or("X-Signature")
+                .trim()
+                .to_owned(),
+            scheme: SignatureScheme {
+                algorithm: self.parsed("CRM_SIGNATURE_ALGORITHM")?.unwrap_or_default(),
+                encoding: self.parsed("CRM_SIGNATURE_ENCODING")?.unwrap_or_default(),
+            },
+            secrets: self.secrets("CRM_WEBHOOK_SECRET"),
+            offset: self.offset()?,
+        })
+    }
+
+    /// The quarantine of refused deliveries (SPEC 2.4), shared by both functions.
+    pub fn quarantine(&self) -> Result<QuarantineConfig, ConfigError> {
+        let defaults = QuarantineConfig::default();
+        Ok(QuarantineConfig {
+            table_name: self
+                .get("REFUSED_DELIVERIES_TABLE_NAME")
+                .map(|name| name.trim().to_owned()),
+            retention_days: self.number("QUARANTINE_RETENTION_DAYS", defaults.retention_days, 1..=365)?,
+            max_per_minute: self.number("QUARANTINE_MAX_PER_MINUTE", defaults.max_per_minute, 0..=100_000)?,
+            max_body_bytes: self.number(
+                "QUARANTINE_MAX_BODY_BYTES",
+                defaults.max_body_bytes,
+                0..=crate::envelope::MAX_BODY_BYTES,
+            )?,
+        })
+    }
+
     fn offset(&self) -> Result<SourceOffset, ConfigError> {
         self.get("SOURCE_UTC_OFFSET").map_or(Ok(SourceOffset::BEIJING), |text| {
             text.parse().map_err(|reason| ConfigError::Invalid {
@@ -60,6 +124,7 @@ pub struct CrmConfig {
     pub table_name: String,
     pub deliveries_table_name: String,
     pub intake: CrmIntake,
+    pub quarantine: QuarantineConfig,
 }
 
 impl CrmConfig {
@@ -67,15 +132,8 @@ impl CrmConfig {
         Ok(Self {
             table_name: env.required("CRM_TABLE_NAME")?,
             deliveries_table_name: env.required("CRM_DELIVERIES_TABLE_NAME")?,
-            intake: CrmIntake {
-                signature_header: env
-                    .get("CRM_SIGNATURE_HEADER")
-                    .unwrap_or("X-Signature")
-                    .trim()
-                    .to_owned(),
-                secrets: env.secrets("CRM_WEBHOOK_SECRET"),
-                offset: env.offset()?,
-            },
+            intake: env.crm_intake()?,
+            quarantine: env.quarantine()?,
         })
     }
 }
@@ -86,6 +144,7 @@ pub struct ActivityConfig {
     pub nonces_table_name: String,
     pub default_mid: Option<String>,
     pub intake: ActivityIntake,
+    pub quarantine: QuarantineConfig,
 }
 
 impl ActivityConfig {
@@ -102,6 +161,7 @@ impl ActivityConfig {
             nonces_table_name: env.required("ACTIVITY_NONCES_TABLE_NAME")?,
             default_mid: env.get("ACTIVITY_DEFAULT_MID").map(|mid| mid.trim().to_owned()),
             intake: ActivityIntake::new(env.secrets("ACTIVITY_CALLBACK_SECRET"), max_skew_seconds, env.offset()?),
+            quarantine: env.quarantine()?,
         })
     }
 
@@ -182,5 +242,67 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_crm_signature_scheme_is_configuration_checked_at_start_up() {
+        let base = [("CRM_TABLE_NAME", "c"), ("CRM_DELIVERIES_TABLE_NAME", "d")];
+        let env: Env = base.into_iter().collect();
+        assert_eq!(
+            CrmConfig::from_env(&env).unwrap().intake.scheme,
+            SignatureScheme::default(),
+            "SPEC 2.1: HMAC-SHA1, hex"
+        );
+        let env: Env = base
+            .into_iter()
+            .chain([
+                ("CRM_SIGNATURE_ALGORITHM", "hmac-sha256"),
+                ("CRM_SIGNATURE_ENCODING", "base64"),
+            ])
+            .collect();
+        assert_eq!(
+            CrmConfig::from_env(&env).unwrap().intake.scheme.to_string(),
+            "hmac-sha256/base64"
+        );
+        for (name, value) in [("CRM_SIGNATURE_ALGORITHM", "md5"), ("CRM_SIGNATURE_ENCODING", "base32")] {
+            let env: Env = base.into_iter().chain([(name, value)]).collect();
+            assert!(
+                matches!(CrmConfig::from_env(&env), Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_quarantine_is_off_without_its_table_and_its_caps_are_checked() {
+        let env = Env::default();
+        assert_eq!(env.quarantine().unwrap(), QuarantineConfig::default());
+        assert_eq!(QuarantineConfig::default().table_name, None);
+        let env: Env = [
+            ("REFUSED_DELIVERIES_TABLE_NAME", "refused_deliveries"),
+            ("QUARANTINE_RETENTION_DAYS", "3"),
+            ("QUARANTINE_MAX_PER_MINUTE", "5"),
+            ("QUARANTINE_MAX_BODY_BYTES", "1000"),
+        ]
+        .into_iter()
+        .collect();
+        let config = env.quarantine().unwrap();
+        assert_eq!(config.table_name.as_deref(), Some("refused_deliveries"));
+        assert_eq!(
+            (config.retention_days, config.max_per_minute, config.max_body_bytes),
+            (3, 5, 1000)
+        );
+        for (name, value) in [
+            ("QUARANTINE_RETENTION_DAYS", "0"),
+            ("QUARANTINE_MAX_PER_MINUTE", "-1"),
+            ("QUARANTINE_MAX_BODY_BYTES", "1000000"),
+            ("QUARANTINE_MAX_PER_MINUTE", "lots"),
+        ] {
+            let env: Env = [(name, value)].into_iter().collect();
+            assert!(
+                matches!(env.quarantine(), Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={value}"
+            );
+        }
     }
 }

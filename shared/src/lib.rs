@@ -16,6 +16,7 @@ pub mod item;
 pub mod json;
 pub mod merge;
 pub mod node;
+pub mod quarantine;
 pub mod secret;
 pub mod store;
 pub mod timefmt;
@@ -26,3 +27,5 @@ pub use error::{ApiError, AuthError, ParseError, RequestError, StoreError};
 pub mod dynamo;
 #[cfg(feature = "lambda")]
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod signals;

@@ -252,12 +252,31 @@ fn crm_bad_input_cases() -> Vec<Case> {
         )
         .refused(400, "invalid_field")
         .naming("extra_data.mapping_data"),
+        // Tolerant reading (SPEC 2.3): an odd label is drift, read as absent, kept in last_raw.
         Case::new(
             "crm mapping_data_text label an object",
-            crm_set("/extra_data/mapping_data_text/name", json!({})),
+            crm_set("/extra_data/mapping_data_text/name", json!({"zh": "label-drift"})),
         )
-        .refused(400, "invalid_field")
-        .naming("extra_data.mapping_data_text.name"),
+        .accepted(
+            "accepted",
+            crm_stored(|_, item| {
+                expect_eq("raw keeps it", attr_s(item, "last_raw")?.contains("label-drift"), true)?;
+                let labels = item.get("field_labels").and_then(|v| v.as_m().ok());
+                expect_eq(
+                    "label read as absent",
+                    labels.is_some_and(|m| m.contains_key("name")),
+                    false,
+                )
+            }),
+        ),
+        Case::new(
+            "crm notes an object",
+            crm_set("/extra_data/notes", json!({"text": "notes-drift"})),
+        )
+        .accepted(
+            "accepted",
+            crm_stored(|_, item| expect_eq("raw keeps it", attr_s(item, "last_raw")?.contains("notes-drift"), true)),
+        ),
         // Numbers DynamoDB cannot hold (|n| >= 1e126 or 0 < |n| < 1e-130): the field is invalid.
         Case::new(
             "crm mapping_data number over DynamoDB's range",
@@ -548,18 +567,26 @@ fn activity_bad_input_cases() -> Vec<Case> {
         )
         .refused(400, "invalid_field")
         .naming("attributes.event_id"),
+        // Tolerant reading (SPEC 2.3): odd optional attributes are drift, read as absent.
         Case::new(
             "activity privilege_type out of range",
             activity_set("/attributes/privilege_type", json!(7)),
         )
-        .refused(400, "invalid_field")
-        .naming("attributes.privilege_type"),
+        .accepted(
+            "success",
+            activity_stored(|_, item| expect_eq("privilege_type", item.contains_key("privilege_type"), false)),
+        ),
         Case::new(
             "activity started_at not a time",
             activity_set("/attributes/started_at", json!("tomorrow")),
         )
-        .refused(400, "invalid_field")
-        .naming("attributes.started_at"),
+        .accepted(
+            "success",
+            activity_stored(|_, item| {
+                expect_eq("started_at", item.contains_key("started_at"), false)?;
+                expect_eq("raw keeps it", attr_s(item, "last_raw")?.contains("tomorrow"), true)
+            }),
+        ),
         // Actions the service does not model: verified, acknowledged, only the nonce recorded.
         Case::new(
             "activity unknown action doc/add",

@@ -4,17 +4,21 @@
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::clock::SystemClock;
+use shared::clock::{Clock, SystemClock};
 use shared::config::{ActivityConfig, ConfigError, Env};
-use shared::dynamo::{client_from_env, DynamoActivityStore};
+use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore};
 use shared::error::{ApiError, AuthError};
 use shared::http::{post_body, respond, text_response, Handler};
+use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
+use shared::signals::{report_drift, Quarantine};
 use shared::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
 pub struct App<S> {
     pub config: ActivityConfig,
     pub store: S,
+    /// Where refused deliveries are kept (SPEC 2.4).
+    pub quarantine: Quarantine,
 }
 
 impl App<DynamoActivityStore> {
@@ -26,24 +30,53 @@ impl App<DynamoActivityStore> {
         if config.intake.secrets.is_empty() {
             tracing::warn!("no ACTIVITY_CALLBACK_SECRET configured: every request will be refused (401 no_secret)");
         }
+        let client = client_from_env(env);
+        let quarantine_store = config
+            .quarantine
+            .table_name
+            .clone()
+            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
+        if quarantine_store.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
+        }
+        let quarantine = App::<DynamoActivityStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
         let store = DynamoActivityStore::new(
-            client_from_env(env),
+            client,
             config.table_name.clone(),
             config.nonces_table_name.clone(),
             config.nonce_retention_seconds(),
             Arc::new(SystemClock),
         );
-        Ok(Self { config, store })
+        Ok(Self {
+            config,
+            store,
+            quarantine,
+        })
     }
 }
 
 impl<S: ActivityStore + 'static> Handler for App<S> {
     async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.accept(&request).await)
+        let result = self.accept(&request).await;
+        if let Err(error) = &result {
+            let tenant = self.tenant(&request);
+            self.quarantine.consider(&request, error, tenant.as_deref()).await;
+        }
+        respond(result)
     }
 }
 
 impl<S: ActivityStore> App<S> {
+    /// The quarantine of this function: its policy over `config`, writing to `store`.
+    pub fn quarantine(
+        config: &ActivityConfig,
+        store: Option<Arc<dyn QuarantineStore>>,
+        clock: Arc<dyn Clock>,
+    ) -> Quarantine {
+        let policy = QuarantinePolicy::new(Source::Activity, None, config.quarantine.clone(), clock);
+        Quarantine::new(policy, store)
+    }
+
     async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let body = post_body(request)?;
         let event = self
@@ -51,6 +84,7 @@ impl<S: ActivityStore> App<S> {
             .intake
             .verified_event(body, self.tenant(request).as_deref())?;
         let mid = &event.mid;
+        report_drift(Source::Activity, mid, &event.drift);
         if event.activity_id().is_none() {
             tracing::warn!(mid = %mid, action = event.action.as_str(), raw = %event.raw, "action not modelled; acknowledged without a write");
         }

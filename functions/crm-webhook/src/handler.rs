@@ -5,18 +5,22 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
-use shared::clock::SystemClock;
+use shared::clock::{Clock, SystemClock};
 use shared::config::{ConfigError, CrmConfig, Env};
-use shared::dynamo::{client_from_env, DynamoCrmStore};
+use shared::dynamo::{client_from_env, DynamoCrmStore, DynamoQuarantineStore};
 use shared::error::ApiError;
 use shared::http::{header_text, json_response, post_body, respond, Handler};
 use shared::merge::Delivery;
+use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
+use shared::signals::{report_drift, Quarantine};
 use shared::store::CrmStore;
 
 /// Everything a request needs, built once at start-up.
 pub struct App<S> {
     pub config: CrmConfig,
     pub store: S,
+    /// Where refused deliveries are kept (SPEC 2.4).
+    pub quarantine: Quarantine,
 }
 
 impl App<DynamoCrmStore> {
@@ -28,27 +32,61 @@ impl App<DynamoCrmStore> {
         if config.intake.secrets.is_empty() {
             tracing::warn!("no CRM_WEBHOOK_SECRET configured: every request will be refused (401 no_secret)");
         }
+        let client = client_from_env(env);
+        let quarantine_store = config
+            .quarantine
+            .table_name
+            .clone()
+            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
+        if quarantine_store.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
+        }
         let store = DynamoCrmStore::new(
-            client_from_env(env),
+            client,
             config.table_name.clone(),
             config.deliveries_table_name.clone(),
             Arc::new(SystemClock),
         );
-        Ok(Self { config, store })
+        let quarantine = App::<DynamoCrmStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
+        Ok(Self {
+            config,
+            store,
+            quarantine,
+        })
     }
 }
 
 impl<S: CrmStore + 'static> Handler for App<S> {
     async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.accept(&request).await)
+        let result = self.accept(&request).await;
+        if let Err(error) = &result {
+            self.quarantine.consider(&request, error, None).await;
+        }
+        respond(result)
     }
 }
 
 impl<S: CrmStore> App<S> {
+    /// The quarantine of this function: its policy over `config`, writing to `store`.
+    pub fn quarantine(
+        config: &CrmConfig,
+        store: Option<Arc<dyn QuarantineStore>>,
+        clock: Arc<dyn Clock>,
+    ) -> Quarantine {
+        let policy = QuarantinePolicy::new(
+            Source::Crm,
+            Some(&config.intake.signature_header),
+            config.quarantine.clone(),
+            clock,
+        );
+        Quarantine::new(policy, store)
+    }
+
     async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let body = post_body(request)?;
         let intake = &self.config.intake;
         let event = intake.verified_event(body, header_text(request, &intake.signature_header))?;
+        report_drift(Source::Crm, &event.mid, &event.drift);
         if !event.event_type.is_known() {
             tracing::warn!(
                 mid = %event.mid,

@@ -7,8 +7,10 @@ mod attr;
 mod client;
 mod crm;
 mod entity;
+mod quarantine;
 
 pub use activity::DynamoActivityStore;
 pub use attr::item_to_sdk;
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;
+pub use quarantine::DynamoQuarantineStore;
