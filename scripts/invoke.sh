@@ -163,4 +163,18 @@ for attempt in $(seq 1 "$attempts"); do
   fi
   log "the emulator was not listening yet (attempt $attempt of $attempts)"
 done
-die "no answer after $attempts attempts"
+
+# Still no answer (a heavily loaded host): the same event through `sam local start-lambda`, whose
+# warm container is started first and invoked only once its emulator had time to listen.
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+log "falling back to sam local start-lambda (warm container) on 127.0.0.1:$port"
+setsid sam local start-lambda --host 127.0.0.1 --port "$port" --warm-containers EAGER \
+  "${sam_args[@]}" --parameter-overrides "$parameters" >"$STATE_DIR/start-lambda.log" 2>&1 </dev/null &
+LAMBDA_PID=$!
+rc=0
+python3 "$ROOT/scripts/invoke_all.py" --endpoint "http://127.0.0.1:$port" --event "$EVENT" --function "$FUNCTION" || rc=$?
+# SAM removes its warm containers on Ctrl-C (INT).
+kill -INT -- "-$LAMBDA_PID" 2>/dev/null || true
+for _ in $(seq 1 150); do kill -0 "$LAMBDA_PID" 2>/dev/null || break; sleep 0.1; done
+kill -TERM -- "-$LAMBDA_PID" 2>/dev/null || true
+[ $rc -eq 0 ] || { tail -n 30 "$STATE_DIR/start-lambda.log" >&2; die "no answer through start-lambda either"; }

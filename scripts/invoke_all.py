@@ -2,11 +2,13 @@
 """Invoke every event of fixtures/events/ through a `sam local start-lambda` endpoint.
 
     invoke_all.py --endpoint URL --answers DIR [--ready-timeout S]
+    invoke_all.py --endpoint URL --event FILE [--ready-timeout S]
 
 Each event goes to its function (crm_* to CrmWebhookFunction, activity_* to
 ActivityCallbackFunction) through the Lambda Invoke API, as AWS would call it; the function's
 answer (a Lambda proxy response) is written to DIR/<event>.json. scripts/check_invoke_answers.py
-checks the answers.
+checks the answers. With --event, only that event is invoked and its answer printed
+(scripts/invoke.sh's fallback).
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def function_of(name: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--answers", type=pathlib.Path, required=True)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--answers", type=pathlib.Path)
+    target.add_argument("--event", type=pathlib.Path)
+    parser.add_argument("--function", help="the logical id for --event (default: from its name)")
     parser.add_argument("--ready-timeout", type=float, default=300)
     args = parser.parse_args()
     client = boto3.client(
@@ -46,8 +51,8 @@ def main() -> int:
         config=botocore.config.Config(read_timeout=120, connect_timeout=5, retries={"max_attempts": 0}),
     )
 
-    def invoke(name: str, event: bytes) -> bytes:
-        response = client.invoke(FunctionName=function_of(name), Payload=event)
+    def invoke(name: str, event: bytes, function: str | None = None) -> bytes:
+        response = client.invoke(FunctionName=function or function_of(name), Payload=event)
         payload = response["Payload"].read()
         if response.get("FunctionError"):
             raise SystemExit(f"{name}: function error {response['FunctionError']}: {payload[:500]!r}")
@@ -70,6 +75,9 @@ def main() -> int:
     # The API answers once the warm containers are started; their emulators (under qemu on an
     # x86_64 host) need up to a second or two more before they listen.
     time.sleep(5)
+    if args.event:
+        sys.stdout.write(invoke(args.event.stem, args.event.read_bytes(), args.function).decode())
+        return 0
     args.answers.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     events = sorted((ROOT / "fixtures" / "events").glob("*.json"))
