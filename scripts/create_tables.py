@@ -28,6 +28,12 @@ import os
 import sys
 import time
 
+# function → (variable naming its secret, logical id of its AWS::SecretsManager::Secret).
+FUNCTION_SECRETS = {
+    "CrmWebhookFunction": ("CRM_SECRETS_MANAGER_ID", "CrmWebhookSecrets"),
+    "ActivityCallbackFunction": ("ACTIVITY_SECRETS_MANAGER_ID", "ActivityCallbackSecrets"),
+}
+
 # logical id in template.yaml, env var, local default name, hash key, range key,
 # TTL attribute (or None), stream (or None), function that owns the table.
 TABLES = [
@@ -276,7 +282,15 @@ def check_template(path: str) -> None:
                     f"{path}: {owner} {spec['env']} is {variables.get(spec['env'])}, expected !Ref {lid}"
                 )
 
-    # ... and its policy grants only the allowed actions on only its own tables.
+    # Each function reads its own tenant-secret document, named in its variable, and no other.
+    for fn, (variable, secret) in FUNCTION_SECRETS.items():
+        variables = resources.get(fn, {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        if variables.get(variable) != {"Ref": secret}:
+            problems.append(f"{path}: {fn} {variable} is {variables.get(variable)}, expected !Ref {secret}")
+        if resources.get(secret, {}).get("Type") != "AWS::SecretsManager::Secret":
+            problems.append(f"{path}: {secret} is not an AWS::SecretsManager::Secret")
+
+    # ... and its policy grants only the allowed actions on only its own tables (and secret).
     for fn in sorted({owner for spec in TABLES for owner in owners(spec)}):
         own = {spec["logical_id"] for spec in TABLES if fn in owners(spec)}
         granted: set[str] = set()
@@ -287,6 +301,11 @@ def check_template(path: str) -> None:
             for stmt in policy["Statement"]:
                 actions = stmt.get("Action", [])
                 actions = [actions] if isinstance(actions, str) else actions
+                if actions == ["secretsmanager:GetSecretValue"] and fn in FUNCTION_SECRETS:
+                    own_secret = {"Ref": FUNCTION_SECRETS[fn][1]}
+                    if stmt.get("Resource") not in (own_secret, [own_secret]):
+                        problems.append(f"{path}: {fn}: GetSecretValue on {stmt.get('Resource')}, expected only {own_secret}")
+                    continue
                 extra = set(actions) - ALLOWED_ACTIONS
                 if extra:
                     problems.append(f"{path}: {fn}: unexpected actions {sorted(extra)}")

@@ -126,6 +126,9 @@ print(json.dumps({"Parameters": {
         "ACTIVITY_NONCES_TABLE_NAME", "REFUSED_DELIVERIES_TABLE_NAME", "CRM_WEBHOOK_SECRET",
         "CRM_SIGNATURE_HEADER", "ACTIVITY_CALLBACK_SECRET")},
     "ACTIVITY_MAX_SKEW_SECONDS": env.get("ACTIVITY_MAX_SKEW_SECONDS") or "0",
+    # The development secrets above, not Secrets Manager (empty = unset for the functions).
+    "CRM_SECRETS_MANAGER_ID": "",
+    "ACTIVITY_SECRETS_MANAGER_ID": "",
     "RUST_LOG": env.get("RUST_LOG") or "info",
 }}, indent=2))
 PY

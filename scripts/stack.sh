@@ -21,17 +21,29 @@
 # FUNCTION_CONCURRENCY (default 16): instances per function, as Lambda scales out.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
-# the functions, including the per-tenant CRM_WEBHOOK_SECRET_<mid> and
-# ACTIVITY_CALLBACK_SECRET_<mid>. Defaults: the four table names (crm_entities,
+# the functions, except the secrets. Defaults: the four table names (crm_entities,
 # crm_deliveries, activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
 # REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test mode: QUARANTINE_MAX_PER_MINUTE=10),
 # RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
 # fixtures' old timestamps are accepted; the functions' own default is 300).
 #
-# `cargo lambda watch --env-var` splits its value on commas, and the secrets are
-# comma-separated lists, so the variables go through `--env-file` (a file under
-# .local/<mode>/, mode 600) and are also exported to the watch process.
+# Secrets: CRM_WEBHOOK_SECRET[_<mid>] and ACTIVITY_CALLBACK_SECRET[_<mid>] are written by
+# scripts/create_secrets.py into moto's Secrets Manager (same server as DynamoDB, secrets
+# webhook-ingest/crm-secrets and webhook-ingest/activity-secrets), and the functions read
+# them from there (CRM_SECRETS_MANAGER_ID, ACTIVITY_SECRETS_MANAGER_ID), re-reading every
+# SECRETS_REFRESH_SECONDS (default 10 in run mode, 2 in test and soak). The secret
+# variables never reach the functions' environment, so nothing (cargo lambda's own
+# start-up lines included) can print them. Change a tenant's secret while the stack runs:
+#   .venv/bin/python scripts/create_secrets.py --endpoint http://127.0.0.1:8000 \
+#       set-tenant crm 124 'new-secret,old-secret'
+#
+# The other variables go through `--env-file` (a file under .local/<mode>/, mode 600) and
+# are also exported to the watch process.
+#
+# After `cargo test`, test mode compares the answer ledger (.local/test/answers/) with the
+# EMF metrics in functions.log (tools' check-metrics): every request must show up with its
+# outcome.
 #
 # The script stops exactly the processes it started (by recorded PID and their own
 # process groups and descendants), on exit, Ctrl-C or TERM. State and logs:
@@ -240,8 +252,9 @@ start_dynamodb() {
 # The environment of the functions (and of the tests, which read the same variables).
 SPEC_VARS=(
   CRM_TABLE_NAME CRM_DELIVERIES_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
-  CRM_WEBHOOK_SECRET CRM_SIGNATURE_HEADER ACTIVITY_CALLBACK_SECRET ACTIVITY_DEFAULT_MID
+  CRM_SIGNATURE_HEADER ACTIVITY_DEFAULT_MID
   ACTIVITY_MAX_SKEW_SECONDS SOURCE_UTC_OFFSET RUST_LOG
+  CRM_SECRETS_MANAGER_ID ACTIVITY_SECRETS_MANAGER_ID SECRETS_REFRESH_SECONDS METRICS_NAMESPACE
   CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING REFUSED_DELIVERIES_TABLE_NAME
   QUARANTINE_MAX_PER_MINUTE QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
 )
@@ -276,8 +289,27 @@ setup_function_env() {
     export ACTIVITY_MAX_SKEW_SECONDS=3600 SOAK=1
   fi
   export AWS_ENDPOINT_URL_DYNAMODB="$DYNAMODB_ENDPOINT"
+  export AWS_ENDPOINT_URL_SECRETS_MANAGER="$DYNAMODB_ENDPOINT"
   export AWS_ACCESS_KEY_ID="$LOCAL_AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$LOCAL_AWS_SECRET_ACCESS_KEY"
   export AWS_DEFAULT_REGION="$LOCAL_AWS_REGION" AWS_REGION="$LOCAL_AWS_REGION"
+  export CRM_SECRETS_MANAGER_ID="${CRM_SECRETS_MANAGER_ID:-webhook-ingest/crm-secrets}"
+  export ACTIVITY_SECRETS_MANAGER_ID="${ACTIVITY_SECRETS_MANAGER_ID:-webhook-ingest/activity-secrets}"
+  if [ "$MODE" = run ]; then
+    export SECRETS_REFRESH_SECONDS="${SECRETS_REFRESH_SECONDS:-10}"
+  else
+    # Short, so that the rotation test sees a change within seconds.
+    export SECRETS_REFRESH_SECONDS=2
+  fi
+}
+
+# secret_vars: the names of the secret variables set in this environment.
+secret_vars() {
+  compgen -e | grep -E '^(CRM_WEBHOOK_SECRET|ACTIVITY_CALLBACK_SECRET)(_.+)?$' || true
+}
+
+# create_secrets: the secret variables into the local Secrets Manager (moto).
+create_secrets() {
+  "$PYTHON" "$ROOT/scripts/create_secrets.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
 }
 
 # env_line NAME: NAME='value' as cargo lambda's --env-file reads it. Its reader has no
@@ -295,10 +327,7 @@ env_line() {
 # write_env_file FILE
 write_env_file() {
   local file="$1" name
-  local names=(AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION AWS_REGION "${SPEC_VARS[@]}")
-  while IFS= read -r name; do
-    case "$name" in CRM_WEBHOOK_SECRET_?* | ACTIVITY_CALLBACK_SECRET_?*) names+=("$name") ;; esac
-  done < <(compgen -e)
+  local names=(AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION AWS_REGION "${SPEC_VARS[@]}")
   (
     umask 077
     : >"$file"
@@ -349,9 +378,18 @@ start_functions() {
   watch_args=(-A 127.0.0.1 -P "$FUNCTIONS_PORT" --env-file "$env_file" --concurrency "$FUNCTION_CONCURRENCY")
   # Tests run against exactly the code that was there when they started.
   [ "$MODE" != run ] && watch_args+=(--ignore-changes)
-  # RUST_LOG reaches the functions through the env file only: cargo lambda reads it
-  # too, and at info level it logs each function's whole environment (the secrets).
-  start_bg functions env -u RUST_LOG cargo lambda watch "${watch_args[@]}"
+  # The secrets live in the local Secrets Manager only: their variables are removed from the
+  # watch process's environment, so that neither the functions nor cargo lambda (which at
+  # info level logs each function's whole environment) ever hold them. In test mode cargo
+  # lambda runs at info level on purpose: the leak test then proves that its lines carry no
+  # secret. Elsewhere RUST_LOG reaches the functions through the env file only.
+  local unset_args=() name
+  for name in $(secret_vars); do unset_args+=(-u "$name"); done
+  if [ "$MODE" = test ]; then
+    start_bg functions env "${unset_args[@]}" RUST_LOG=info cargo lambda watch "${watch_args[@]}"
+  else
+    start_bg functions env -u RUST_LOG "${unset_args[@]}" cargo lambda watch "${watch_args[@]}"
+  fi
   FUNCTIONS_PID="$LAST_PID"
   log "compiling and starting the functions (the first start can take several minutes)"
   wait_function crm-webhook "$CRM_LOCAL_URL"
@@ -415,6 +453,7 @@ case "$MODE" in
   run)
     start_dynamodb
     setup_function_env
+    create_secrets
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
     start_functions
     {
@@ -423,6 +462,8 @@ case "$MODE" in
       echo "CRM webhook:          $CRM_LOCAL_URL"
       echo "Activity callback:    $ACTIVITY_LOCAL_URL/{mid}"
       echo "ACTIVITY_MAX_SKEW_SECONDS=$ACTIVITY_MAX_SKEW_SECONDS (0: timestamp freshness not checked)"
+      echo "Secrets Manager (moto): $CRM_SECRETS_MANAGER_ID, $ACTIVITY_SECRETS_MANAGER_ID, re-read every ${SECRETS_REFRESH_SECONDS}s"
+      echo "  change one: .venv/bin/python scripts/create_secrets.py --endpoint $DYNAMODB_ENDPOINT set-tenant crm 124 'new,old'"
       echo
       echo "Signed CRM webhook (fixtures/crm/seed_124_object_create.json):"
       signed_curl crm "$CRM_LOCAL_URL" fixtures/crm/seed_124_object_create.json \
@@ -442,8 +483,16 @@ case "$MODE" in
   test | soak)
     start_dynamodb
     setup_function_env
+    create_secrets
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
     start_functions
+    # The readiness probes are not in the ledger: the metrics check reads the function log
+    # from here on (after a moment for the probes' own lines to land).
+    sleep 1
+    export TEST_FUNCTIONS_LOG="$STATE_DIR/functions.log"
+    TEST_FUNCTIONS_LOG_OFFSET="$(stat -c %s "$TEST_FUNCTIONS_LOG")"
+    export TEST_FUNCTIONS_LOG_OFFSET
+    export TEST_SECRETS_ENDPOINT="$DYNAMODB_ENDPOINT"
     export TEST_DYNAMODB_ENDPOINT="$DYNAMODB_ENDPOINT"
     # The outage test pauses and resumes this process (SIGSTOP/SIGCONT), never ends it.
     export TEST_DYNAMODB_PID="$DYNAMODB_PID"
@@ -464,10 +513,17 @@ case "$MODE" in
     log "running: cargo test --workspace ${test_args[*]}"
     rc=0
     cargo test --workspace "${test_args[@]}" || rc=$?
+    if [ $rc -eq 0 ]; then
+      # Every answer of the suites is in the ledger: each must be counted in the EMF metrics,
+      # with its outcome (before the signed curls below, which the ledger does not hold).
+      log "checking the EMF metrics against every answer in the ledger"
+      cargo run -q -p tools --bin check-metrics -- \
+        --ledger "$TEST_ANSWER_LEDGER" --log "$TEST_FUNCTIONS_LOG" --offset "$TEST_FUNCTIONS_LOG_OFFSET" || rc=$?
+    fi
     # After the suites, which expect the seed event's first delivery to be theirs.
     [ $rc -eq 0 ] && check_signed_curls
     if [ $rc -ne 0 ]; then
-      log "cargo test failed ($rc); last lines of the function log:"
+      log "make test failed ($rc); last lines of the function log:"
       tail -n 60 "$STATE_DIR/functions.log" >&2 || true
     fi
     exit $rc

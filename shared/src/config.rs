@@ -2,6 +2,7 @@
 //! variables stop start-up with a message naming the variable.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -111,6 +112,43 @@ impl Env {
     fn secrets(&self, prefix: &str) -> TenantSecrets {
         TenantSecrets::from_vars(prefix, &self.0)
     }
+
+    /// AWS Secrets Manager when `id_variable` names a secret, else the environment variables.
+    fn secret_location(&self, id_variable: &'static str) -> Result<SecretLocation, ConfigError> {
+        let Some(secret_id) = self.get(id_variable) else {
+            return Ok(SecretLocation::Environment);
+        };
+        let refresh = match self.get("SECRETS_REFRESH_SECONDS") {
+            None => DEFAULT_SECRETS_REFRESH,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(seconds) if seconds > 0 => Duration::from_secs(seconds),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "SECRETS_REFRESH_SECONDS",
+                        reason: format!("`{text}` is not a whole number of seconds above 0"),
+                    })
+                }
+            },
+        };
+        Ok(SecretLocation::SecretsManager {
+            secret_id: secret_id.trim().to_owned(),
+            refresh,
+        })
+    }
+}
+
+/// How long a secret read from AWS Secrets Manager is used before it is read again: the longest
+/// a rotation or a new tenant waits to take effect.
+pub const DEFAULT_SECRETS_REFRESH: Duration = Duration::from_secs(300);
+
+/// Where a function reads its tenant secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretLocation {
+    /// `CRM_WEBHOOK_SECRET[_<mid>]` / `ACTIVITY_CALLBACK_SECRET[_<mid>]`, read at start-up.
+    Environment,
+    /// One AWS Secrets Manager secret (name or ARN) holding the JSON document of
+    /// [`TenantSecrets::from_json`], read again every `refresh`.
+    SecretsManager { secret_id: String, refresh: Duration },
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
@@ -124,6 +162,9 @@ pub struct CrmConfig {
     pub table_name: String,
     pub deliveries_table_name: String,
     pub intake: CrmIntake,
+    /// `CRM_SECRETS_MANAGER_ID`: when set, the secrets come from there and the intake's
+    /// (environment) secrets are not used.
+    pub secret_location: SecretLocation,
     pub quarantine: QuarantineConfig,
 }
 
@@ -133,6 +174,7 @@ impl CrmConfig {
             table_name: env.required("CRM_TABLE_NAME")?,
             deliveries_table_name: env.required("CRM_DELIVERIES_TABLE_NAME")?,
             intake: env.crm_intake()?,
+            secret_location: env.secret_location("CRM_SECRETS_MANAGER_ID")?,
             quarantine: env.quarantine()?,
         })
     }
@@ -144,6 +186,8 @@ pub struct ActivityConfig {
     pub nonces_table_name: String,
     pub default_mid: Option<String>,
     pub intake: ActivityIntake,
+    /// `ACTIVITY_SECRETS_MANAGER_ID`, as for the CRM function.
+    pub secret_location: SecretLocation,
     pub quarantine: QuarantineConfig,
 }
 
@@ -161,6 +205,7 @@ impl ActivityConfig {
             nonces_table_name: env.required("ACTIVITY_NONCES_TABLE_NAME")?,
             default_mid: env.get("ACTIVITY_DEFAULT_MID").map(|mid| mid.trim().to_owned()),
             intake: ActivityIntake::new(env.secrets("ACTIVITY_CALLBACK_SECRET"), max_skew_seconds, env.offset()?),
+            secret_location: env.secret_location("ACTIVITY_SECRETS_MANAGER_ID")?,
             quarantine: env.quarantine()?,
         })
     }
@@ -178,6 +223,42 @@ impl ActivityConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secrets_manager_id_selects_secrets_manager_with_its_refresh_interval() {
+        let base = [
+            ("CRM_TABLE_NAME", "c"),
+            ("CRM_DELIVERIES_TABLE_NAME", "d"),
+            ("CRM_WEBHOOK_SECRET", "env-secret"),
+        ];
+        let crm = CrmConfig::from_env(&base.into_iter().collect()).unwrap();
+        assert_eq!(crm.secret_location, SecretLocation::Environment);
+        let with_id = |extra: &[(&'static str, &'static str)]| {
+            let env: Env = base.iter().chain(extra).copied().collect();
+            CrmConfig::from_env(&env)
+        };
+        let crm = with_id(&[("CRM_SECRETS_MANAGER_ID", " webhook/crm ")]).unwrap();
+        assert_eq!(
+            crm.secret_location,
+            SecretLocation::SecretsManager {
+                secret_id: "webhook/crm".into(),
+                refresh: DEFAULT_SECRETS_REFRESH,
+            }
+        );
+        let crm = with_id(&[("CRM_SECRETS_MANAGER_ID", "x"), ("SECRETS_REFRESH_SECONDS", "2")]).unwrap();
+        assert!(
+            matches!(crm.secret_location, SecretLocation::SecretsManager { refresh, .. } if refresh == Duration::from_secs(2))
+        );
+        for bad in ["0", "5m", "-1"] {
+            assert!(matches!(
+                with_id(&[("CRM_SECRETS_MANAGER_ID", "x"), ("SECRETS_REFRESH_SECONDS", bad)]),
+                Err(ConfigError::Invalid {
+                    name: "SECRETS_REFRESH_SECONDS",
+                    ..
+                })
+            ));
+        }
+    }
 
     #[test]
     fn missing_tables_are_named() {

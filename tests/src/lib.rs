@@ -9,6 +9,7 @@ pub mod http;
 pub mod ledger;
 pub mod local;
 pub mod matrix;
+pub mod metrics_check;
 pub mod procs;
 pub mod quarantine;
 pub mod signing;

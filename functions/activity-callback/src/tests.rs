@@ -14,6 +14,10 @@ use shared::quarantine::{MemoryQuarantine, QuarantineStore, Source};
 use shared::secret::Secret;
 use shared::store::MemoryStore;
 
+use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};
+use shared::secrets_manager::TenantSecretSource;
+use shared::SecretsError;
+
 use crate::handler::App;
 
 const ENTITY: &str = "b80bb752931811eeaeb42ef5b77e53xx";
@@ -47,10 +51,12 @@ fn app_with_quarantine(vars: &[(&str, &str)], now: i64) -> (App<MemoryStore>, Ar
         Some(Arc::clone(&kept) as Arc<dyn QuarantineStore>),
         Arc::new(FixedClock(now)),
     );
+    let secrets = TenantSecretSource::Fixed(FixedSecrets(Arc::new(config.intake.secrets.clone())));
     let app = App {
         config,
         store: MemoryStore::default(),
         quarantine,
+        secrets,
     };
     (app, kept)
 }
@@ -292,4 +298,36 @@ async fn drifted_attributes_are_accepted() {
     let state = app.store.activity_state("124", ENTITY).unwrap();
     let content = state.content.unwrap().value;
     assert_eq!((content.privilege_type, content.started_at), (None, None));
+}
+
+/// A secret store that cannot be read (Secrets Manager down, nothing cached).
+struct UnreadableSecrets;
+
+impl SecretSource for UnreadableSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        Err(SecretsError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_secrets_are_503_secrets_unavailable_never_401_and_nothing_is_written() {
+    let App {
+        config,
+        store,
+        quarantine,
+        ..
+    } = dev_app();
+    let app = App {
+        config,
+        store,
+        quarantine,
+        secrets: UnreadableSecrets,
+    };
+    let event = event_json("activity_event_add.json");
+    let request: Request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = app.handle(request).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"]["code"], "secrets_unavailable");
+    assert_eq!(app.store.nonce_count(), 0);
 }

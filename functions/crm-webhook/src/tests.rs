@@ -16,6 +16,10 @@ use shared::quarantine::{MemoryQuarantine, QuarantineStore, Source};
 use shared::secret::Secret;
 use shared::store::MemoryStore;
 
+use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};
+use shared::secrets_manager::TenantSecretSource;
+use shared::SecretsError;
+
 use crate::handler::App;
 
 fn events_dir() -> PathBuf {
@@ -41,10 +45,12 @@ fn app_with_quarantine(vars: &[(&str, &str)]) -> (App<MemoryStore>, Arc<MemoryQu
         Some(Arc::clone(&kept) as Arc<dyn QuarantineStore>),
         Arc::new(SystemClock),
     );
+    let secrets = TenantSecretSource::Fixed(FixedSecrets(Arc::new(config.intake.secrets.clone())));
     let app = App {
         config,
         store: MemoryStore::default(),
         quarantine,
+        secrets,
     };
     (app, kept)
 }
@@ -324,4 +330,36 @@ async fn drifted_fields_are_accepted() {
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
     let state = app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").unwrap();
     assert_eq!(state.last_raw.as_ref(), body, "the drifted values stay in last_raw");
+}
+
+/// A secret store that cannot be read (Secrets Manager down, nothing cached).
+struct UnreadableSecrets;
+
+impl SecretSource for UnreadableSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        Err(SecretsError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_secrets_are_503_secrets_unavailable_never_401_and_nothing_is_written() {
+    let App {
+        config,
+        store,
+        quarantine,
+        ..
+    } = dev_app();
+    let app = App {
+        config,
+        store,
+        quarantine,
+        secrets: UnreadableSecrets,
+    };
+    let event = event_json("crm_seed_124_object_create.json");
+    let request: Request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = app.handle(request).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"]["code"], "secrets_unavailable");
+    assert!(app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
 }

@@ -26,9 +26,20 @@ pub struct CrmIntake {
 impl CrmIntake {
     /// `signature` is the value of the header [`Self::signature_header`], if sent.
     pub fn verified_event(&self, body: &[u8], signature: Option<&str>) -> Result<CrmEvent, ApiError> {
+        self.verified_event_with(&self.secrets, body, signature)
+    }
+
+    /// As [`Self::verified_event`], with the tenant secrets of the moment (refreshed from AWS
+    /// Secrets Manager) instead of those read at start-up.
+    pub fn verified_event_with(
+        &self,
+        secrets: &TenantSecrets,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<CrmEvent, ApiError> {
         let envelope = Envelope::parse(body)?;
         let mid = tenant_of(&envelope.object)?;
-        let secrets = self.secrets.for_tenant(&mid).ok_or(AuthError::NoSecret(mid))?;
+        let secrets = secrets.for_tenant(&mid).ok_or(AuthError::NoSecret(mid))?;
         self.scheme.verify(body, &self.signature_header, signature, secrets)?;
         Ok(CrmEvent::from_envelope(envelope, self.offset)?)
     }

@@ -382,8 +382,16 @@ async fn send(args: &SendArgs) -> Result<ExitCode, Failure> {
 // ---------------------------------------------------------------------------------------------
 // quarantine
 
+/// The functions' client, but patient: an operator's listing may read many records, and the
+/// functions' 3 s bound exists for the senders' 5 s, which does not apply here.
 fn quarantine_store(table: &TableArgs) -> DynamoQuarantineStore {
-    DynamoQuarantineStore::new(client_from_env(&Env::from_process()), table.table.clone())
+    let functions_client = client_from_env(&Env::from_process());
+    let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(60))
+        .build();
+    let config = functions_client.config().to_builder().timeout_config(patient).build();
+    DynamoQuarantineStore::new(aws_sdk_dynamodb::Client::from_conf(config), table.table.clone())
 }
 
 /// The kept deliveries of `source` (or both), oldest first, for `tenant` (or all).
