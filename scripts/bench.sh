@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: every performance figure of issue 5 in one table, printed and written to
-# .local/bench/results.md (the README's "Performance" section shows the latest one).
+# .local/bench/results.md (docs/performance.md shows the latest one).
 #
 #   1. per-event cost: criterion, `cargo bench -p shared --bench ingest`
 #   2. arm64 bootstrap sizes: `cargo lambda build --release --arm64` of both functions

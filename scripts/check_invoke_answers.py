@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Check the answers of scripts/local_invoke_check.sh against the local DynamoDB.
 
-    check_invoke_answers.py --answers DIR --seed-again FILE --endpoint URL
+    check_invoke_answers.py --answers DIR --make-invoke FILE --endpoint URL
 
-DIR holds one `sam local invoke` answer (a Lambda proxy response) per event of
-fixtures/events/, named like the event. Every event there is signed with the development
-secrets and valid, so each must be answered 200: a CRM event `accepted` with its tenant and
-entity id, whose item must then be in the CRM table; an activity callback `success`, whose
-nonce record must then be in the nonce table (the callback's proof of being applied). The seed
-event, invoked a second time (FILE), must be answered `duplicate`. Table names and
-credentials come from scripts/local.env.
+DIR holds one answer (a Lambda proxy response) per event of fixtures/events/, named like the
+event. Every event there is signed with the development secrets and valid, so each must be
+answered 200: a CRM event `accepted` with its tenant and entity id, whose item must then be in
+the CRM table; an activity callback `success`, whose nonce record must then be in the nonce
+table (the callback's proof of being applied). --make-invoke is `make invoke`'s answer for the
+seed event, invoked first: `accepted`, with its item in the table; the seed's answer in DIR is
+then a redelivery and must be `duplicate`. Table names and credentials come from
+scripts/local.env.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def answer(path: pathlib.Path) -> tuple[int, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=pathlib.Path, required=True)
-    parser.add_argument("--seed-again", type=pathlib.Path, required=True)
+    parser.add_argument("--make-invoke", type=pathlib.Path, required=True)
     parser.add_argument("--endpoint", required=True)
     args = parser.parse_args()
     env = local_env()
@@ -76,8 +77,9 @@ def main() -> int:
             continue
         if name.startswith("crm_"):
             parsed = json.loads(body)
-            if parsed.get("status") != "accepted":
-                failures.append(f"{name}: answered {parsed}, expected accepted")
+            expected = "duplicate" if name == SEED else "accepted"
+            if parsed.get("status") != expected:
+                failures.append(f"{name}: answered {parsed}, expected {expected}")
                 continue
             key = {"mid": parsed["mid"], "entity_id": parsed["entity_id"]}
             if not has_item(env["LOCAL_CRM_TABLE_NAME"], key):
@@ -93,13 +95,19 @@ def main() -> int:
             key = {"mid": mid, "nonce": json.loads(event["body"])["nonce"]}
             if not has_item(env["LOCAL_ACTIVITY_NONCES_TABLE_NAME"], key):
                 failures.append(f"{name}: no nonce record {key} in {env['LOCAL_ACTIVITY_NONCES_TABLE_NAME']}")
-    status, body = answer(args.seed_again)
-    if status != 200 or json.loads(body).get("status") != "duplicate":
-        failures.append(f"seed again: status {status}, body {body[:200]!r}, expected duplicate")
-
+    status, body = answer(args.make_invoke)
+    if status != 200 or json.loads(body).get("status") != "accepted":
+        failures.append(f"make invoke: status {status}, body {body[:200]!r}, expected accepted")
+    else:
+        parsed = json.loads(body)
+        key = {"mid": parsed["mid"], "entity_id": parsed["entity_id"]}
+        if has_item(env["LOCAL_CRM_TABLE_NAME"], key):
+            print(f"make invoke: item {key} is in {env['LOCAL_CRM_TABLE_NAME']}")
+        else:
+            failures.append(f"make invoke: no item {key} in {env['LOCAL_CRM_TABLE_NAME']}")
     for failure in failures:
         print(f"FAIL {failure}", file=sys.stderr)
-    print(f"{len(answers)} answers checked, seed redelivery answered duplicate: "
+    print(f"make invoke's answer and {len(answers)} start-lambda answers checked: "
           f"{'all as expected' if not failures else f'{len(failures)} failures'}")
     return 1 if failures else 0
 

@@ -5,6 +5,9 @@
 #   scripts/invoke.sh FUNCTION EVENT_FILE
 #       FUNCTION: crm-webhook | activity-callback (or the template's logical id)
 #       EVENT_FILE: an API Gateway HTTP API event, e.g. fixtures/events/crm_seed_124_object_create.json
+#   scripts/invoke.sh --start-lambda PORT
+#       the same set-up, then `sam local start-lambda` (the Lambda Invoke API on 127.0.0.1:PORT,
+#       both functions in warm containers) until stopped: `make invoke-check` uses it
 #
 # Prints the function's answer (the Lambda proxy response) on stdout, SAM's and the function's
 # logs on stderr. Exits with sam's exit code.
@@ -42,16 +45,19 @@ die() {
 }
 
 [ $# -eq 2 ] || {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
+FUNCTION=""
+START_LAMBDA_PORT=""
 case "$1" in
   crm-webhook | CrmWebhookFunction) FUNCTION=CrmWebhookFunction ;;
   activity-callback | ActivityCallbackFunction) FUNCTION=ActivityCallbackFunction ;;
+  --start-lambda) START_LAMBDA_PORT="$2" ;;
   *) die "unknown function '$1' (crm-webhook or activity-callback)" ;;
 esac
 EVENT="$2"
-[ -f "$EVENT" ] || die "no such event file: $EVENT"
+[ -n "$START_LAMBDA_PORT" ] || [ -f "$EVENT" ] || die "no such event file: $EVENT"
 
 DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_RUN_DYNAMODB_PORT}"
 BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-arm64
@@ -67,7 +73,7 @@ docker info >/dev/null 2>&1 || die "Docker is not running (see docs/testing.md, 
 # missing, when a source is newer, or when that copy predates the endpoint variable (SAM would
 # not pass it, and the function would go to AWS).
 built=.aws-sam/build/template.yaml
-if [ ! -f ".aws-sam/build/$FUNCTION/bootstrap" ] || [ ! -f "$built" ] \
+if [ ! -f ".aws-sam/build/${FUNCTION:-CrmWebhookFunction}/bootstrap" ] || [ ! -f "$built" ] \
   || ! grep -q AWS_ENDPOINT_URL_DYNAMODB "$built" \
   || [ -n "$(find shared functions Cargo.toml Cargo.lock template.yaml -newer "$built" -type f -print -quit)" ]; then
   log "building with sam build (release, arm64)"
@@ -117,8 +123,8 @@ print(json.dumps({"Parameters": {
     "AWS_ENDPOINT_URL_DYNAMODB": env["LOCAL_ENDPOINT"],
     **{name: local(name) for name in (
         "CRM_TABLE_NAME", "CRM_DELIVERIES_TABLE_NAME", "ACTIVITY_TABLE_NAME",
-        "ACTIVITY_NONCES_TABLE_NAME", "CRM_WEBHOOK_SECRET", "CRM_SIGNATURE_HEADER",
-        "ACTIVITY_CALLBACK_SECRET")},
+        "ACTIVITY_NONCES_TABLE_NAME", "REFUSED_DELIVERIES_TABLE_NAME", "CRM_WEBHOOK_SECRET",
+        "CRM_SIGNATURE_HEADER", "ACTIVITY_CALLBACK_SECRET")},
     "ACTIVITY_MAX_SKEW_SECONDS": env.get("ACTIVITY_MAX_SKEW_SECONDS") or "0",
     # The development secrets above, not Secrets Manager (empty = unset for the functions).
     "CRM_SECRETS_MANAGER_ID": "",
@@ -128,18 +134,31 @@ print(json.dumps({"Parameters": {
 PY
 )
 
-# SAM posts the event to the container's emulator three times within 0.7 s of starting it. Docker's
-# userland proxy accepts those connections before the emulator listens, and an arm64 emulator
-# under qemu on an x86_64 host (a loaded one: 0.7-0.9 s measured here) is not listening yet:
-# SAM then reports "No response from invoke container", exits 0 and prints no answer. Nothing
-# reached the function, so the invoke is repeated (up to INVOKE_ATTEMPTS times, default 4).
+parameters="CrmWebhookSecret=$LOCAL_CRM_WEBHOOK_SECRET ActivityCallbackSecret=$LOCAL_ACTIVITY_CALLBACK_SECRET"
+
+if [ -n "$START_LAMBDA_PORT" ]; then
+  # Warm containers, started with the service, so that each invoke finds the emulator listening
+  # (see below); the functions keep their state between invokes, as on Lambda.
+  log "sam local start-lambda on 127.0.0.1:$START_LAMBDA_PORT (DynamoDB: 127.0.0.1:$DYNAMODB_PORT)"
+  rc=0
+  sam local start-lambda --host 127.0.0.1 --port "$START_LAMBDA_PORT" --warm-containers EAGER \
+    "${sam_args[@]}" --parameter-overrides "$parameters" || rc=$?
+  exit $rc
+fi
+
+# SAM starts a container per invoke and posts the event to its emulator three times within 0.7 s.
+# Docker's userland proxy (dockerd --iptables=false) accepts those connections before the
+# emulator listens, and an arm64 emulator under qemu on a loaded x86_64 host took 0.66-0.85 s to
+# listen here (longer under heavier load): SAM then reports "No response from invoke container",
+# exits 0 and prints no answer. Nothing reached the function, so the invoke is repeated, up to
+# INVOKE_ATTEMPTS times (default 4). A native arm64 host, or Docker with iptables, does not
+# need this.
 attempts="${INVOKE_ATTEMPTS:-4}"
 for attempt in $(seq 1 "$attempts"); do
   log "sam local invoke $FUNCTION -e $EVENT (DynamoDB: 127.0.0.1:$DYNAMODB_PORT, attempt $attempt)"
   rc=0
   sam local invoke "$FUNCTION" -e "$EVENT" "${sam_args[@]}" \
-    --parameter-overrides "CrmWebhookSecret=$LOCAL_CRM_WEBHOOK_SECRET ActivityCallbackSecret=$LOCAL_ACTIVITY_CALLBACK_SECRET" \
-    >"$STATE_DIR/answer.json" 2>"$STATE_DIR/sam.log" || rc=$?
+    --parameter-overrides "$parameters" >"$STATE_DIR/answer.json" 2>"$STATE_DIR/sam.log" || rc=$?
   cat "$STATE_DIR/sam.log" >&2
   if [ -s "$STATE_DIR/answer.json" ] || ! grep -q 'No response from invoke container' "$STATE_DIR/sam.log"; then
     cat "$STATE_DIR/answer.json"
@@ -147,4 +166,18 @@ for attempt in $(seq 1 "$attempts"); do
   fi
   log "the emulator was not listening yet (attempt $attempt of $attempts)"
 done
-die "no answer after $attempts attempts"
+
+# Still no answer (a heavily loaded host): the same event through `sam local start-lambda`, whose
+# warm container is started first and invoked only once its emulator had time to listen.
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+log "falling back to sam local start-lambda (warm container) on 127.0.0.1:$port"
+setsid sam local start-lambda --host 127.0.0.1 --port "$port" --warm-containers EAGER \
+  "${sam_args[@]}" --parameter-overrides "$parameters" >"$STATE_DIR/start-lambda.log" 2>&1 </dev/null &
+LAMBDA_PID=$!
+rc=0
+python3 "$ROOT/scripts/invoke_all.py" --endpoint "http://127.0.0.1:$port" --event "$EVENT" --function "$FUNCTION" || rc=$?
+# SAM removes its warm containers on Ctrl-C (INT).
+kill -INT -- "-$LAMBDA_PID" 2>/dev/null || true
+for _ in $(seq 1 150); do kill -0 "$LAMBDA_PID" 2>/dev/null || break; sleep 0.1; done
+kill -TERM -- "-$LAMBDA_PID" 2>/dev/null || true
+[ $rc -eq 0 ] || { tail -n 30 "$STATE_DIR/start-lambda.log" >&2; die "no answer through start-lambda either"; }

@@ -8,7 +8,7 @@
 //! while its memory must stop growing: between the end of the warm-up (the first quarter) and the
 //! end of the run it may grow by at most [`GROWTH_BOUND_KIB`], and no instance may ever exceed
 //! [`PEAK_BOUND_KIB`]. These are debug builds under the emulator; the release figures for one
-//! instance over 1,000 invocations are in the README's "Performance" section.
+//! instance over 1,000 invocations are in docs/performance.md.
 //!
 //! The figures (throughput, latency percentiles, memory) are printed at the end of the test.
 
