@@ -73,6 +73,13 @@ async fn set_crm_tenant(sm: &aws_sdk_secretsmanager::Client, mid: &str, secrets:
     write_document(sm, &id, &document).await;
 }
 
+/// Waits one refresh interval and a second: every function instance then reads the secret
+/// again on its next request.
+async fn every_instance_refreshed() {
+    let seconds: u64 = required("SECRETS_REFRESH_SECONDS").parse().expect("whole seconds");
+    tokio::time::sleep(Duration::from_secs(seconds + 1)).await;
+}
+
 fn crm_body(mid: &str) -> String {
     let mut payload: Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/crm/lead_object_update.json")).unwrap())
@@ -129,6 +136,8 @@ async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
     // Rotation without downtime: the new secret first, next to the old one...
     set_crm_tenant(&sm, &mid, Some(&[&new, &old])).await;
     let both = until_answer(&http, &mid, &new, (200, "accepted")).await;
+    // Each instance has its own cache: past one interval, every one has read the change.
+    every_instance_refreshed().await;
     assert_eq!(
         outcome(&post_crm(&http, &crm_body(&mid), &old).await),
         (200, "accepted".into())
@@ -136,6 +145,7 @@ async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
     // ...then the old one retired.
     set_crm_tenant(&sm, &mid, Some(&[&new])).await;
     let retired = until_answer(&http, &mid, &old, (401, "invalid_signature")).await;
+    every_instance_refreshed().await;
     assert_eq!(
         outcome(&post_crm(&http, &crm_body(&mid), &new).await),
         (200, "accepted".into())
