@@ -36,14 +36,7 @@ impl App<DynamoActivityStore> {
         })?;
         let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "activity");
         let client = client_from_env(env);
-        let quarantine_store = config
-            .quarantine
-            .table_name
-            .clone()
-            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
-        if quarantine_store.is_none() {
-            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
-        }
+        let quarantine_store = DynamoQuarantineStore::from_config(&client, &config.quarantine);
         let quarantine = App::<DynamoActivityStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
         let store = DynamoActivityStore::new(
             client,

@@ -39,14 +39,7 @@ impl App<DynamoCrmStore> {
         })?;
         let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "crm");
         let client = client_from_env(env);
-        let quarantine_store = config
-            .quarantine
-            .table_name
-            .clone()
-            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
-        if quarantine_store.is_none() {
-            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
-        }
+        let quarantine_store = DynamoQuarantineStore::from_config(&client, &config.quarantine);
         let store = DynamoCrmStore::new(
             client,
             config.table_name.clone(),

@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use crate::error::StoreError;
-use crate::quarantine::{QuarantineStore, RefusedDelivery, Source};
+use std::sync::Arc;
+
+use crate::quarantine::{QuarantineConfig, QuarantineStore, RefusedDelivery, Source};
 
 type SdkItem = HashMap<String, AttributeValue>;
 
@@ -29,6 +31,16 @@ fn s(value: &str) -> AttributeValue {
 }
 
 impl DynamoQuarantineStore {
+    /// The quarantine store a function's configuration names, or `None` (quarantine off, with a
+    /// warning at start-up) when it names no table.
+    pub fn from_config(client: &Client, config: &QuarantineConfig) -> Option<Arc<dyn QuarantineStore>> {
+        let Some(table) = config.table_name.clone() else {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
+            return None;
+        };
+        Some(Arc::new(Self::new(client.clone(), table)))
+    }
+
     pub fn new(client: Client, table: String) -> Self {
         Self { client, table }
     }
