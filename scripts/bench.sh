@@ -2,12 +2,12 @@
 # `make bench`: every performance figure of issue 5 in one table, printed and written to
 # .local/bench/results.md (the README's "Performance" section shows the latest one).
 #
-#   1. per-event cost: criterion, `cargo bench -p webhook-model --bench ingest`
+#   1. per-event cost: criterion, `cargo bench -p shared --bench ingest`
 #   2. arm64 bootstrap sizes: `cargo lambda build --release --arm64` of both functions
 #   3. cold start, first and warm invocation latency, peak RSS: the native release bootstraps
-#      run by the cold-start harness (ingest-tests' `cold-start`) against its own Runtime API
+#      run by the cold-start harness (tools' `cold-start`) against its own Runtime API
 #      stand-in and a local moto with the tables, both on 127.0.0.1
-#   4. the table: ingest-tests' `bench-report`
+#   4. the table: tools' `bench-report`
 #
 # Ports: BENCH_DYNAMODB_PORT (28000) and BENCH_RUNTIME_API_PORT (29001), apart from
 # `make test` (18000/19000) and `make run` (8000/9000). COLD_STARTS (20), WARM (5 events after
@@ -126,9 +126,9 @@ port_free "$RUNTIME_API_PORT" BENCH_RUNTIME_API_PORT
 package_args=()
 for function in "${FUNCTIONS[@]}"; do package_args+=(-p "$function"); done
 
-log "1/4 criterion: cargo bench -p webhook-model --bench ingest $CRITERION_ARGS"
+log "1/4 criterion: cargo bench -p shared --bench ingest $CRITERION_ARGS"
 # shellcheck disable=SC2086 # CRITERION_ARGS is a list of words
-cargo bench -p webhook-model --bench ingest -- $CRITERION_ARGS
+cargo bench -p shared --bench ingest -- $CRITERION_ARGS
 
 log "2/4 arm64 bootstraps: cargo lambda build --release --arm64 ${package_args[*]}"
 cargo lambda build --release --arm64 "${package_args[@]}"
@@ -136,7 +136,7 @@ cargo lambda build --release --arm64 "${package_args[@]}"
 log "3/4 native release bootstraps and the harness"
 # Separate builds: the functions are built with exactly their own dependency features.
 cargo build --release "${package_args[@]}"
-cargo build --release -p ingest-tests --bin cold-start --bin bench-report
+cargo build --release -p tools --bin cold-start --bin bench-report
 start_dynamodb
 reports=()
 for function in "${FUNCTIONS[@]}"; do

@@ -349,11 +349,11 @@ start_functions() {
 # ------------------------------------------------------------------ modes
 
 # signed_curl KIND URL SECRET BODY_FILE [extra args]: a ready-to-paste curl, from the
-# ingest-tests signing tool.
+# tools' signing tool.
 signed_curl() {
   local kind="$1" url="$2" secret="$3" body="$4"
   shift 4
-  if ! cargo run -q -p ingest-tests --bin webhook-sign -- "$kind" --url "$url" \
+  if ! cargo run -q -p tools --bin webhook-sign -- "$kind" --url "$url" \
     --secret "$secret" "$@" --body-file "$body" 2>"$STATE_DIR/webhook-sign.err"; then
     echo "  (could not build the signed curl: see ${STATE_DIR#"$ROOT/"}/webhook-sign.err)"
   fi

@@ -4,22 +4,23 @@
 //! (signing) happen outside the measured closures. No timing is asserted anywhere; this only
 //! reports.
 //!
-//!     cargo bench -p webhook-model --bench ingest -- --quick
+//!     cargo bench -p shared --bench ingest -- --quick
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use webhook_model::activity::verify::SignedFields;
-use webhook_model::activity::{self, ActivityState};
-use webhook_model::clock::{Clock, FixedClock};
-use webhook_model::crm::{self, verify as crm_verify, CrmState};
-use webhook_model::envelope::Envelope;
-use webhook_model::item::Item;
-use webhook_model::merge::Mergeable;
-use webhook_model::secret::{Secret, TenantSecrets};
-use webhook_model::timefmt::{utc_rfc3339, SourceOffset};
+use shared::activity::verify::SignedFields;
+use shared::activity::{ActivityIntake, ActivityState};
+use shared::clock::{Clock, FixedClock};
+use shared::crm::{verify as crm_verify, CrmIntake, CrmState};
+use shared::envelope::Envelope;
+use shared::item::Item;
+use shared::merge::Mergeable;
+use shared::secret::{Secret, TenantSecrets};
+use shared::timefmt::{utc_rfc3339, SourceOffset};
 
 const CRM_SECRET: &str = "bench-crm-secret";
 const ACTIVITY_SECRET: &str = "dev-activity-secret";
@@ -54,21 +55,31 @@ fn tenant_secrets(prefix: &str, secret: &str) -> TenantSecrets {
 }
 
 /// What the CRM function does with one request body, short of the store.
-fn crm_ingest(body: &[u8], signature: &str, secrets: &TenantSecrets, clock: &dyn Clock) -> Item {
-    let event = crm::verified_event(body, "X-Signature", Some(signature), secrets, SourceOffset::BEIJING)
+fn crm_ingest(body: &[u8], signature: &str, intake: &CrmIntake, clock: &dyn Clock) -> Item {
+    let event = intake
+        .verified_event(body, Some(signature))
         .expect("signed and normalizes");
     CrmState::merge(None, &event).to_item(&utc_rfc3339(clock.now_unix()))
 }
 
 /// What the activity function does with one request body, short of the store. `None` for
 /// actions that name no activity (`doc/add`): verified and normalized, not merged.
-fn activity_ingest(body: &[u8], secrets: &TenantSecrets, clock: &dyn Clock) -> Option<Item> {
-    let event = activity::verified_event(body, Some(ACTIVITY_MID), secrets, clock, 300, SourceOffset::BEIJING)
+fn activity_ingest(body: &[u8], intake: &ActivityIntake) -> Option<Item> {
+    let event = intake
+        .verified_event(body, Some(ACTIVITY_MID))
         .expect("signed and normalizes");
+    let now = intake.clock.now_unix();
     event
         .action
         .names_an_activity()
-        .then(|| ActivityState::merge(None, &event).to_item(&utc_rfc3339(clock.now_unix())))
+        .then(|| ActivityState::merge(None, &event).to_item(&utc_rfc3339(now)))
+}
+
+/// The activity intake as the function builds it, with the clock at the callback's own time.
+fn activity_intake_at(secrets: &TenantSecrets, body: &[u8]) -> ActivityIntake {
+    let mut intake = ActivityIntake::new(secrets.clone(), 300, SourceOffset::BEIJING);
+    intake.clock = Arc::new(FixedClock(timestamp_of(body)));
+    intake
 }
 
 fn timestamp_of(body: &[u8]) -> i64 {
@@ -77,7 +88,11 @@ fn timestamp_of(body: &[u8]) -> i64 {
 }
 
 fn ingest(c: &mut Criterion) {
-    let crm_secrets = tenant_secrets("CRM_WEBHOOK_SECRET", CRM_SECRET);
+    let crm = CrmIntake {
+        signature_header: "X-Signature".to_owned(),
+        secrets: tenant_secrets("CRM_WEBHOOK_SECRET", CRM_SECRET),
+        offset: SourceOffset::BEIJING,
+    };
     let activity_secrets = tenant_secrets("ACTIVITY_SECRET", ACTIVITY_SECRET);
 
     let seed = std::fs::read(fixture_dir("crm").join("seed_124_object_create.json")).unwrap();
@@ -85,13 +100,13 @@ fn ingest(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Bytes(seed.len() as u64));
     group.bench_function("crm/seed_124_object_create", |b| {
-        b.iter(|| crm_ingest(black_box(&seed), black_box(&seed_signature), &crm_secrets, &CRM_NOW))
+        b.iter(|| crm_ingest(black_box(&seed), black_box(&seed_signature), &crm, &CRM_NOW))
     });
     let add = std::fs::read(fixture_dir("activity").join("event_add.json")).unwrap();
-    let clock = FixedClock(timestamp_of(&add));
+    let intake = activity_intake_at(&activity_secrets, &add);
     group.throughput(Throughput::Bytes(add.len() as u64));
     group.bench_function("activity/event_add", |b| {
-        b.iter(|| activity_ingest(black_box(&add), &activity_secrets, &clock).expect("an item"))
+        b.iter(|| activity_ingest(black_box(&add), &intake).expect("an item"))
     });
     group.finish();
 
@@ -100,17 +115,17 @@ fn ingest(c: &mut Criterion) {
         let signature = crm_verify::sign(&body, &Secret::new(CRM_SECRET));
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(&name), &body, |b, body| {
-            b.iter(|| crm_ingest(black_box(body), black_box(&signature), &crm_secrets, &CRM_NOW))
+            b.iter(|| crm_ingest(black_box(body), black_box(&signature), &crm, &CRM_NOW))
         });
     }
     group.finish();
 
     let mut group = c.benchmark_group("activity_fixtures");
     for (name, body) in fixtures("activity") {
-        let clock = FixedClock(timestamp_of(&body));
+        let intake = activity_intake_at(&activity_secrets, &body);
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(&name), &body, |b, body| {
-            b.iter(|| activity_ingest(black_box(body), &activity_secrets, &clock))
+            b.iter(|| activity_ingest(black_box(body), &intake))
         });
     }
     group.finish();

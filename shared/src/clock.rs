@@ -1,9 +1,10 @@
 //! Time as an injectable dependency, so freshness checks are testable without waiting.
 
+use std::fmt::Debug;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of the current Unix time, in seconds.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + Debug {
     fn now_unix(&self) -> i64;
 }
 

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
+use crate::activity::ActivityIntake;
+use crate::crm::CrmIntake;
 use crate::secret::TenantSecrets;
 use crate::timefmt::SourceOffset;
 
@@ -57,9 +59,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
 pub struct CrmConfig {
     pub table_name: String,
     pub deliveries_table_name: String,
-    pub secrets: TenantSecrets,
-    pub signature_header: String,
-    pub offset: SourceOffset,
+    pub intake: CrmIntake,
 }
 
 impl CrmConfig {
@@ -67,13 +67,15 @@ impl CrmConfig {
         Ok(Self {
             table_name: env.required("CRM_TABLE_NAME")?,
             deliveries_table_name: env.required("CRM_DELIVERIES_TABLE_NAME")?,
-            secrets: env.secrets("CRM_WEBHOOK_SECRET"),
-            signature_header: env
-                .get("CRM_SIGNATURE_HEADER")
-                .unwrap_or("X-Signature")
-                .trim()
-                .to_owned(),
-            offset: env.offset()?,
+            intake: CrmIntake {
+                signature_header: env
+                    .get("CRM_SIGNATURE_HEADER")
+                    .unwrap_or("X-Signature")
+                    .trim()
+                    .to_owned(),
+                secrets: env.secrets("CRM_WEBHOOK_SECRET"),
+                offset: env.offset()?,
+            },
         })
     }
 }
@@ -82,11 +84,8 @@ impl CrmConfig {
 pub struct ActivityConfig {
     pub table_name: String,
     pub nonces_table_name: String,
-    pub secrets: TenantSecrets,
     pub default_mid: Option<String>,
-    /// 0 turns the freshness check off.
-    pub max_skew_seconds: u64,
-    pub offset: SourceOffset,
+    pub intake: ActivityIntake,
 }
 
 impl ActivityConfig {
@@ -101,20 +100,17 @@ impl ActivityConfig {
         Ok(Self {
             table_name: env.required("ACTIVITY_TABLE_NAME")?,
             nonces_table_name: env.required("ACTIVITY_NONCES_TABLE_NAME")?,
-            secrets: env.secrets("ACTIVITY_CALLBACK_SECRET"),
             default_mid: env.get("ACTIVITY_DEFAULT_MID").map(|mid| mid.trim().to_owned()),
-            max_skew_seconds,
-            offset: env.offset()?,
+            intake: ActivityIntake::new(env.secrets("ACTIVITY_CALLBACK_SECRET"), max_skew_seconds, env.offset()?),
         })
     }
 
     /// How long a nonce must be remembered: past the freshness window nobody can replay it,
     /// since a stale timestamp is refused anyway. With the check off, a week.
     pub fn nonce_retention_seconds(&self) -> u64 {
-        if self.max_skew_seconds == 0 {
-            7 * 24 * 3600
-        } else {
-            2 * self.max_skew_seconds + 60
+        match self.intake.max_skew_seconds {
+            0 => 7 * 24 * 3600,
+            window => 2 * window + 60,
         }
     }
 }
@@ -148,11 +144,11 @@ mod tests {
         .into_iter()
         .collect();
         let crm = CrmConfig::from_env(&env).unwrap();
-        assert_eq!(crm.signature_header, "X-Signature");
-        assert_eq!(crm.offset, SourceOffset::BEIJING);
-        assert!(crm.secrets.is_empty());
+        assert_eq!(crm.intake.signature_header, "X-Signature");
+        assert_eq!(crm.intake.offset, SourceOffset::BEIJING);
+        assert!(crm.intake.secrets.is_empty());
         let activity = ActivityConfig::from_env(&env).unwrap();
-        assert_eq!(activity.max_skew_seconds, 300);
+        assert_eq!(activity.intake.max_skew_seconds, 300);
         assert_eq!(activity.default_mid, None);
     }
 

@@ -1,11 +1,29 @@
 //! The HTTP edge both functions share: what is refused before a body is read, and how every
 //! answer is written.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use lambda_http::http::{header, Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{service_fn, Body, Request, Response};
 
 use crate::envelope::MAX_BODY_BYTES;
 use crate::error::{ApiError, RequestError};
+
+/// A function's request handling: every request gets its documented response, never an `Err`.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Runs the Lambda loop with `handler`, built once before the first request.
+pub async fn serve(handler: impl Handler) -> Result<(), lambda_http::Error> {
+    let handler = Arc::new(handler);
+    lambda_http::run(service_fn(move |request: Request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, lambda_http::Error>(handler.handle(request).await) }
+    }))
+    .await
+}
 
 /// The body of a POST within the size limit (API Gateway's base64 is already decoded).
 pub fn post_body(request: &Request) -> Result<&[u8], ApiError> {

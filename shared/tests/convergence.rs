@@ -10,17 +10,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use webhook_model::activity::verify::{self as activity_verify, SignedFields};
-use webhook_model::activity::{ActivityEvent, ActivityState};
-use webhook_model::bookkeeping::{self, Applied, Registers};
-use webhook_model::clock::FixedClock;
-use webhook_model::crm::{CrmEvent, CrmState};
-use webhook_model::envelope::Envelope;
-use webhook_model::item::{AttrValue, Item};
-use webhook_model::json::canonical_json;
-use webhook_model::merge::{Delivery, Ledger, Mergeable};
-use webhook_model::secret::{Secret, SecretSet};
-use webhook_model::timefmt::SourceOffset;
+use shared::activity::verify::{self as activity_verify, SignedFields};
+use shared::activity::{ActivityEvent, ActivityState};
+use shared::bookkeeping::{self, Applied, Registers};
+use shared::clock::FixedClock;
+use shared::crm::{CrmEvent, CrmState};
+use shared::envelope::Envelope;
+use shared::item::{AttrValue, Item};
+use shared::json::canonical_json;
+use shared::merge::{Delivery, Ledger, Mergeable};
+use shared::secret::{Secret, SecretSet};
+use shared::timefmt::SourceOffset;
 
 const UPDATED_AT: &str = "2026-01-01T00:00:00Z";
 const CASES: u32 = 1000;

@@ -3,7 +3,7 @@
 //! pin it: escapes, unicode, every kind of number, nesting, unsorted, duplicate and untrimmed keys,
 //! insignificant whitespace.
 
-use webhook_model::envelope::Envelope;
+use shared::envelope::Envelope;
 
 const VECTORS: &[(&str, &str)] = &[
     (

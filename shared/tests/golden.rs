@@ -10,15 +10,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use webhook_model::activity::verify::{self as activity_verify, SignedFields};
-use webhook_model::activity::{ActivityEvent, ActivityState};
-use webhook_model::clock::FixedClock;
-use webhook_model::crm::{CrmEvent, CrmState};
-use webhook_model::envelope::Envelope;
-use webhook_model::item::{AttrValue, Item};
-use webhook_model::merge::{Delivery, Ledger, Mergeable};
-use webhook_model::secret::SecretSet;
-use webhook_model::timefmt::SourceOffset;
+use shared::activity::verify::{self as activity_verify, SignedFields};
+use shared::activity::{ActivityEvent, ActivityState};
+use shared::clock::FixedClock;
+use shared::crm::{CrmEvent, CrmState};
+use shared::envelope::Envelope;
+use shared::item::{AttrValue, Item};
+use shared::merge::{Delivery, Ledger, Mergeable};
+use shared::secret::SecretSet;
+use shared::timefmt::SourceOffset;
 
 /// The `updated_at` every golden item is built with.
 const UPDATED_AT: &str = "2026-01-01T00:00:00Z";

@@ -3,12 +3,12 @@
 //! must be reproduced by `sign` and accepted by `verify`, and any tampering must be refused.
 
 use serde_json::Value;
-use webhook_model::activity::verify::{self as activity, SignedFields};
-use webhook_model::clock::FixedClock;
-use webhook_model::crm::verify as crm;
-use webhook_model::envelope::Envelope;
-use webhook_model::error::AuthError;
-use webhook_model::secret::{Secret, SecretSet};
+use shared::activity::verify::{self as activity, SignedFields};
+use shared::clock::FixedClock;
+use shared::crm::verify as crm;
+use shared::envelope::Envelope;
+use shared::error::AuthError;
+use shared::secret::{Secret, SecretSet};
 
 fn vectors() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/signatures.json");

@@ -15,13 +15,13 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use webhook_model::activity::verify::SignedFields;
-use webhook_model::activity::{ActivityEvent, ActivityState};
-use webhook_model::crm::{CrmEvent, CrmState};
-use webhook_model::envelope::Envelope;
-use webhook_model::item::Item;
-use webhook_model::merge::Ledger;
-use webhook_model::timefmt::SourceOffset;
+use shared::activity::verify::SignedFields;
+use shared::activity::{ActivityEvent, ActivityState};
+use shared::crm::{CrmEvent, CrmState};
+use shared::envelope::Envelope;
+use shared::item::Item;
+use shared::merge::Ledger;
+use shared::timefmt::SourceOffset;
 
 use crate::signing::sign_activity;
 

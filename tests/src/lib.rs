@@ -1,10 +1,9 @@
-//! Helpers shared by the integration tests, the end-to-end tests, the signing tool and the
-//! cold-start harness.
+//! The test kit shared by the integration and end-to-end suites (`tests/tests/`) and the dev
+//! tools (`tools/`): fixtures, development secrets, signers, API Gateway events, the local stack,
+//! table read-back, generated histories and concurrent delivery.
 
-pub mod coldstart;
 pub mod deliver;
 pub mod events;
-pub mod fuzz;
 pub mod history;
 pub mod http;
 pub mod procs;

@@ -3,14 +3,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use webhook_model::secret::Secret;
+use shared::secret::Secret;
 
 pub fn sign_crm(body: &[u8], secret: &str) -> String {
-    webhook_model::crm::verify::sign(body, &Secret::new(secret))
+    shared::crm::verify::sign(body, &Secret::new(secret))
 }
 
 pub fn sign_activity(nonce: &str, secret: &str, timestamp: i64) -> String {
-    webhook_model::activity::verify::sign(nonce, &Secret::new(secret), timestamp)
+    shared::activity::verify::sign(nonce, &Secret::new(secret), timestamp)
 }
 
 pub fn now_unix() -> i64 {

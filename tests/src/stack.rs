@@ -47,7 +47,7 @@ pub fn dynamodb_client() -> Client {
 }
 
 pub fn client_for(endpoint: &str) -> Client {
-    client_with(endpoint, webhook_model::dynamo::timeout_config())
+    client_with(endpoint, shared::dynamo::timeout_config())
 }
 
 /// A client for reading back and cleaning up whole tenants: reading 10,000 records from the
@@ -67,7 +67,7 @@ fn client_with(endpoint: &str, timeouts: TimeoutConfig) -> Client {
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .endpoint_url(endpoint)
         .timeout_config(timeouts)
-        .retry_config(webhook_model::dynamo::retry_config())
+        .retry_config(shared::dynamo::retry_config())
         .build();
     Client::from_conf(config)
 }

@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use webhook_model::dynamo::item_to_sdk;
-use webhook_model::item::Item;
+use shared::dynamo::item_to_sdk;
+use shared::item::Item;
 
 use crate::history::Source;
 use crate::stack;

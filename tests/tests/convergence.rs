@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ingest_tests::deliver::{send_concurrently, Sent};
-use ingest_tests::history::{History, Shape, Source};
-use ingest_tests::http::DEV_ACTIVITY_SECRET;
-use ingest_tests::signing::now_unix;
-use ingest_tests::stack::{self, unique_mid};
-use ingest_tests::tables::{entity_items, mismatches, purge_tenant, record_keys, without_updated_at, SdkItem};
+use tests::deliver::{send_concurrently, Sent};
+use tests::history::{History, Shape, Source};
+use tests::http::DEV_ACTIVITY_SECRET;
+use tests::signing::now_unix;
+use tests::stack::{self, unique_mid};
+use tests::tables::{entity_items, mismatches, purge_tenant, record_keys, without_updated_at, SdkItem};
 
 const CLIENTS: usize = 16;
 const DUPLICATE_SHARE: f64 = 0.2;

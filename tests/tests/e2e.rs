@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use ingest_tests::http::{activity_url, client, post, post_crm, signed_activity, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
-use ingest_tests::signing::{now_unix, unique_nonce};
-use ingest_tests::stack::{self, unique_mid};
 use serde_json::Value;
+use tests::http::{activity_url, client, post, post_crm, signed_activity, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::signing::{now_unix, unique_nonce};
+use tests::stack::{self, unique_mid};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 const ACTIVITY_ID: &str = "b80bb752931811eeaeb42ef5b77e53xx";
@@ -114,7 +114,7 @@ async fn a_wrong_signature_is_401_and_writes_nothing() {
     payload["mid"] = mid.clone().into();
     let answer = post_crm(&http, &payload.to_string(), "not-the-secret").await;
     assert_eq!(answer.refusal(), (401, "invalid_signature".into()));
-    let unsigned = post(&http, &ingest_tests::http::crm_url(), &[], payload.to_string()).await;
+    let unsigned = post(&http, &tests::http::crm_url(), &[], payload.to_string()).await;
     assert_eq!(unsigned.refusal(), (401, "missing_signature".into()));
     assert!(item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f")
         .await

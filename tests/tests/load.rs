@@ -16,17 +16,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ingest_tests::deliver::send;
-use ingest_tests::history::{Event, History, Shape, Source};
-use ingest_tests::http::{activity_url, client, crm_url, post, Answer, DEV_ACTIVITY_SECRET};
-use ingest_tests::procs::{self, Memory};
-use ingest_tests::signing::now_unix;
-use ingest_tests::stack::{self, unique_mid};
-use ingest_tests::stats::nearest_rank;
-use ingest_tests::tables::purge_tenant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use tests::deliver::send;
+use tests::history::{Event, History, Shape, Source};
+use tests::http::{activity_url, client, crm_url, post, Answer, DEV_ACTIVITY_SECRET};
+use tests::procs::{self, Memory};
+use tests::signing::now_unix;
+use tests::stack::{self, unique_mid};
+use tests::stats::nearest_rank;
+use tests::tables::purge_tenant;
 
 const CLIENTS: usize = 32;
 /// Growth allowed to one instance after warm-up.

@@ -16,19 +16,19 @@
 //!   `binary(…)` cases use (valid and invalid UTF-8); a malformed base64 `body` with
 //!   `isBase64Encoded` cannot be produced over HTTP: handler tests;
 //! - a tenant with no secret at all (`401 no_secret`) needs a stack without the global default
-//!   secrets: handler tests and `webhook_model::config`/`secret` unit tests;
+//!   secrets: handler tests and `shared::config`/`secret` unit tests;
 //! - `503 storage_unavailable` needs DynamoDB down: `tests/tests/store.rs` (outage).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use ingest_tests::http::{activity_url, client, crm_url, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
-use ingest_tests::signing::{now_unix, sign_activity, sign_crm, unique_nonce};
-use ingest_tests::stack::{self, unique_mid};
-use ingest_tests::tables::Table;
 use reqwest::Method;
 use serde_json::{json, Value};
+use tests::http::{activity_url, client, crm_url, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::signing::{now_unix, sign_activity, sign_crm, unique_nonce};
+use tests::stack::{self, unique_mid};
+use tests::tables::Table;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 /// SPEC 2.3: bodies over 256 KiB are refused with 413.

@@ -19,12 +19,12 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use ingest_tests::deliver::{send_concurrently, Sent};
-use ingest_tests::history::{Event, History, Shape, Source};
-use ingest_tests::http::DEV_ACTIVITY_SECRET;
-use ingest_tests::signing::now_unix;
-use ingest_tests::stack::{self, unique_mid};
-use ingest_tests::tables::{entity_items, mismatches, purge_tenant, record_keys};
+use tests::deliver::{send_concurrently, Sent};
+use tests::history::{Event, History, Shape, Source};
+use tests::http::DEV_ACTIVITY_SECRET;
+use tests::signing::now_unix;
+use tests::stack::{self, unique_mid};
+use tests::tables::{entity_items, mismatches, purge_tenant, record_keys};
 
 /// SPEC 2.3: every answer, 503 included, within 5 s.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);

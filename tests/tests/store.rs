@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use ingest_tests::history::{parse_activity, parse_crm};
-use ingest_tests::stack::{self, unique_mid};
-use ingest_tests::tables::visible;
 use serde_json::Value;
-use webhook_model::activity::{ActivityEvent, ActivityState};
-use webhook_model::clock::FixedClock;
-use webhook_model::crm::{CrmEvent, CrmState};
-use webhook_model::dynamo::{item_to_sdk, DynamoActivityStore, DynamoCrmStore};
-use webhook_model::merge::{Delivery, Ledger};
-use webhook_model::store::{ActivityStore, CrmStore, NonceOutcome};
-use webhook_model::StoreError;
+use shared::activity::{ActivityEvent, ActivityState};
+use shared::clock::FixedClock;
+use shared::crm::{CrmEvent, CrmState};
+use shared::dynamo::{item_to_sdk, DynamoActivityStore, DynamoCrmStore};
+use shared::merge::{Delivery, Ledger};
+use shared::store::{ActivityStore, CrmStore, NonceOutcome};
+use shared::StoreError;
+use tests::history::{parse_activity, parse_crm};
+use tests::stack::{self, unique_mid};
+use tests::tables::visible;
 
 const NOW: i64 = 1_800_000_000;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
@@ -69,7 +69,7 @@ async fn get(table: &str, key: &[(&str, &str)]) -> Option<HashMap<String, Attrib
     output.item
 }
 
-fn expected(item: &webhook_model::item::Item) -> HashMap<String, AttributeValue> {
+fn expected(item: &shared::item::Item) -> HashMap<String, AttributeValue> {
     item_to_sdk(item.clone())
 }
 

@@ -1,37 +1,55 @@
 //! `POST /activity/{mid}`: method → size → JSON object → tenant → nonce/timestamp/sign present →
 //! sign → freshness → fields → replay → write (SPEC 2.3).
 
+use std::sync::Arc;
+
 use lambda_http::{Body, Request, RequestExt, Response};
-use webhook_model::activity;
-use webhook_model::clock::Clock;
-use webhook_model::config::ActivityConfig;
-use webhook_model::error::{ApiError, AuthError};
-use webhook_model::http::{post_body, respond, text_response};
-use webhook_model::store::{ActivityStore, NonceOutcome};
+use shared::clock::SystemClock;
+use shared::config::{ActivityConfig, ConfigError, Env};
+use shared::dynamo::{client_from_env, DynamoActivityStore};
+use shared::error::{ApiError, AuthError};
+use shared::http::{post_body, respond, text_response, Handler};
+use shared::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
 pub struct App<S> {
     pub config: ActivityConfig,
     pub store: S,
-    pub clock: Box<dyn Clock>,
+}
+
+impl App<DynamoActivityStore> {
+    /// The function as deployed: configuration from `env`, the DynamoDB store.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let config = ActivityConfig::from_env(env).inspect_err(|error| {
+            tracing::error!(%error, "configuration is incomplete; not starting");
+        })?;
+        if config.intake.secrets.is_empty() {
+            tracing::warn!("no ACTIVITY_CALLBACK_SECRET configured: every request will be refused (401 no_secret)");
+        }
+        let store = DynamoActivityStore::new(
+            client_from_env(env),
+            config.table_name.clone(),
+            config.nonces_table_name.clone(),
+            config.nonce_retention_seconds(),
+            Arc::new(SystemClock),
+        );
+        Ok(Self { config, store })
+    }
+}
+
+impl<S: ActivityStore + 'static> Handler for App<S> {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        respond(self.accept(&request).await)
+    }
 }
 
 impl<S: ActivityStore> App<S> {
-    /// Answers one request; every failure becomes its documented response, never an `Err`.
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.accept(&request).await)
-    }
-
     async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let body = post_body(request)?;
-        let event = activity::verified_event(
-            body,
-            self.tenant(request).as_deref(),
-            &self.config.secrets,
-            self.clock.as_ref(),
-            self.config.max_skew_seconds,
-            self.config.offset,
-        )?;
+        let event = self
+            .config
+            .intake
+            .verified_event(body, self.tenant(request).as_deref())?;
         let mid = &event.mid;
         if event.activity_id().is_none() {
             tracing::warn!(mid = %mid, action = event.action.as_str(), raw = %event.raw, "action not modelled; acknowledged without a write");

@@ -2,14 +2,16 @@
 //! development secret), against the in-memory store and a fixed clock.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use lambda_http::{Body, Request};
 use serde_json::Value;
-use webhook_model::activity::verify::sign;
-use webhook_model::clock::FixedClock;
-use webhook_model::config::{ActivityConfig, Env};
-use webhook_model::secret::Secret;
-use webhook_model::store::MemoryStore;
+use shared::activity::verify::sign;
+use shared::clock::FixedClock;
+use shared::config::{ActivityConfig, Env};
+use shared::http::Handler;
+use shared::secret::Secret;
+use shared::store::MemoryStore;
 
 use crate::handler::App;
 
@@ -30,11 +32,11 @@ fn app_with(vars: &[(&str, &str)], now: i64) -> App<MemoryStore> {
         ("ACTIVITY_MAX_SKEW_SECONDS", "0"),
     ];
     all.extend_from_slice(vars);
-    let config = ActivityConfig::from_env(&all.into_iter().collect::<Env>()).unwrap();
+    let mut config = ActivityConfig::from_env(&all.into_iter().collect::<Env>()).unwrap();
+    config.intake.clock = Arc::new(FixedClock(now));
     App {
         config,
         store: MemoryStore::default(),
-        clock: Box::new(FixedClock(now)),
     }
 }
 

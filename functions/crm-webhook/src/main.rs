@@ -1,38 +1,13 @@
 //! The `crm-webhook` Lambda function: configuration, secrets and the DynamoDB client are set up
 //! once, before the run loop.
 
-use std::sync::Arc;
-
-use lambda_http::{service_fn, Error, Request};
-use webhook_model::clock::SystemClock;
-use webhook_model::config::{CrmConfig, Env};
-use webhook_model::dynamo::{client_from_env, DynamoCrmStore};
-
 mod handler;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    webhook_model::http::init_tracing();
-    let env = Env::from_process();
-    let config = CrmConfig::from_env(&env).map_err(|error| {
-        tracing::error!(%error, "configuration is incomplete; not starting");
-        error
-    })?;
-    if config.secrets.is_empty() {
-        tracing::warn!("no CRM_WEBHOOK_SECRET configured: every request will be refused (401 no_secret)");
-    }
-    let store = DynamoCrmStore::new(
-        client_from_env(&env),
-        config.table_name.clone(),
-        config.deliveries_table_name.clone(),
-        Arc::new(SystemClock),
-    );
-    let app = Arc::new(handler::App { config, store });
-    lambda_http::run(service_fn(move |request: Request| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Error>(app.handle(request).await) }
-    }))
-    .await
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::http::init_tracing();
+    let app = handler::App::from_env(&shared::config::Env::from_process())?;
+    shared::http::serve(app).await
 }
 
 #[cfg(test)]

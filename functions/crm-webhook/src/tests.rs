@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use base64::Engine;
 use lambda_http::{Body, Request};
 use serde_json::Value;
-use webhook_model::config::{CrmConfig, Env};
-use webhook_model::store::MemoryStore;
+use shared::config::{CrmConfig, Env};
+use shared::http::Handler;
+use shared::store::MemoryStore;
 
 use crate::handler::App;
 
@@ -125,9 +126,7 @@ async fn refusals_have_their_documented_status_and_write_nothing() {
 #[tokio::test]
 async fn mid_is_checked_before_the_signature_and_fields_after_it() {
     let app = dev_app();
-    let sign = |body: &str| {
-        webhook_model::crm::verify::sign(body.as_bytes(), &webhook_model::secret::Secret::new("dev-crm-secret"))
-    };
+    let sign = |body: &str| shared::crm::verify::sign(body.as_bytes(), &shared::secret::Secret::new("dev-crm-secret"));
     let mut event = event_json("crm_seed_124_object_create.json");
 
     event["body"] = r#"{"event_type":"object_create"}"#.into();

@@ -1,37 +1,59 @@
-//! An activity callback body to a verified, normalized event, in the order of checks of SPEC 2.3
-//! that follows method and size: a JSON object → tenant (`missing_mid`) → `nonce`/`timestamp`/
-//! `sign` present → sign → freshness → the other fields. The replay check needs the store and
-//! comes after. The handler, the benchmark and the fuzzer all go through here.
+//! The activity source's intake: one value, built once from configuration (as svix's `Webhook`
+//! is), that turns a callback body and the tenant its request names into a verified, normalized
+//! event, in the order of checks of SPEC 2.3 that follows method and size: a JSON object → tenant
+//! (`missing_mid`) → `nonce`/`timestamp`/`sign` present → sign → freshness → the other fields. The
+//! replay check needs the store and comes after. The handler, the benchmark, the fuzzer and the
+//! tests all go through it.
+
+use std::sync::Arc;
 
 use crate::activity::verify::{self, SignedFields};
 use crate::activity::ActivityEvent;
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::envelope::Envelope;
 use crate::error::{ApiError, AuthError, RequestError};
 use crate::secret::TenantSecrets;
 use crate::timefmt::SourceOffset;
 
-/// `mid` is the tenant the request names (path, query or default), if any.
-pub fn verified_event(
-    body: &[u8],
-    mid: Option<&str>,
-    secrets: &TenantSecrets,
-    clock: &dyn Clock,
-    max_skew_seconds: u64,
-    offset: SourceOffset,
-) -> Result<ActivityEvent, ApiError> {
-    let envelope = Envelope::parse(body)?;
-    let mid = mid.ok_or(RequestError::MissingMid)?;
-    let signed = SignedFields::extract(&envelope.object)?;
-    let secrets = secrets
-        .for_tenant(mid)
-        .ok_or_else(|| AuthError::NoSecret(mid.to_owned()))?;
-    verify::verify(&signed, secrets, clock, max_skew_seconds)?;
-    Ok(ActivityEvent::from_envelope(
-        envelope,
-        mid,
-        &signed.nonce,
-        signed.timestamp,
-        offset,
-    )?)
+/// What verifying and reading a Lexiang callback needs. `Debug` shows no secret.
+#[derive(Debug, Clone)]
+pub struct ActivityIntake {
+    pub secrets: TenantSecrets,
+    /// The freshness window; 0 turns the check off.
+    pub max_skew_seconds: u64,
+    /// The offset of the vendor's zone-less times.
+    pub offset: SourceOffset,
+    /// Injectable so that freshness is testable without waiting.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ActivityIntake {
+    /// An intake on the machine's clock.
+    pub fn new(secrets: TenantSecrets, max_skew_seconds: u64, offset: SourceOffset) -> Self {
+        Self {
+            secrets,
+            max_skew_seconds,
+            offset,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// `mid` is the tenant the request names (path, query or default), if any.
+    pub fn verified_event(&self, body: &[u8], mid: Option<&str>) -> Result<ActivityEvent, ApiError> {
+        let envelope = Envelope::parse(body)?;
+        let mid = mid.ok_or(RequestError::MissingMid)?;
+        let signed = SignedFields::extract(&envelope.object)?;
+        let secrets = self
+            .secrets
+            .for_tenant(mid)
+            .ok_or_else(|| AuthError::NoSecret(mid.to_owned()))?;
+        verify::verify(&signed, secrets, self.clock.as_ref(), self.max_skew_seconds)?;
+        Ok(ActivityEvent::from_envelope(
+            envelope,
+            mid,
+            &signed.nonce,
+            signed.timestamp,
+            self.offset,
+        )?)
+    }
 }

@@ -6,5 +6,5 @@ pub mod state;
 pub mod verify;
 
 pub use event::{ActivityAction, ActivityEvent};
-pub use intake::verified_event;
+pub use intake::ActivityIntake;
 pub use state::ActivityState;

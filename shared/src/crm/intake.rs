@@ -1,6 +1,8 @@
-//! A CRM request body to a verified, normalized event, in the order of checks of SPEC 2.3 that
-//! follows method and size: a JSON object → `mid` (it picks the secret) → signature → the other
-//! fields. The handler, the benchmark and the fuzzer all go through here.
+//! The CRM source's intake: one value, built once from configuration (as svix's `Webhook` is),
+//! that turns a request body and its signature header into a verified, normalized event, in the
+//! order of checks of SPEC 2.3 that follows method and size: a JSON object → `mid` (it picks the
+//! secret) → signature → the other fields. The handler, the benchmark, the fuzzer and the tests
+//! all go through it.
 
 use crate::crm::{tenant_of, verify, CrmEvent};
 use crate::envelope::Envelope;
@@ -8,17 +10,23 @@ use crate::error::{ApiError, AuthError};
 use crate::secret::TenantSecrets;
 use crate::timefmt::SourceOffset;
 
-/// `signature` is the value of the header `signature_header` (named in errors), if sent.
-pub fn verified_event(
-    body: &[u8],
-    signature_header: &str,
-    signature: Option<&str>,
-    secrets: &TenantSecrets,
-    offset: SourceOffset,
-) -> Result<CrmEvent, ApiError> {
-    let envelope = Envelope::parse(body)?;
-    let mid = tenant_of(&envelope.object)?;
-    let secrets = secrets.for_tenant(&mid).ok_or(AuthError::NoSecret(mid))?;
-    verify::verify(body, signature_header, signature, secrets)?;
-    Ok(CrmEvent::from_envelope(envelope, offset)?)
+/// What verifying and reading a CRM webhook needs. `Debug` shows no secret.
+#[derive(Debug, Clone)]
+pub struct CrmIntake {
+    /// The header that carries the signature (SPEC 2.1: configuration, not code).
+    pub signature_header: String,
+    pub secrets: TenantSecrets,
+    /// The offset of the vendor's zone-less times.
+    pub offset: SourceOffset,
+}
+
+impl CrmIntake {
+    /// `signature` is the value of the header [`Self::signature_header`], if sent.
+    pub fn verified_event(&self, body: &[u8], signature: Option<&str>) -> Result<CrmEvent, ApiError> {
+        let envelope = Envelope::parse(body)?;
+        let mid = tenant_of(&envelope.object)?;
+        let secrets = self.secrets.for_tenant(&mid).ok_or(AuthError::NoSecret(mid))?;
+        verify::verify(body, &self.signature_header, signature, secrets)?;
+        Ok(CrmEvent::from_envelope(envelope, self.offset)?)
+    }
 }

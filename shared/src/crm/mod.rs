@@ -6,5 +6,5 @@ pub mod state;
 pub mod verify;
 
 pub use event::{tenant_of, CrmEvent, CrmEventType};
-pub use intake::verified_event;
+pub use intake::CrmIntake;
 pub use state::CrmState;

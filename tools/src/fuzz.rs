@@ -14,27 +14,30 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use webhook_model::activity::verify as activity_verify;
-use webhook_model::activity::{self, ActivityEvent, ActivityState};
-use webhook_model::clock::FixedClock;
-use webhook_model::crm::{self, CrmEvent, CrmState};
-use webhook_model::dynamo::item_to_sdk;
-use webhook_model::item::{AttrValue, Item};
-use webhook_model::merge::{Delivery, Ledger};
-use webhook_model::secret::{Secret, TenantSecrets};
-use webhook_model::timefmt::SourceOffset;
-use webhook_model::ApiError;
+use shared::activity::verify as activity_verify;
+use shared::activity::{ActivityIntake, ActivityState};
+use shared::clock::FixedClock;
+use shared::crm::{self, CrmIntake, CrmState};
+use shared::dynamo::item_to_sdk;
+use shared::item::{AttrValue, Item};
+use shared::merge::{Delivery, Ledger};
+use shared::secret::{Secret, TenantSecrets};
+use shared::timefmt::SourceOffset;
+use shared::ApiError;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 const CRM_SECRET: &str = "fuzz-crm-secret";
 const ACTIVITY_SECRET: &str = "fuzz-activity-secret";
 const SIGNATURE_HEADER: &str = "X-Signature";
 const WINDOW_SECONDS: u64 = 300;
+/// The tenant the activity inputs are posted for (the handler reads it from the path).
+const ACTIVITY_MID: &str = "124";
 /// Larger inputs are cut: the functions refuse bodies over 256 KiB before parsing anything.
 const MAX_INPUT: usize = 300 * 1024;
 
@@ -66,8 +69,8 @@ pub struct Finding {
 pub struct Fuzzer {
     rng: StdRng,
     corpus: Vec<(Target, Vec<u8>)>,
-    crm_secrets: TenantSecrets,
-    activity_secrets: TenantSecrets,
+    crm: CrmIntake,
+    activity: ActivityIntake,
     pub stats: Stats,
 }
 
@@ -90,10 +93,18 @@ impl Fuzzer {
         Fuzzer {
             rng: StdRng::seed_from_u64(seed),
             corpus,
-            crm_secrets: TenantSecrets::from_vars("CRM_WEBHOOK_SECRET", [("CRM_WEBHOOK_SECRET", CRM_SECRET)]),
-            activity_secrets: TenantSecrets::from_vars(
-                "ACTIVITY_CALLBACK_SECRET",
-                [("ACTIVITY_CALLBACK_SECRET", ACTIVITY_SECRET)],
+            crm: CrmIntake {
+                signature_header: SIGNATURE_HEADER.to_owned(),
+                secrets: TenantSecrets::from_vars("CRM_WEBHOOK_SECRET", [("CRM_WEBHOOK_SECRET", CRM_SECRET)]),
+                offset: SourceOffset::BEIJING,
+            },
+            activity: ActivityIntake::new(
+                TenantSecrets::from_vars(
+                    "ACTIVITY_CALLBACK_SECRET",
+                    [("ACTIVITY_CALLBACK_SECRET", ACTIVITY_SECRET)],
+                ),
+                WINDOW_SECONDS,
+                SourceOffset::BEIJING,
             ),
             stats: Stats::default(),
         }
@@ -134,7 +145,7 @@ impl Fuzzer {
 
     /// The CRM handler's pipeline. `Ok(None)`: refused, as documented.
     fn crm(&mut self, body: &[u8], signature: &str) -> Result<Option<()>, String> {
-        let event = match crm_event(body, signature, &self.crm_secrets) {
+        let event = match self.crm.verified_event(body, Some(signature)) {
             Ok(event) => event,
             Err(error) => return self.refused(&error),
         };
@@ -144,7 +155,10 @@ impl Fuzzer {
                 event.mid, event.entity_id
             ));
         }
-        let again = crm_event(body, signature, &self.crm_secrets).map_err(|e| format!("second parse: {e}"))?;
+        let again = self
+            .crm
+            .verified_event(body, Some(signature))
+            .map_err(|e| format!("second parse: {e}"))?;
         if again.digest != event.digest {
             return Err("the digest of one body changed between two parses".into());
         }
@@ -161,8 +175,9 @@ impl Fuzzer {
 
     /// The activity handler's pipeline, for tenant `124` at time `now`.
     fn activity(&mut self, body: &[u8], now: i64) -> Result<Option<()>, String> {
-        let clock = FixedClock(now);
-        let event = match activity_event(body, &self.activity_secrets, &clock) {
+        // The handler's clock is the machine's; here each input brings its own instant.
+        self.activity.clock = Arc::new(FixedClock(now));
+        let event = match self.activity.verified_event(body, Some(ACTIVITY_MID)) {
             Ok(event) => event,
             Err(error) => return self.refused(&error),
         };
@@ -172,7 +187,10 @@ impl Fuzzer {
         if activity_id.trim().is_empty() {
             return Err("an activity with an empty id".into());
         }
-        let again = activity_event(body, &self.activity_secrets, &clock).map_err(|e| format!("second parse: {e}"))?;
+        let again = self
+            .activity
+            .verified_event(body, Some(ACTIVITY_MID))
+            .map_err(|e| format!("second parse: {e}"))?;
         if again.digest != event.digest {
             return Err("the digest of one body changed between two parses".into());
         }
@@ -220,14 +238,6 @@ impl Fuzzer {
         };
         (input, signature, now)
     }
-}
-
-fn crm_event(body: &[u8], signature: &str, secrets: &TenantSecrets) -> Result<CrmEvent, ApiError> {
-    crm::verified_event(body, SIGNATURE_HEADER, Some(signature), secrets, SourceOffset::BEIJING)
-}
-
-fn activity_event(body: &[u8], secrets: &TenantSecrets, clock: &FixedClock) -> Result<ActivityEvent, ApiError> {
-    activity::verified_event(body, Some("124"), secrets, clock, WINDOW_SECONDS, SourceOffset::BEIJING)
 }
 
 /// The item is keyed by the event's tenant and entity and converts to DynamoDB attributes.

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use ingest_tests::stats::{summarize, Summary};
 use serde_json::Value;
+use tests::stats::{summarize, Summary};
 
 const MB: f64 = 1e6;
 

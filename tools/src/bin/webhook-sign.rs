@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use ingest_tests::events::{activity_event, crm_event};
-use ingest_tests::signing::{fresh_activity_body, sign_crm};
+use tests::events::{activity_event, crm_event};
+use tests::signing::{fresh_activity_body, sign_crm};
 
 #[derive(Parser)]
 #[command(about = "Sign CRM webhook and activity callback bodies")]

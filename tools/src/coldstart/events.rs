@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::environment::Function;
-use crate::http::{DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
-use crate::signing::{fresh_activity_body, sign_crm, unique_nonce};
+use tests::http::{DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::signing::{fresh_activity_body, sign_crm, unique_nonce};
 
 pub struct EventSource {
     function: Function,

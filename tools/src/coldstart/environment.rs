@@ -9,7 +9,7 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
-use crate::http::{DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::http::{DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
 
 /// The functions of this project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

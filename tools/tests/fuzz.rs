@@ -1,9 +1,9 @@
 //! The short fuzzing run of `make test` (the long one is `make fuzz`, 10 million inputs): mutated
 //! webhook bodies of both sources through verification, parsing, normalization, merging and item
 //! building. A new seed each run widens the search; the seed is printed to replay a failure with
-//! `cargo run --release -p ingest-tests --bin fuzz-ingest -- --seed N --execs M`.
+//! `cargo run --release -p tools --bin fuzz-ingest -- --seed N --execs M`.
 
-use ingest_tests::fuzz::Fuzzer;
+use tools::fuzz::Fuzzer;
 
 const EXECS: u64 = 20_000;
 

@@ -1,4 +1,4 @@
-//! Measures a function's release `bootstrap` as Lambda would run it (see `ingest_tests::coldstart`):
+//! Measures a function's release `bootstrap` as Lambda would run it (see `tools::coldstart`):
 //! `--cold-starts` processes, each given `--warm + 1` events, then one process given
 //! `--sequential` events for the peak RSS. Prints a summary and writes every sample as JSON.
 
@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use ingest_tests::coldstart::cleanup::TenantCleaner;
-use ingest_tests::coldstart::environment::{lambda_environment, Function};
-use ingest_tests::coldstart::events::EventSource;
-use ingest_tests::coldstart::process::truncate_log;
-use ingest_tests::coldstart::runtime_api::RuntimeApi;
-use ingest_tests::coldstart::{run_process, Launch};
-use ingest_tests::stack::client_for;
-use ingest_tests::stats::summarize;
 use serde_json::json;
+use tests::stack::client_for;
+use tests::stats::summarize;
+use tools::coldstart::cleanup::TenantCleaner;
+use tools::coldstart::environment::{lambda_environment, Function};
+use tools::coldstart::events::EventSource;
+use tools::coldstart::process::truncate_log;
+use tools::coldstart::runtime_api::RuntimeApi;
+use tools::coldstart::{run_process, Launch};
 
 #[derive(Parser)]
 #[command(about = "Cold start, invocation latency and peak RSS of a function bootstrap")]
