@@ -115,7 +115,7 @@ start_dynamodb() {
 }
 
 # The harness gives the functions the local table names; the tables are created under them.
-unset CRM_TABLE_NAME CRM_DELIVERIES_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
+unset CRM_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
 
 mkdir -p "$STATE_DIR"
 command -v curl >/dev/null || die "curl is required"

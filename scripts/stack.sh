@@ -19,8 +19,8 @@
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
 # the functions, including the per-tenant CRM_WEBHOOK_SECRET_<mid> and
-# ACTIVITY_CALLBACK_SECRET_<mid>. Defaults: the four table names (crm_entities,
-# crm_deliveries, activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
+# ACTIVITY_CALLBACK_SECRET_<mid>. Defaults: the three table names (crm_entities,
+# activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
 # RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
 # fixtures' old timestamps are accepted; the functions' own default is 300).
@@ -233,14 +233,13 @@ start_dynamodb() {
 
 # The environment of the functions (and of the tests, which read the same variables).
 SPEC_VARS=(
-  CRM_TABLE_NAME CRM_DELIVERIES_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
+  CRM_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
   CRM_WEBHOOK_SECRET CRM_SIGNATURE_HEADER ACTIVITY_CALLBACK_SECRET ACTIVITY_DEFAULT_MID
   ACTIVITY_MAX_SKEW_SECONDS SOURCE_UTC_OFFSET RUST_LOG
 )
 
 setup_function_env() {
   export CRM_TABLE_NAME="${CRM_TABLE_NAME:-crm_entities}"
-  export CRM_DELIVERIES_TABLE_NAME="${CRM_DELIVERIES_TABLE_NAME:-crm_deliveries}"
   export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-activities}"
   export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-activity_nonces}"
   export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-dev-crm-secret}"

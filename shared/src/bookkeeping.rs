@@ -6,12 +6,13 @@
 //!
 //! ```text
 //! varint  number of applied events, E
-//! E ×     zigzag varint time, 8 bytes tie-break (big-endian)   -- oldest applied first
+//! E ×     zigzag varint time, 8 bytes tie-break (big-endian)   -- in stamp order
 //! ...     the state's registers, each a varint reference: 0 = absent, i + 1 = applied event i
 //! ```
 //!
-//! Every stamp is stored once; a register costs one or two bytes. The record of applied events is
-//! bounded by [`MAX_APPLIED_EVENTS`]: beyond it, the events applied longest ago that no register
+//! Every stamp is stored once; a register costs one or two bytes. The record is kept in stamp
+//! order, so that the same events give the same bytes whatever the order they arrived in. It is
+//! bounded by [`MAX_APPLIED_EVENTS`]: beyond it, the oldest events (by stamp) that no register
 //! refers to any more are forgotten (a redelivery of one of those is merged again, which changes
 //! nothing but `event_count`).
 
@@ -38,13 +39,13 @@ impl BookError {
     }
 }
 
-/// The events applied to an entity, oldest applied first.
+/// The events applied to an entity, in stamp order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied(Vec<Stamp>);
 
 impl Applied {
     pub fn contains(&self, stamp: &Stamp) -> bool {
-        self.0.iter().rev().any(|held| held == stamp)
+        self.0.binary_search(stamp).is_ok()
     }
 
     pub fn len(&self) -> usize {
@@ -59,10 +60,12 @@ impl Applied {
         &self.0
     }
 
-    /// Records `stamp` as applied, then forgets the oldest applied events no register of the
-    /// state refers to while more than [`MAX_APPLIED_EVENTS`] are held.
+    /// Records `stamp` as applied, then forgets the oldest events no register of the state
+    /// refers to while more than [`MAX_APPLIED_EVENTS`] are held.
     pub fn record<S: Registers>(&mut self, stamp: Stamp, state: &S) {
-        self.0.push(stamp);
+        if let Err(at) = self.0.binary_search(&stamp) {
+            self.0.insert(at, stamp);
+        }
         if self.0.len() <= MAX_APPLIED_EVENTS {
             return;
         }
@@ -127,7 +130,11 @@ pub fn decode<S: Registers>(bytes: &[u8], item: &Item) -> Result<(Applied, S), B
     for _ in 0..count {
         let time = unzigzag(reader.varint()?);
         let tie = u64::from_be_bytes(reader.take(8)?.try_into().expect("8 bytes"));
-        applied.push(Stamp { time, tie });
+        let stamp = Stamp { time, tie };
+        if applied.last().is_some_and(|last| *last >= stamp) {
+            return Err(BookError::new("applied events out of order"));
+        }
+        applied.push(stamp);
     }
     reader.table = applied.clone();
     let state = S::read_registers(item, &mut reader)?;
@@ -342,6 +349,10 @@ mod tests {
         let bytes = encode(&applied, &state).unwrap();
         // count, 2 × (5-byte time + 8-byte tie), two 1-byte references.
         assert_eq!(bytes.len(), 1 + 2 * 13 + 2);
+        let mut reversed = Applied::default();
+        reversed.record(b, &state);
+        reversed.record(a, &state);
+        assert_eq!(encode(&reversed, &state).unwrap(), bytes, "the same events, the same bytes");
         assert_eq!(decode::<Two>(&bytes, &Item::new()), Ok((applied, state)));
     }
 

@@ -58,7 +58,6 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
 #[derive(Debug, Clone)]
 pub struct CrmConfig {
     pub table_name: String,
-    pub deliveries_table_name: String,
     pub intake: CrmIntake,
 }
 
@@ -66,7 +65,6 @@ impl CrmConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: env.required("CRM_TABLE_NAME")?,
-            deliveries_table_name: env.required("CRM_DELIVERIES_TABLE_NAME")?,
             intake: CrmIntake {
                 signature_header: env
                     .get("CRM_SIGNATURE_HEADER")
@@ -121,10 +119,14 @@ mod tests {
 
     #[test]
     fn missing_tables_are_named() {
-        let env: Env = [("CRM_TABLE_NAME", "t")].into_iter().collect();
+        let env: Env = [("ACTIVITY_TABLE_NAME", "t")].into_iter().collect();
         assert_eq!(
             CrmConfig::from_env(&env).unwrap_err(),
-            ConfigError::Missing("CRM_DELIVERIES_TABLE_NAME")
+            ConfigError::Missing("CRM_TABLE_NAME")
+        );
+        assert_eq!(
+            ActivityConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("ACTIVITY_NONCES_TABLE_NAME")
         );
         let error = ActivityConfig::from_env(&Env::default()).unwrap_err();
         assert_eq!(
@@ -137,7 +139,6 @@ mod tests {
     fn defaults_follow_the_spec() {
         let env: Env = [
             ("CRM_TABLE_NAME", "c"),
-            ("CRM_DELIVERIES_TABLE_NAME", "d"),
             ("ACTIVITY_TABLE_NAME", "a"),
             ("ACTIVITY_NONCES_TABLE_NAME", "n"),
         ]
@@ -170,7 +171,6 @@ mod tests {
         ));
         let env: Env = [
             ("CRM_TABLE_NAME", "c"),
-            ("CRM_DELIVERIES_TABLE_NAME", "d"),
             ("SOURCE_UTC_OFFSET", "CST"),
         ]
         .into_iter()

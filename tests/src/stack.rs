@@ -28,10 +28,6 @@ pub fn crm_table() -> String {
     table("CRM_TABLE_NAME", "crm_entities")
 }
 
-pub fn crm_deliveries_table() -> String {
-    table("CRM_DELIVERIES_TABLE_NAME", "crm_deliveries")
-}
-
 pub fn activity_table() -> String {
     table("ACTIVITY_TABLE_NAME", "activities")
 }

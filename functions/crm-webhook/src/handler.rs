@@ -31,7 +31,6 @@ impl App<DynamoCrmStore> {
         let store = DynamoCrmStore::new(
             client_from_env(env),
             config.table_name.clone(),
-            config.deliveries_table_name.clone(),
             Arc::new(SystemClock),
         );
         Ok(Self { config, store })
