@@ -15,11 +15,11 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use aws_sdk_dynamodb::Client;
 
 use super::attr::{self, n, s, EXPIRES_AT};
-use super::entity::{within_deadline, Apply, EntityTable};
+use super::entity::{check_size, within_deadline, Apply, EntityTable};
 use crate::activity::{ActivityAction, ActivityEvent, ActivityState};
 use crate::clock::Clock;
 use crate::error::StoreError;
-use crate::merge::Delivery;
+use crate::merge::{Delivery, Mergeable};
 use crate::store::{ActivityStore, NonceOutcome};
 use crate::timefmt::utc_rfc3339;
 
@@ -92,6 +92,12 @@ impl DynamoActivityStore {
 
     async fn apply_within_deadline(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
         let now = self.clock.now_unix();
+        if event.activity_id().is_some() {
+            // The item this callback alone would make: if DynamoDB cannot store it, refuse the
+            // callback (413) before the nonce record is written, so that nothing is left behind.
+            let alone = ActivityState::merge(None, event);
+            check_size(&attr::item_to_sdk(alone.to_item(&utc_rfc3339(now))))?;
+        }
         let nonce = self.record_nonce(event, now).await?;
         if matches!(nonce, Nonce::OtherBody) {
             return Ok(NonceOutcome::Replayed);

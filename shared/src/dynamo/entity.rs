@@ -151,14 +151,7 @@ where
         item.insert(VERSION.to_owned(), n(next.version));
         item.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
         item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(next.merge.clone())));
-        // DynamoDB would refuse it (ValidationException) on every retry: refuse it for good.
-        let size = attr::item_size(&item);
-        if size > attr::MAX_ITEM_BYTES {
-            return Err(StoreError::ItemTooLarge {
-                size,
-                limit: attr::MAX_ITEM_BYTES,
-            });
-        }
+        check_size(&item)?;
         let put = self
             .client
             .put_item()
@@ -225,6 +218,18 @@ fn merged<S: Registers + Mergeable + Clone>(
         state,
         merge,
     })
+}
+
+/// Refuses an item DynamoDB would refuse (ValidationException) on every retry.
+pub fn check_size(item: &SdkItem) -> Result<(), StoreError> {
+    let size = attr::item_size(item);
+    if size > attr::MAX_ITEM_BYTES {
+        return Err(StoreError::ItemTooLarge {
+            size,
+            limit: attr::MAX_ITEM_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// An entity item as stored (format 2): its version, record of applied events and state.
