@@ -121,7 +121,10 @@ pub fn encode<S: Registers>(applied: &Applied, state: &S) -> Result<Vec<u8>, Boo
 
 /// Decodes bookkeeping written by [`encode`], reading the values from `item`.
 pub fn decode<S: Registers>(bytes: &[u8], item: &Item) -> Result<(Applied, S), BookError> {
-    let mut reader = Reader { bytes, table: Vec::new() };
+    let mut reader = Reader {
+        bytes,
+        table: Vec::new(),
+    };
     let count = reader.varint()?;
     if count > bytes.len() as u64 {
         return Err(BookError::new("event count beyond the data"));
@@ -352,7 +355,11 @@ mod tests {
         let mut reversed = Applied::default();
         reversed.record(b, &state);
         reversed.record(a, &state);
-        assert_eq!(encode(&reversed, &state).unwrap(), bytes, "the same events, the same bytes");
+        assert_eq!(
+            encode(&reversed, &state).unwrap(),
+            bytes,
+            "the same events, the same bytes"
+        );
         assert_eq!(decode::<Two>(&bytes, &Item::new()), Ok((applied, state)));
     }
 
@@ -367,7 +374,10 @@ mod tests {
         }
         assert_eq!(applied.len(), MAX_APPLIED_EVENTS);
         assert!(applied.contains(&pinned), "a register still refers to it");
-        assert!(!applied.contains(&stamp(11, 11)), "the oldest unreferenced are forgotten");
+        assert!(
+            !applied.contains(&stamp(11, 11)),
+            "the oldest unreferenced are forgotten"
+        );
         assert!(applied.contains(&stamp(12, 12)));
         let bytes = encode(&applied, &state).unwrap();
         assert_eq!(decode::<Two>(&bytes, &Item::new()).unwrap().1, state);

@@ -169,12 +169,9 @@ mod tests {
                 ..
             })
         ));
-        let env: Env = [
-            ("CRM_TABLE_NAME", "c"),
-            ("SOURCE_UTC_OFFSET", "CST"),
-        ]
-        .into_iter()
-        .collect();
+        let env: Env = [("CRM_TABLE_NAME", "c"), ("SOURCE_UTC_OFFSET", "CST")]
+            .into_iter()
+            .collect();
         assert!(matches!(
             CrmConfig::from_env(&env),
             Err(ConfigError::Invalid {

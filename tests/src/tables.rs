@@ -23,11 +23,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [
-        Table::CrmEntities,
-        Table::Activities,
-        Table::ActivityNonces,
-    ];
+    pub const ALL: [Table; 3] = [Table::CrmEntities, Table::Activities, Table::ActivityNonces];
 
     pub fn name(self) -> String {
         match self {

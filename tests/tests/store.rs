@@ -151,7 +151,10 @@ async fn the_seed_item_is_compact_and_carries_its_format() {
     let merge = item[MERGE].as_b().unwrap().as_ref().len();
     assert!(merge <= 64, "one event and its registers: {merge} bytes of bookkeeping");
     // DynamoDB's size rules: attribute names plus values (README/docs/items.md).
-    let size: usize = item.iter().map(|(name, value)| name.len() + attribute_size(value)).sum();
+    let size: usize = item
+        .iter()
+        .map(|(name, value)| name.len() + attribute_size(value))
+        .sum();
     assert!(size <= 3_000, "the seed item is {size} bytes");
 }
 
@@ -193,7 +196,11 @@ async fn a_stale_cache_never_loses_another_writers_update() {
     stack::dynamodb_client()
         .delete_item()
         .table_name(stack::crm_table())
-        .set_key(Some(key.iter().map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string()))).collect()))
+        .set_key(Some(
+            key.iter()
+                .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+                .collect(),
+        ))
         .send()
         .await
         .unwrap();
@@ -294,9 +301,12 @@ async fn activity_nonces_distinguish_duplicates_from_replays() {
         store.apply(&parse_activity(&elsewhere, &mid)).await,
         Ok(NonceOutcome::Replayed)
     );
-    assert!(get(&stack::activity_table(), &[("mid", mid.as_str()), ("entity_id", "another-activity")])
-        .await
-        .is_none());
+    assert!(get(
+        &stack::activity_table(),
+        &[("mid", mid.as_str()), ("entity_id", "another-activity")]
+    )
+    .await
+    .is_none());
     let other_tenant = unique_mid("nonce-other");
     assert_eq!(
         store.apply(&activity_event("event_add.json", &other_tenant)).await,

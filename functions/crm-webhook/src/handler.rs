@@ -28,11 +28,7 @@ impl App<DynamoCrmStore> {
         if config.intake.secrets.is_empty() {
             tracing::warn!("no CRM_WEBHOOK_SECRET configured: every request will be refused (401 no_secret)");
         }
-        let store = DynamoCrmStore::new(
-            client_from_env(env),
-            config.table_name.clone(),
-            Arc::new(SystemClock),
-        );
+        let store = DynamoCrmStore::new(client_from_env(env), config.table_name.clone(), Arc::new(SystemClock));
         Ok(Self { config, store })
     }
 }

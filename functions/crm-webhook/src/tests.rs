@@ -18,9 +18,7 @@ fn events_dir() -> PathBuf {
 }
 
 fn app(secrets: &[(&str, &str)]) -> App<MemoryStore> {
-    let mut vars = vec![
-        ("CRM_TABLE_NAME", "crm_entities"),
-    ];
+    let mut vars = vec![("CRM_TABLE_NAME", "crm_entities")];
     vars.extend_from_slice(secrets);
     let config = CrmConfig::from_env(&vars.into_iter().collect::<Env>()).unwrap();
     App {

@@ -136,7 +136,9 @@ fn content_from_item(item: &Item) -> Option<ActivityContent> {
         .map(|(kind, ids)| match ids {
             AttrValue::L(ids) => Some((
                 kind.clone(),
-                ids.iter().map(|id| id.as_s().map(str::to_owned)).collect::<Option<_>>()?,
+                ids.iter()
+                    .map(|id| id.as_s().map(str::to_owned))
+                    .collect::<Option<_>>()?,
             )),
             _ => None,
         })
@@ -144,9 +146,13 @@ fn content_from_item(item: &Item) -> Option<ActivityContent> {
     let privilege_type = match item.s("privilege_type") {
         None => None,
         Some(kind) => Some(
-            [PrivilegeType::Public, PrivilegeType::Private, PrivilegeType::CreatorOnly]
-                .into_iter()
-                .find(|known| known.as_str() == kind)?,
+            [
+                PrivilegeType::Public,
+                PrivilegeType::Private,
+                PrivilegeType::CreatorOnly,
+            ]
+            .into_iter()
+            .find(|known| known.as_str() == kind)?,
         ),
     };
     Some(ActivityContent {

@@ -195,7 +195,10 @@ impl Registers for CrmState {
         let mut strings: [Option<Lww<String>>; 10] = Default::default();
         for (slot, name) in strings.iter_mut().zip(STRING_REGISTERS) {
             if let Some(stamp) = reader.stamp()? {
-                *slot = Some(Lww { value: text(name)?, stamp });
+                *slot = Some(Lww {
+                    value: text(name)?,
+                    stamp,
+                });
             }
         }
         let voided = match reader.stamp()? {
@@ -224,13 +227,22 @@ impl Registers for CrmState {
             .map(|(name, value)| {
                 let value = value.to_json().ok_or_else(|| missing("fields"))?;
                 let label = labels.get(name).and_then(AttrValue::as_s).map(str::to_owned);
-                Ok((name, FieldValue { value: Some(value), label }))
+                Ok((
+                    name,
+                    FieldValue {
+                        value: Some(value),
+                        label,
+                    },
+                ))
             })
             .collect::<Result<Vec<_>, BookError>>()?;
         let fields = read_map(
             reader,
             visible_fields.into_iter(),
-            || FieldValue { value: None, label: None },
+            || FieldValue {
+                value: None,
+                label: None,
+            },
             "fields",
         )?;
         let members: Vec<&String> = match item.get("team_members") {

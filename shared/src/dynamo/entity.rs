@@ -29,7 +29,7 @@ use crate::merge::{Delivery, Mergeable, Stamp};
 
 /// How many times a write that lost a race against another writer is retried before giving up
 /// with 503 (a stale cache entry or a wrong guess that the entity is new is not a race).
-pub const MAX_CONFLICT_RETRIES: u32 = 16;
+pub const MAX_CONFLICT_RETRIES: u32 = 32;
 
 /// Entities whose last written item an instance remembers.
 pub const CACHE_ENTRIES: usize = 256;
@@ -86,7 +86,11 @@ where
 
     /// Merges the event into its entity once: `Duplicate` when the entity's record of applied
     /// events holds it already.
-    pub async fn apply(&self, apply: &Apply<'_, S::Event>, to_item: impl Fn(&S, &str) -> Item) -> Result<Delivery, StoreError> {
+    pub async fn apply(
+        &self,
+        apply: &Apply<'_, S::Event>,
+        to_item: impl Fn(&S, &str) -> Item,
+    ) -> Result<Delivery, StoreError> {
         let cache_key = (apply.mid.to_owned(), apply.entity_id.to_owned());
         // `fresh`: `current` was just read from the table (not remembered or guessed).
         let (mut current, mut fresh) = match self.cached(&cache_key) {
@@ -106,13 +110,24 @@ where
                 continue;
             }
             let next = merged(current.as_ref(), apply)?;
-            match self.put(&next, current.as_ref(), to_item(&next.state, apply.updated_at)).await? {
+            match self
+                .put(&next, current.as_ref(), to_item(&next.state, apply.updated_at))
+                .await?
+            {
                 Written::Yes => {
                     self.remember(cache_key, next);
                     return Ok(Delivery::Accepted);
                 }
                 Written::Conflict(now) => {
                     metrics::counter!("store_conflicts", "source" => self.source).increment(1);
+                    if now.as_ref().is_some_and(|now| now.merge == next.merge) {
+                        // The item is exactly what this write made: an earlier attempt of the
+                        // same PutItem committed (its answer was lost and the SDK retried), or
+                        // a concurrent delivery of this very event wrote the same item. Either
+                        // way the event is applied once, by a write for this delivery.
+                        self.remember(cache_key, next);
+                        return Ok(Delivery::Accepted);
+                    }
                     if fresh {
                         races += 1;
                         if races > MAX_CONFLICT_RETRIES {
@@ -265,12 +280,27 @@ fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     })
 }
 
-/// A short, jittered pause before retrying a lost race, so that racing writers spread out.
+/// A pause before retrying a lost race: exponential, capped, with full jitter, so that many
+/// writers racing for one hot entity spread out instead of colliding again in lockstep.
 async fn conflict_backoff(attempt: u32) {
-    let jitter = std::time::SystemTime::now()
+    let ceiling_ms = (10u64 << attempt.min(7)).min(1_000);
+    let pause = Duration::from_micros(jitter() % (ceiling_ms * 1000));
+    tokio::time::sleep(pause).await;
+}
+
+/// A cheap pseudo-random number (no cryptographic use): the clock's nanoseconds mixed with a
+/// per-process counter through splitmix64.
+fn jitter() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()) % 10);
-    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) * 5 + jitter)).await;
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos
+        .wrapping_add(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Bounds a whole store operation by [`super::DEADLINE`].
