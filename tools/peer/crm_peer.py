@@ -10,7 +10,8 @@ design to copy.
 Run as a Lambda process (`python3 crm_peer.py`): it speaks the Lambda Runtime API at
 AWS_LAMBDA_RUNTIME_API, like the `bootstrap` of the Rust functions, so the cold-start harness
 runs both alike. `python3 crm_peer.py --pure BODY_FILE` times the pure path instead
-(verify + parse + normalize + item) and prints the median in microseconds as JSON.
+(verify + parse + normalize + item) and prints the median in microseconds as JSON;
+`--storage ENDPOINT FIXTURE OUTPUT` measures the hot-key and growth cases.
 """
 
 import base64
@@ -154,8 +155,91 @@ def pure(body_file, seconds=3.0):
     print(json.dumps({"median_us": samples[len(samples) // 2], "samples": len(samples), "batch": batch}))
 
 
+def storage(endpoint, fixture, output, events=300, senders=32, fields=40):
+    """The peer's hot-key and growth figures, as tools' storage-bench measures this project:
+    `events` distinct updates of one lead from `senders` threads (one PutItem each), then one
+    lead growing to 1,000 events. Calls and units come from the local DynamoDB's accounting."""
+    import threading
+    import urllib.request
+
+    import boto3
+
+    def wrapper(path, method="GET"):
+        request = urllib.request.Request(endpoint + path, method=method, data=b"" if method == "POST" else None)
+        return json.loads(urllib.request.urlopen(request).read())
+
+    def total(report, key):
+        return sum(report[key].values())
+
+    base = json.load(open(fixture))
+
+    def body(mid, i):
+        event = json.loads(json.dumps(base))
+        event["mid"], event["create_time"] = mid, 1_677_500_000 + i
+        event["extra_data"]["entity_id"] = "hot-lead"
+        field = f"field_{i % fields}"
+        event["extra_data"]["mapping_data"] = {field: [None, f"value {i}"]}
+        event["extra_data"]["mapping_data_text"] = {field: [None, f"label {i}"]}
+        return json.dumps(event).encode()
+
+    def client():
+        return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id="x", aws_secret_access_key="x")
+
+    mid = f"peer-hotkey-{time.time_ns()}"
+    queue = list(range(events))
+    lock = threading.Lock()
+
+    def sender():
+        db = client()
+        while True:
+            with lock:
+                if not queue:
+                    return
+                i = queue.pop(0)
+            db.put_item(TableName=TABLE, Item=item_of(body(mid, i)))
+
+    wrapper("/_bench/reset", "POST")
+    started = time.perf_counter()
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    counted = wrapper("/_bench/calls")
+    stored = client().get_item(TableName=TABLE, ConsistentRead=True,
+                               Key={"mid": {"S": mid}, "entity_id": {"S": "hot-lead"}})["Item"]
+    held = stored["fields"]["M"]
+    lost = sum(1 for k in range(fields)
+               if held.get(f"field_{k}", {}).get("S") != f"value {max(i for i in range(events) if i % fields == k)}")
+    hot_key = {
+        "events": events, "senders": senders, "deliveries": events, "answered_503": 0, "share_503": 0.0,
+        "calls_per_event": total(counted, "calls") / events,
+        "conflicts_per_event": counted["condition_failures"] / events,
+        "write_units_per_event": total(counted, "write_units") / events,
+        "read_units_per_event": total(counted, "read_units") / events,
+        "fields_not_newest": lost, "seconds": seconds, "counted": counted,
+    }
+    mid, db, growth = f"peer-growth-{time.time_ns()}", client(), []
+    for i in range(1000):
+        last = i + 1 in (1, 10, 100, 1000)
+        if last:
+            wrapper("/_bench/reset", "POST")
+        db.put_item(TableName=TABLE, Item=item_of(body(mid, i)))
+        if last:
+            counted = wrapper("/_bench/calls")
+            growth.append({"events": i + 1, "item_bytes": counted["last_put_bytes"].get(TABLE, 0),
+                           "calls": total(counted, "calls"), "write_units": total(counted, "write_units"),
+                           "read_units": total(counted, "read_units")})
+    json.dump({"hot_key": hot_key, "growth": growth}, open(output, "w"), indent=2)
+    print(json.dumps({"hot_key": {k: v for k, v in hot_key.items() if k != "counted"}, "growth": growth}))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--pure":
         pure(sys.argv[2])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--storage":
+        storage(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         serve()

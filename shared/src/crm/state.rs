@@ -165,10 +165,8 @@ impl CrmState {
 
 impl Registers for CrmState {
     fn visit_stamps(&self, visit: &mut dyn FnMut(&Stamp)) {
-        for slot in self.string_registers() {
-            if let Some(held) = slot {
-                visit(&held.stamp);
-            }
+        for held in self.string_registers().into_iter().flatten() {
+            visit(&held.stamp);
         }
         if let Some(held) = &self.voided {
             visit(&held.stamp);
