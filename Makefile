@@ -1,10 +1,15 @@
 # Webhook ingestion service: build, test, run locally, deploy.
 #
 #   make test      format check, clippy, every cargo test against a local stack
-#                  (moto + cargo lambda watch on ports 18000/19000), template validation
+#                  (moto + cargo lambda watch on ports 18000/19000), every answer checked
+#                  against docs/openapi.yaml, template validation
 #   make run       local stack on 127.0.0.1 (DynamoDB 8000, functions 9000) until Ctrl-C
 #   make validate  sam validate (+ --lint), cfn-lint, template/table schema check
 #   make build     sam build (arm64, provided.al2023)
+#   make invoke FN=crm-webhook EVENT=fixtures/events/crm_seed_124_object_create.json
+#                  sam local invoke (Docker) against make run's local DynamoDB
+#   make invoke-check  every fixtures/events/ event through sam local invoke, answers and
+#                  items checked (own DynamoDB on 17000; installs/starts Docker as root if needed)
 #   make venv      the Python tools in .venv (moto, cargo-lambda, SAM CLI, cfn-lint)
 #   make bench     every performance figure in one table (criterion, arm64 bootstrap sizes,
 #                  cold start, invocation latency, peak RSS; moto on 28000, Runtime API on 29001)
@@ -27,10 +32,10 @@ LAMBDA_TARGET := aarch64-unknown-linux-gnu
 export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test validate run build targets bench soak fuzz clean
+.PHONY: help venv test validate run build targets invoke invoke-check bench soak fuzz clean
 
 help:
-	@sed -n '2,14p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+	@sed -n '2,19p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
 
 venv: $(VENV_STAMP)
 
@@ -47,6 +52,7 @@ test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/stack.sh test
+	python scripts/check_answers.py --ledger .local/test/answers
 	@$(MAKE) --no-print-directory validate
 
 validate: venv
@@ -63,6 +69,15 @@ targets:
 
 build: venv targets
 	sam build
+
+FN ?= crm-webhook
+EVENT ?= fixtures/events/crm_seed_124_object_create.json
+invoke: venv targets
+	bash scripts/invoke.sh "$(FN)" "$(EVENT)"
+
+# Not part of `make test`: it needs Docker and a release arm64 build (docs/testing.md).
+invoke-check: venv targets
+	bash scripts/local_invoke_check.sh
 
 # Not part of `make test`: timings are measured here, never asserted in tests.
 bench: venv targets

@@ -115,6 +115,21 @@ start_dynamodb() {
   done
   log "moto answers on $DYNAMODB_ENDPOINT (pid $pid)"
   "$PYTHON" "$ROOT/scripts/bench_tables.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
+  # The tenant secrets in moto's Secrets Manager, read as deployed (template.yaml): the first
+  # invocation carries the GetSecretValue round trip.
+  CRM_WEBHOOK_SECRET=dev-crm-secret ACTIVITY_CALLBACK_SECRET=dev-activity-secret \
+    "$PYTHON" "$ROOT/scripts/create_secrets.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
+}
+
+# secrets_args FUNCTION: the harness's extra variables that point FUNCTION at its secret
+# (BENCH_SECRETS=env keeps the development secrets in the environment instead).
+secrets_args() {
+  [ "${BENCH_SECRETS:-secretsmanager}" = env ] && return 0
+  local variable=CRM_SECRETS_MANAGER_ID id=webhook-ingest/crm-secrets
+  if [ "$1" = activity-callback ]; then
+    variable=ACTIVITY_SECRETS_MANAGER_ID id=webhook-ingest/activity-secrets
+  fi
+  echo --env "$variable=$id" --env "AWS_ENDPOINT_URL_SECRETS_MANAGER=$DYNAMODB_ENDPOINT"
 }
 
 # The harness gives the functions the local table names; the tables are created under them.
@@ -162,7 +177,8 @@ for run in "${runs[@]}"; do
     --runtime-api "127.0.0.1:$RUNTIME_API_PORT" \
     --cold-starts "$COLD_STARTS" --warm "$WARM" --sequential "$SEQUENTIAL" \
     --log "$STATE_DIR/$name.log" \
-    --output "$STATE_DIR/coldstart-$name.json"
+    --output "$STATE_DIR/coldstart-$name.json" \
+    $(secrets_args "$function")
   curl -s "$DYNAMODB_ENDPOINT/_bench/calls" >"$STATE_DIR/calls-$name.json"
   [ "$name" = peer ] || reports+=(--coldstart "$STATE_DIR/coldstart-$name.json")
 done

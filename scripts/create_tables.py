@@ -2,12 +2,12 @@
 """Create the service's DynamoDB tables on a local endpoint, or check template.yaml.
 
     create_tables.py [--endpoint URL] [--region R] [--timeout S]
-        Creates the three tables (see TABLES) on a DynamoDB-compatible endpoint
+        Creates the four tables (see TABLES) on a DynamoDB-compatible endpoint
         (moto, DynamoDB Local). Idempotent: an existing table is left as it is,
         but its key schema and TTL are verified. Enables TTL where the design has
         one and waits until every table is ACTIVE. Table names come from the same
         environment variables the functions read (defaults: crm_entities,
-        activities, activity_nonces).
+        activities, activity_nonces, refused_deliveries).
 
     create_tables.py --check-template template.yaml
         Parses the SAM template (a YAML loader that tolerates !Ref, !Sub, !GetAtt)
@@ -27,6 +27,12 @@ import argparse
 import os
 import sys
 import time
+
+# function → (variable naming its secret, logical id of its AWS::SecretsManager::Secret).
+FUNCTION_SECRETS = {
+    "CrmWebhookFunction": ("CRM_SECRETS_MANAGER_ID", "CrmWebhookSecrets"),
+    "ActivityCallbackFunction": ("ACTIVITY_SECRETS_MANAGER_ID", "ActivityCallbackSecrets"),
+}
 
 # logical id in template.yaml, env var, local default name, hash key, range key,
 # TTL attribute (or None), stream (or None), function that owns the table.
@@ -61,6 +67,17 @@ TABLES = [
         "stream": None,
         "function": "ActivityCallbackFunction",
     },
+    {
+        # SPEC 2.4: refused deliveries, put by both functions, read by webhookctl.
+        "logical_id": "RefusedDeliveriesTable",
+        "env": "REFUSED_DELIVERIES_TABLE_NAME",
+        "default": "refused_deliveries",
+        "hash": "source",
+        "range": "delivery_id",
+        "ttl": "expires_at",
+        "stream": None,
+        "function": ["CrmWebhookFunction", "ActivityCallbackFunction"],
+    },
 ]
 
 # The only DynamoDB actions the functions need (TransactWriteItems is authorized
@@ -68,6 +85,12 @@ TABLES = [
 ALLOWED_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"}
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
+
+
+def owners(spec: dict) -> list[str]:
+    """The functions that use a table (one name, or a list for a shared table)."""
+    function = spec["function"]
+    return [function] if isinstance(function, str) else list(function)
 
 
 def table_name(spec: dict) -> str:
@@ -238,19 +261,28 @@ def check_template(path: str) -> None:
             if resource.get(policy) != "Retain":
                 problems.append(f"{where}: {policy} {resource.get(policy)}, expected Retain")
 
-        # The owning function gets the table's name in the right variable ...
-        function = resources.get(spec["function"], {})
-        variables = (
-            function.get("Properties", {}).get("Environment", {}).get("Variables", {})
-        )
-        if variables.get(spec["env"]) != {"Ref": lid}:
-            problems.append(
-                f"{path}: {spec['function']} {spec['env']} is {variables.get(spec['env'])}, expected !Ref {lid}"
+        # Each owning function gets the table's name in the right variable ...
+        for owner in owners(spec):
+            function = resources.get(owner, {})
+            variables = (
+                function.get("Properties", {}).get("Environment", {}).get("Variables", {})
             )
+            if variables.get(spec["env"]) != {"Ref": lid}:
+                problems.append(
+                    f"{path}: {owner} {spec['env']} is {variables.get(spec['env'])}, expected !Ref {lid}"
+                )
 
-    # ... and its policy grants only the allowed actions on only its own tables.
-    for fn in sorted({spec["function"] for spec in TABLES}):
-        own = {spec["logical_id"] for spec in TABLES if spec["function"] == fn}
+    # Each function reads its own tenant-secret document, named in its variable, and no other.
+    for fn, (variable, secret) in FUNCTION_SECRETS.items():
+        variables = resources.get(fn, {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        if variables.get(variable) != {"Ref": secret}:
+            problems.append(f"{path}: {fn} {variable} is {variables.get(variable)}, expected !Ref {secret}")
+        if resources.get(secret, {}).get("Type") != "AWS::SecretsManager::Secret":
+            problems.append(f"{path}: {secret} is not an AWS::SecretsManager::Secret")
+
+    # ... and its policy grants only the allowed actions on only its own tables (and secret).
+    for fn in sorted({owner for spec in TABLES for owner in owners(spec)}):
+        own = {spec["logical_id"] for spec in TABLES if fn in owners(spec)}
         granted: set[str] = set()
         for policy in resources.get(fn, {}).get("Properties", {}).get("Policies", []):
             if not isinstance(policy, dict) or "Statement" not in policy:
@@ -259,6 +291,11 @@ def check_template(path: str) -> None:
             for stmt in policy["Statement"]:
                 actions = stmt.get("Action", [])
                 actions = [actions] if isinstance(actions, str) else actions
+                if actions == ["secretsmanager:GetSecretValue"] and fn in FUNCTION_SECRETS:
+                    own_secret = {"Ref": FUNCTION_SECRETS[fn][1]}
+                    if stmt.get("Resource") not in (own_secret, [own_secret]):
+                        problems.append(f"{path}: {fn}: GetSecretValue on {stmt.get('Resource')}, expected only {own_secret}")
+                    continue
                 extra = set(actions) - ALLOWED_ACTIONS
                 if extra:
                     problems.append(f"{path}: {fn}: unexpected actions {sorted(extra)}")

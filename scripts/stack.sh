@@ -6,7 +6,9 @@
 #                               a signed curl for each, follow the function logs, stop
 #                               everything on Ctrl-C.
 #   scripts/stack.sh test [ARGS]  `make test`: start everything on other ports, run
-#                               `cargo test --workspace [ARGS]` against it, stop
+#                               `cargo test --workspace [ARGS] -- --include-ignored`
+#                               against it (the suites needing the stack are #[ignore]d),
+#                               every answer recorded in .local/test/answers/, stop
 #                               everything; exits with cargo test's exit code.
 #   scripts/stack.sh soak [ARGS]  `make soak`: as test, with SOAK=1 (full-size suites)
 #                               and a one-hour activity freshness window.
@@ -14,20 +16,34 @@
 #                               integration tests from an IDE).
 #
 # Ports: DYNAMODB_PORT / FUNCTIONS_PORT, default 8000/9000 (run, dynamodb), 18000/19000
-# (test) and 38000/39000 (soak), so that no two modes clash.
+# (test) and 38000/39000 (soak), so that no two modes clash. These defaults, the development
+# secrets and the table names are in scripts/local.env (also read by the tests).
 # FUNCTION_CONCURRENCY (default 16): instances per function, as Lambda scales out.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
-# the functions, including the per-tenant CRM_WEBHOOK_SECRET_<mid> and
-# ACTIVITY_CALLBACK_SECRET_<mid>. Defaults: the three table names (crm_entities,
+# the functions, except the secrets. Defaults: the table names (crm_entities,
 # activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
+# REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test mode: QUARANTINE_MAX_PER_MINUTE=10),
 # RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
 # fixtures' old timestamps are accepted; the functions' own default is 300).
 #
-# `cargo lambda watch --env-var` splits its value on commas, and the secrets are
-# comma-separated lists, so the variables go through `--env-file` (a file under
-# .local/<mode>/, mode 600) and are also exported to the watch process.
+# Secrets: CRM_WEBHOOK_SECRET[_<mid>] and ACTIVITY_CALLBACK_SECRET[_<mid>] are written by
+# scripts/create_secrets.py into moto's Secrets Manager (same server as DynamoDB, secrets
+# webhook-ingest/crm-secrets and webhook-ingest/activity-secrets), and the functions read
+# them from there (CRM_SECRETS_MANAGER_ID, ACTIVITY_SECRETS_MANAGER_ID), re-reading every
+# SECRETS_REFRESH_SECONDS (default 10 in run mode, 2 in test and soak). The secret
+# variables never reach the functions' environment, so nothing (cargo lambda's own
+# start-up lines included) can print them. Change a tenant's secret while the stack runs:
+#   .venv/bin/python scripts/create_secrets.py --endpoint http://127.0.0.1:8000 \
+#       set-tenant crm 124 'new-secret,old-secret'
+#
+# The other variables go through `--env-file` (a file under .local/<mode>/, mode 600) and
+# are also exported to the watch process.
+#
+# After `cargo test`, test mode compares the answer ledger (.local/test/answers/) with the
+# EMF metrics in functions.log (tools' check-metrics): every request must show up with its
+# outcome.
 #
 # The script stops exactly the processes it started (by recorded PID and their own
 # process groups and descendants), on exit, Ctrl-C or TERM. State and logs:
@@ -37,6 +53,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/local.env
+source "$ROOT/scripts/local.env"
 
 VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
 export PATH="$VENV_BIN:$PATH"
@@ -46,16 +64,16 @@ MODE="${1:-}"
 [ $# -gt 0 ] && shift
 case "$MODE" in
   run | dynamodb)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-9000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_RUN_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_RUN_FUNCTIONS_PORT}"
     ;;
   test)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-18000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-19000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_TEST_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_TEST_FUNCTIONS_PORT}"
     ;;
   soak)
-    DYNAMODB_PORT="${DYNAMODB_PORT:-38000}"
-    FUNCTIONS_PORT="${FUNCTIONS_PORT:-39000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_SOAK_DYNAMODB_PORT}"
+    FUNCTIONS_PORT="${FUNCTIONS_PORT:-$LOCAL_SOAK_FUNCTIONS_PORT}"
     ;;
   *)
     sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -234,17 +252,21 @@ start_dynamodb() {
 # The environment of the functions (and of the tests, which read the same variables).
 SPEC_VARS=(
   CRM_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
-  CRM_WEBHOOK_SECRET CRM_SIGNATURE_HEADER ACTIVITY_CALLBACK_SECRET ACTIVITY_DEFAULT_MID
+  CRM_SIGNATURE_HEADER ACTIVITY_DEFAULT_MID
   ACTIVITY_MAX_SKEW_SECONDS SOURCE_UTC_OFFSET RUST_LOG
+  CRM_SECRETS_MANAGER_ID ACTIVITY_SECRETS_MANAGER_ID SECRETS_REFRESH_SECONDS METRICS_NAMESPACE
+  CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING REFUSED_DELIVERIES_TABLE_NAME
+  QUARANTINE_MAX_PER_MINUTE QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
 )
 
 setup_function_env() {
-  export CRM_TABLE_NAME="${CRM_TABLE_NAME:-crm_entities}"
-  export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-activities}"
-  export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-activity_nonces}"
-  export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-dev-crm-secret}"
-  export ACTIVITY_CALLBACK_SECRET="${ACTIVITY_CALLBACK_SECRET:-dev-activity-secret}"
-  export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-X-Signature}"
+  export CRM_TABLE_NAME="${CRM_TABLE_NAME:-$LOCAL_CRM_TABLE_NAME}"
+  export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-$LOCAL_ACTIVITY_TABLE_NAME}"
+  export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-$LOCAL_ACTIVITY_NONCES_TABLE_NAME}"
+  export REFUSED_DELIVERIES_TABLE_NAME="${REFUSED_DELIVERIES_TABLE_NAME:-$LOCAL_REFUSED_DELIVERIES_TABLE_NAME}"
+  export CRM_WEBHOOK_SECRET="${CRM_WEBHOOK_SECRET:-$LOCAL_CRM_WEBHOOK_SECRET}"
+  export ACTIVITY_CALLBACK_SECRET="${ACTIVITY_CALLBACK_SECRET:-$LOCAL_ACTIVITY_CALLBACK_SECRET}"
+  export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-$LOCAL_CRM_SIGNATURE_HEADER}"
   export RUST_LOG="${RUST_LOG:-info}"
   if [ "$MODE" = run ]; then
     export ACTIVITY_MAX_SKEW_SECONDS="${ACTIVITY_MAX_SKEW_SECONDS:-0}"
@@ -252,9 +274,12 @@ setup_function_env() {
   if [ "$MODE" = test ] || [ "$MODE" = soak ]; then
     # The tests sign with exactly these, whatever the caller's environment says. Tenant 900 has
     # its own secret (override of the default); tenant 901 is in the middle of a rotation.
-    export CRM_WEBHOOK_SECRET=dev-crm-secret ACTIVITY_CALLBACK_SECRET=dev-activity-secret
-    export CRM_SIGNATURE_HEADER=X-Signature
-    export CRM_WEBHOOK_SECRET_900=tenant-900-secret CRM_WEBHOOK_SECRET_901="new-901,old-901"
+    export CRM_WEBHOOK_SECRET="$LOCAL_CRM_WEBHOOK_SECRET" ACTIVITY_CALLBACK_SECRET="$LOCAL_ACTIVITY_CALLBACK_SECRET"
+    export CRM_SIGNATURE_HEADER="$LOCAL_CRM_SIGNATURE_HEADER"
+    unset CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
+    # A small quarantine budget, so that the flood test shows the cap (tests/tests/quarantine.rs).
+    export QUARANTINE_MAX_PER_MINUTE=10
+    export CRM_WEBHOOK_SECRET_900="$LOCAL_CRM_WEBHOOK_SECRET_900" CRM_WEBHOOK_SECRET_901="$LOCAL_CRM_WEBHOOK_SECRET_901"
     unset ACTIVITY_MAX_SKEW_SECONDS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
   fi
   if [ "$MODE" = soak ]; then
@@ -263,8 +288,27 @@ setup_function_env() {
     export ACTIVITY_MAX_SKEW_SECONDS=3600 SOAK=1
   fi
   export AWS_ENDPOINT_URL_DYNAMODB="$DYNAMODB_ENDPOINT"
-  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-  export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  export AWS_ENDPOINT_URL_SECRETS_MANAGER="$DYNAMODB_ENDPOINT"
+  export AWS_ACCESS_KEY_ID="$LOCAL_AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$LOCAL_AWS_SECRET_ACCESS_KEY"
+  export AWS_DEFAULT_REGION="$LOCAL_AWS_REGION" AWS_REGION="$LOCAL_AWS_REGION"
+  export CRM_SECRETS_MANAGER_ID="${CRM_SECRETS_MANAGER_ID:-webhook-ingest/crm-secrets}"
+  export ACTIVITY_SECRETS_MANAGER_ID="${ACTIVITY_SECRETS_MANAGER_ID:-webhook-ingest/activity-secrets}"
+  if [ "$MODE" = run ]; then
+    export SECRETS_REFRESH_SECONDS="${SECRETS_REFRESH_SECONDS:-10}"
+  else
+    # Short, so that the rotation test sees a change within seconds.
+    export SECRETS_REFRESH_SECONDS=2
+  fi
+}
+
+# secret_vars: the names of the secret variables set in this environment.
+secret_vars() {
+  compgen -e | grep -E '^(CRM_WEBHOOK_SECRET|ACTIVITY_CALLBACK_SECRET)(_.+)?$' || true
+}
+
+# create_secrets: the secret variables into the local Secrets Manager (moto).
+create_secrets() {
+  "$PYTHON" "$ROOT/scripts/create_secrets.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
 }
 
 # env_line NAME: NAME='value' as cargo lambda's --env-file reads it. Its reader has no
@@ -282,10 +326,7 @@ env_line() {
 # write_env_file FILE
 write_env_file() {
   local file="$1" name
-  local names=(AWS_ENDPOINT_URL_DYNAMODB AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION AWS_REGION "${SPEC_VARS[@]}")
-  while IFS= read -r name; do
-    case "$name" in CRM_WEBHOOK_SECRET_?* | ACTIVITY_CALLBACK_SECRET_?*) names+=("$name") ;; esac
-  done < <(compgen -e)
+  local names=(AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION AWS_REGION "${SPEC_VARS[@]}")
   (
     umask 077
     : >"$file"
@@ -336,9 +377,18 @@ start_functions() {
   watch_args=(-A 127.0.0.1 -P "$FUNCTIONS_PORT" --env-file "$env_file" --concurrency "$FUNCTION_CONCURRENCY")
   # Tests run against exactly the code that was there when they started.
   [ "$MODE" != run ] && watch_args+=(--ignore-changes)
-  # RUST_LOG reaches the functions through the env file only: cargo lambda reads it
-  # too, and at info level it logs each function's whole environment (the secrets).
-  start_bg functions env -u RUST_LOG cargo lambda watch "${watch_args[@]}"
+  # The secrets live in the local Secrets Manager only: their variables are removed from the
+  # watch process's environment, so that neither the functions nor cargo lambda (which at
+  # info level logs each function's whole environment) ever hold them. In test mode cargo
+  # lambda runs at info level on purpose: the leak test then proves that its lines carry no
+  # secret. Elsewhere RUST_LOG reaches the functions through the env file only.
+  local unset_args=() name
+  for name in $(secret_vars); do unset_args+=(-u "$name"); done
+  if [ "$MODE" = test ]; then
+    start_bg functions env "${unset_args[@]}" RUST_LOG=info cargo lambda watch "${watch_args[@]}"
+  else
+    start_bg functions env -u RUST_LOG "${unset_args[@]}" cargo lambda watch "${watch_args[@]}"
+  fi
   FUNCTIONS_PID="$LAST_PID"
   log "compiling and starting the functions (the first start can take several minutes)"
   wait_function crm-webhook "$CRM_LOCAL_URL"
@@ -347,15 +397,34 @@ start_functions() {
 
 # ------------------------------------------------------------------ modes
 
-# signed_curl KIND URL SECRET BODY_FILE [extra args]: a ready-to-paste curl, from the
-# tools' signing tool.
+# signed_curl SOURCE URL BODY_FILE [extra args]: a ready-to-paste curl, signed with the
+# functions' current secret (scripts/sign_curl.py: Python's standard library, nothing to compile).
 signed_curl() {
-  local kind="$1" url="$2" secret="$3" body="$4"
-  shift 4
-  if ! cargo run -q -p tools --bin webhook-sign -- "$kind" --url "$url" \
-    --secret "$secret" "$@" --body-file "$body" 2>"$STATE_DIR/webhook-sign.err"; then
-    echo "  (could not build the signed curl: see ${STATE_DIR#"$ROOT/"}/webhook-sign.err)"
-  fi
+  local source="$1" url="$2" body="$3" secret
+  shift 3
+  case "$source" in
+    crm) secret="$CRM_WEBHOOK_SECRET" ;;
+    activity) secret="$ACTIVITY_CALLBACK_SECRET" ;;
+  esac
+  python3 "$ROOT/scripts/sign_curl.py" "$source" "$url" "$body" --secret "$secret" "$@"
+}
+
+# check_signed_curls: run the two curls `make run` prints against this stack; each must be
+# answered 200 (test mode, after the suites, so that what `make run` shows cannot drift from the functions).
+check_signed_curls() {
+  local source url body command answer
+  for source in crm activity; do
+    case "$source" in
+      crm) url="$CRM_LOCAL_URL" body=fixtures/crm/seed_124_object_create.json ;;
+      activity) url="$ACTIVITY_LOCAL_URL/124" body=fixtures/activity/event_add.json ;;
+    esac
+    command="$(signed_curl "$source" "$url" "$body" --header "$CRM_SIGNATURE_HEADER")"
+    answer="$(bash -c "$command -w ' %{http_code}'")" || die "make run's $source curl failed: $answer"
+    case "$answer" in
+      *" 200") log "make run's signed $source curl answers 200" ;;
+      *) die "make run's signed $source curl was answered: $answer" ;;
+    esac
+  done
 }
 
 wait_forever() {
@@ -383,6 +452,7 @@ case "$MODE" in
   run)
     start_dynamodb
     setup_function_env
+    create_secrets
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
     start_functions
     {
@@ -391,14 +461,15 @@ case "$MODE" in
       echo "CRM webhook:          $CRM_LOCAL_URL"
       echo "Activity callback:    $ACTIVITY_LOCAL_URL/{mid}"
       echo "ACTIVITY_MAX_SKEW_SECONDS=$ACTIVITY_MAX_SKEW_SECONDS (0: timestamp freshness not checked)"
+      echo "Secrets Manager (moto): $CRM_SECRETS_MANAGER_ID, $ACTIVITY_SECRETS_MANAGER_ID, re-read every ${SECRETS_REFRESH_SECONDS}s"
+      echo "  change one: .venv/bin/python scripts/create_secrets.py --endpoint $DYNAMODB_ENDPOINT set-tenant crm 124 'new,old'"
       echo
       echo "Signed CRM webhook (fixtures/crm/seed_124_object_create.json):"
-      signed_curl crm-curl "$CRM_LOCAL_URL" "${CRM_WEBHOOK_SECRET%%,*}" \
-        fixtures/crm/seed_124_object_create.json --header "$CRM_SIGNATURE_HEADER"
+      signed_curl crm "$CRM_LOCAL_URL" fixtures/crm/seed_124_object_create.json \
+        --header "$CRM_SIGNATURE_HEADER"
       echo
       echo "Signed activity callback (fixtures/activity/event_add.json):"
-      signed_curl activity-curl "$ACTIVITY_LOCAL_URL/124" "${ACTIVITY_CALLBACK_SECRET%%,*}" \
-        fixtures/activity/event_add.json
+      signed_curl activity "$ACTIVITY_LOCAL_URL/124" fixtures/activity/event_add.json
       echo
       echo "Function logs follow (also in ${STATE_DIR#"$ROOT/"}/functions.log). Ctrl-C stops everything."
       echo
@@ -411,19 +482,47 @@ case "$MODE" in
   test | soak)
     start_dynamodb
     setup_function_env
+    create_secrets
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
     start_functions
+    # The readiness probes are not in the ledger: the metrics check reads the function log
+    # from here on (after a moment for the probes' own lines to land).
+    sleep 1
+    export TEST_FUNCTIONS_LOG="$STATE_DIR/functions.log"
+    TEST_FUNCTIONS_LOG_OFFSET="$(stat -c %s "$TEST_FUNCTIONS_LOG")"
+    export TEST_FUNCTIONS_LOG_OFFSET
+    export TEST_SECRETS_ENDPOINT="$DYNAMODB_ENDPOINT"
     export TEST_DYNAMODB_ENDPOINT="$DYNAMODB_ENDPOINT"
     # The outage test pauses and resumes this process (SIGSTOP/SIGCONT), never ends it.
     export TEST_DYNAMODB_PID="$DYNAMODB_PID"
     export TEST_FUNCTIONS_URL="$FUNCTIONS_URL"
     # The load test reads the memory of the function instances below this process.
     export TEST_FUNCTIONS_PID="$FUNCTIONS_PID"
-    log "running: cargo test --workspace $*"
+    # The quarantine cap is per instance: the flood test bounds its records with this.
+    export TEST_FUNCTION_CONCURRENCY="$FUNCTION_CONCURRENCY"
+    # The suites that need this stack are #[ignore]d (so that a plain `cargo test` passes
+    # without it): run them too, after any `--` of the caller's own.
+    test_args=("$@")
+    case " $* " in
+      *" -- "*) test_args+=(--include-ignored) ;;
+      *) test_args+=(-- --include-ignored) ;;
+    esac
+    rm -rf "$STATE_DIR/answers"
+    export TEST_ANSWER_LEDGER="$STATE_DIR/answers"
+    log "running: cargo test --workspace ${test_args[*]}"
     rc=0
-    cargo test --workspace "$@" || rc=$?
+    cargo test --workspace "${test_args[@]}" || rc=$?
+    if [ $rc -eq 0 ]; then
+      # Every answer of the suites is in the ledger: each must be counted in the EMF metrics,
+      # with its outcome (before the signed curls below, which the ledger does not hold).
+      log "checking the EMF metrics against every answer in the ledger"
+      cargo run -q -p tools --bin check-metrics -- \
+        --ledger "$TEST_ANSWER_LEDGER" --log "$TEST_FUNCTIONS_LOG" --offset "$TEST_FUNCTIONS_LOG_OFFSET" || rc=$?
+    fi
+    # After the suites, which expect the seed event's first delivery to be theirs.
+    [ $rc -eq 0 ] && check_signed_curls
     if [ $rc -ne 0 ]; then
-      log "cargo test failed ($rc); last lines of the function log:"
+      log "make test failed ($rc); last lines of the function log:"
       tail -n 60 "$STATE_DIR/functions.log" >&2 || true
     fi
     exit $rc

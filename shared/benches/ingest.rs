@@ -90,6 +90,7 @@ fn timestamp_of(body: &[u8]) -> i64 {
 fn ingest(c: &mut Criterion) {
     let crm = CrmIntake {
         signature_header: "X-Signature".to_owned(),
+        scheme: Default::default(),
         secrets: tenant_secrets("CRM_WEBHOOK_SECRET", CRM_SECRET),
         offset: SourceOffset::BEIJING,
     };

@@ -69,6 +69,15 @@ pub enum StoreError {
     ItemTooLarge { size: usize, limit: usize },
 }
 
+/// The tenant secrets could not be read (AWS Secrets Manager unreachable, denied, or holding a
+/// value of the wrong shape) and none were cached: whether the request is authentic is unknown,
+/// so it is neither accepted nor refused as unauthenticated. The sender retries.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SecretsError {
+    #[error("tenant secrets unavailable: {0}")]
+    Unavailable(String),
+}
+
 /// Everything a handler can answer besides success.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ApiError {
@@ -80,6 +89,8 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
 }
 
 impl ApiError {
@@ -90,7 +101,7 @@ impl ApiError {
             Self::Request(RequestError::PayloadTooLarge { .. }) | Self::Store(StoreError::ItemTooLarge { .. }) => 413,
             Self::Request(RequestError::MissingMid) | Self::Parse(_) => 400,
             Self::Auth(_) => 401,
-            Self::Store(_) => 503,
+            Self::Store(_) | Self::Secrets(_) => 503,
         }
     }
 
@@ -111,6 +122,7 @@ impl ApiError {
             Self::Auth(AuthError::ReplayedNonce) => "replayed_nonce",
             Self::Auth(AuthError::NoSecret(_)) => "no_secret",
             Self::Store(_) => "storage_unavailable",
+            Self::Secrets(_) => "secrets_unavailable",
         }
     }
 
@@ -120,6 +132,8 @@ impl ApiError {
             // Storage details (endpoints, table names) are for the logs, not for the sender.
             Self::Store(StoreError::ItemTooLarge { .. }) => self.to_string(),
             Self::Store(_) => "storage is unavailable; retry later".to_owned(),
+            // Which secret and why is for the logs.
+            Self::Secrets(_) => "signing secrets are unavailable; retry later".to_owned(),
             other => other.to_string(),
         };
         serde_json::json!({ "error": { "code": self.code(), "message": message } }).to_string()
@@ -167,6 +181,11 @@ mod tests {
             (AuthError::NoSecret("124".into()).into(), 401, "no_secret"),
             (StoreError::Timeout(4000).into(), 503, "storage_unavailable"),
             (
+                SecretsError::Unavailable("timeout".into()).into(),
+                503,
+                "secrets_unavailable",
+            ),
+            (
                 StoreError::ItemTooLarge {
                     size: 500_000,
                     limit: 409_600,
@@ -189,6 +208,12 @@ mod tests {
     fn messages_name_the_offending_field() {
         let error = ApiError::from(ParseError::invalid("extra_data.mapping_data.name", "not an array"));
         assert!(error.body().contains("extra_data.mapping_data.name"));
+    }
+
+    #[test]
+    fn secret_store_details_stay_out_of_the_answer() {
+        let error = ApiError::from(SecretsError::Unavailable("arn:aws:secretsmanager:x".into()));
+        assert!(!error.body().contains("arn:"));
     }
 
     #[test]

@@ -15,12 +15,23 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send;
 }
 
-/// Runs the Lambda loop with `handler`, built once before the first request.
+/// Runs the Lambda loop with `handler`, built once before the first request. The metrics each
+/// request recorded are written once it is answered: one EMF flush per request.
 pub async fn serve(handler: impl Handler) -> Result<(), lambda_http::Error> {
+    crate::observe::init_metrics(
+        std::env::var("METRICS_NAMESPACE")
+            .ok()
+            .as_deref()
+            .filter(|n| !n.trim().is_empty()),
+    );
     let handler = Arc::new(handler);
     lambda_http::run(service_fn(move |request: Request| {
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, lambda_http::Error>(handler.handle(request).await) }
+        async move {
+            let response = handler.handle(request).await;
+            crate::observe::flush();
+            Ok::<_, lambda_http::Error>(response)
+        }
     }))
     .await
 }
@@ -47,18 +58,9 @@ pub fn header_text<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.headers().get(name).map(|value| value.to_str().unwrap_or(""))
 }
 
-/// The answer to a request: its success response, or its refusal.
-pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
-    result.unwrap_or_else(|error| error_response(&error))
-}
-
-/// The refusal of SPEC 2.3, logged at WARN (the sender's fault) or ERROR (ours).
+/// The refusal of SPEC 2.3 as an HTTP answer. It is logged and counted by
+/// [`crate::observe::answer`], the one place every answer goes through.
 pub fn error_response(error: &ApiError) -> Response<Body> {
-    if error.status() >= 500 {
-        tracing::error!(code = error.code(), error = %error, "request failed");
-    } else {
-        tracing::warn!(code = error.code(), error = %error, "request refused");
-    }
     let mut builder = Response::builder()
         .status(error.status())
         .header(header::CONTENT_TYPE, "application/json");

@@ -17,13 +17,20 @@ pub mod item;
 pub mod json;
 pub mod merge;
 pub mod node;
+pub mod quarantine;
 pub mod secret;
 pub mod store;
 pub mod timefmt;
 
-pub use error::{ApiError, AuthError, ParseError, RequestError, StoreError};
+pub use error::{ApiError, AuthError, ParseError, RequestError, SecretsError, StoreError};
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
 #[cfg(feature = "lambda")]
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod observe;
+#[cfg(feature = "secretsmanager")]
+pub mod secrets_manager;
+#[cfg(feature = "lambda")]
+pub mod signals;

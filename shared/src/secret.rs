@@ -2,6 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::SecretsError;
 
 /// One shared secret. Its bytes are only reachable through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
@@ -97,6 +103,95 @@ impl TenantSecrets {
     pub fn is_empty(&self) -> bool {
         self.default.is_none() && self.per_tenant.is_empty()
     }
+
+    /// Reads the JSON document one AWS Secrets Manager secret holds per source:
+    ///
+    /// ```json
+    /// {"default": ["newest", "previous"], "tenants": {"124": ["own-secret"]}}
+    /// ```
+    ///
+    /// Both keys are optional. A list is an array of strings or one comma-separated string (as
+    /// in the environment variables); the first entry is the newest. Empty lists configure
+    /// nothing, as with the variables. Errors name the offending key, never a value: the
+    /// document is a secret, and serde's own messages would quote it.
+    pub fn from_json(text: &str) -> Result<Self, SecretShapeError> {
+        let document: Value =
+            serde_json::from_str(text).map_err(|_| SecretShapeError("the value is not JSON".to_owned()))?;
+        let Value::Object(document) = document else {
+            return Err(SecretShapeError("the value is not a JSON object".to_owned()));
+        };
+        let mut secrets = Self::default();
+        for (key, value) in &document {
+            match key.as_str() {
+                "default" => secrets.default = set_of(value, "default")?,
+                "tenants" => {
+                    let Value::Object(tenants) = value else {
+                        return Err(SecretShapeError("`tenants` is not an object".to_owned()));
+                    };
+                    for (mid, list) in tenants {
+                        let mid = mid.trim();
+                        if mid.is_empty() {
+                            return Err(SecretShapeError("`tenants` has an empty tenant id".to_owned()));
+                        }
+                        if let Some(set) = set_of(list, &format!("tenants.{mid}"))? {
+                            secrets.per_tenant.insert(mid.to_owned(), set);
+                        }
+                    }
+                }
+                other => return Err(SecretShapeError(format!("unknown key `{other}`"))),
+            }
+        }
+        Ok(secrets)
+    }
+
+    /// How many tenants have a list of their own (logged on refresh; no secret in it).
+    pub fn tenant_count(&self) -> usize {
+        self.per_tenant.len()
+    }
+}
+
+fn set_of(value: &Value, key: &str) -> Result<Option<SecretSet>, SecretShapeError> {
+    match value {
+        Value::String(list) => Ok(SecretSet::parse(list)),
+        Value::Array(items) => {
+            let mut secrets = Vec::with_capacity(items.len());
+            for item in items {
+                let Value::String(secret) = item else {
+                    return Err(SecretShapeError(format!("`{key}` holds a value that is not a string")));
+                };
+                let secret = secret.trim();
+                if !secret.is_empty() {
+                    secrets.push(Secret::new(secret));
+                }
+            }
+            Ok((!secrets.is_empty()).then_some(SecretSet(secrets)))
+        }
+        _ => Err(SecretShapeError(format!(
+            "`{key}` is neither a list of strings nor a string"
+        ))),
+    }
+}
+
+/// A secret document of the wrong shape; the message names keys, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the secret document is malformed: {0}")]
+pub struct SecretShapeError(pub String);
+
+/// Where a function reads its tenant secrets for a request: fixed at start-up (environment
+/// variables) or refreshed from AWS Secrets Manager (`secrets_manager`, behind a feature). The
+/// answer is shared, so a request costs no copy of the secrets.
+pub trait SecretSource: Send + Sync {
+    fn current(&self) -> impl Future<Output = Result<Arc<TenantSecrets>, SecretsError>> + Send;
+}
+
+/// Secrets read once, at start-up (the environment variables).
+#[derive(Debug, Clone, Default)]
+pub struct FixedSecrets(pub Arc<TenantSecrets>);
+
+impl SecretSource for FixedSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        Ok(Arc::clone(&self.0))
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +221,48 @@ mod tests {
         assert_eq!(own, [b"own-a".as_slice(), b"own-b".as_slice()]);
         let default: Vec<&[u8]> = secrets.for_tenant("941").unwrap().iter().map(Secret::expose).collect();
         assert_eq!(default, [b"default-a".as_slice()]);
+    }
+
+    #[test]
+    fn the_json_document_has_a_default_and_per_tenant_lists() {
+        let secrets = TenantSecrets::from_json(
+            r#"{"default": ["new-default", "old-default"], "tenants": {"124": ["own"], "900": "a, b", "901": []}}"#,
+        )
+        .unwrap();
+        let listed = |mid: &str| -> Vec<Vec<u8>> {
+            secrets
+                .for_tenant(mid)
+                .unwrap()
+                .iter()
+                .map(|s| s.expose().to_vec())
+                .collect()
+        };
+        assert_eq!(listed("124"), [b"own".to_vec()]);
+        assert_eq!(listed("900"), [b"a".to_vec(), b"b".to_vec()]);
+        // An empty list configures nothing: the tenant falls back to the default.
+        assert_eq!(listed("901"), [b"new-default".to_vec(), b"old-default".to_vec()]);
+        assert_eq!(secrets.tenant_count(), 2);
+        let only_tenants = TenantSecrets::from_json(r#"{"tenants": {"124": ["own"]}}"#).unwrap();
+        assert!(only_tenants.for_tenant("941").is_none());
+        assert!(TenantSecrets::from_json("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_malformed_document_is_refused_without_quoting_it() {
+        for document in [
+            "hunter2",
+            r#"["hunter2"]"#,
+            r#"{"default": 7, "x": "hunter2"}"#,
+            r#"{"default": ["hunter2", 7]}"#,
+            r#"{"tenants": ["hunter2"]}"#,
+            r#"{"tenants": {" ": ["hunter2"]}}"#,
+            r#"{"defaults": ["hunter2"]}"#,
+        ] {
+            let error = TenantSecrets::from_json(document).unwrap_err();
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+        }
+        let error = TenantSecrets::from_json(r#"{"tenants": {"124": {"k": "hunter2"}}}"#).unwrap_err();
+        assert!(error.to_string().contains("tenants.124"), "{error}");
     }
 
     #[test]

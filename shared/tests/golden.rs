@@ -3,7 +3,7 @@
 //! mid-124 lead replayed through a ledger.
 //!
 //! After an intended change, regenerate with
-//!     UPDATE_GOLDEN=1 cargo test -p webhook-model --test golden
+//!     UPDATE_GOLDEN=1 cargo test -p shared --test golden
 //! and review the diff of `fixtures/golden/` before committing it.
 
 use std::collections::BTreeSet;
@@ -31,7 +31,7 @@ const ACTIVITY_FIXTURES: usize = 4;
 const HISTORY_MID: &str = "124";
 const HISTORY_ENTITY: &str = "NttdW4NoJfD2cX6f7rg52f";
 const HISTORY_GOLDEN: &str = "_history_124.json";
-const REGENERATE: &str = "UPDATE_GOLDEN=1 cargo test -p webhook-model --test golden";
+const REGENERATE: &str = "UPDATE_GOLDEN=1 cargo test -p shared --test golden";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")

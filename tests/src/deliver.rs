@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::history::{Event, Source};
-use crate::http::{activity_url, post, post_crm, Answer, DEV_CRM_SECRET};
+use crate::http::{activity_url, dev_crm_secret, post, post_crm, Answer};
 
 /// One delivery and what the function answered.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct Sent {
 /// Posts `event` as its sender would (CRM bodies signed with the dev secret).
 pub async fn send(client: &reqwest::Client, mid: &str, event: &Event) -> Answer {
     match event.source {
-        Source::Crm => post_crm(client, &event.body, DEV_CRM_SECRET).await,
+        Source::Crm => post_crm(client, &event.body, dev_crm_secret()).await,
         Source::Activity => post(client, &activity_url(mid), &[], event.body.clone()).await,
     }
 }

@@ -1,12 +1,11 @@
-//! Posting to the functions served by `cargo lambda watch`.
+//! Posting to the functions served by `cargo lambda watch`. Every answer goes through
+//! [`exchange`], which also records it in the answer ledger ([`crate::ledger`]).
 
 use std::time::Duration;
 
+pub use crate::local::{dev_activity_secret, dev_crm_secret};
 use crate::signing::{sign_activity, sign_crm};
-use crate::stack;
-
-pub const DEV_CRM_SECRET: &str = "dev-crm-secret";
-pub const DEV_ACTIVITY_SECRET: &str = "dev-activity-secret";
+use crate::{ledger, local, stack};
 
 pub fn crm_url() -> String {
     format!("{}/lambda-url/crm-webhook/crm/webhook", stack::functions_url())
@@ -23,10 +22,11 @@ pub fn client() -> reqwest::Client {
         .expect("a plain HTTP client")
 }
 
-/// An answer: status and body text.
+/// An answer: status, content type (empty when absent) and body text.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
+    pub content_type: String,
     pub body: String,
 }
 
@@ -57,17 +57,49 @@ pub async fn post(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    exchange(request).await
+}
+
+/// Sends a request and reads its whole answer, which it records in the answer ledger. Panics
+/// (naming the request) when no answer comes.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Answer {
+    let (client, request) = request.build_split();
+    let request = request.expect("a well-formed request");
+    let method = request.method().to_string();
+    let path = match request.url().query() {
+        Some(query) => format!("{}?{query}", request.url().path()),
+        None => request.url().path().to_owned(),
+    };
+    let response = client
+        .execute(request)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.text().await.unwrap_or_default();
+    ledger::record(&method, &path, status, &content_type, &body);
     Answer {
-        status: response.status().as_u16(),
-        body: response.text().await.unwrap_or_default(),
+        status,
+        content_type,
+        body,
     }
 }
 
 /// Posts a CRM body signed with `secret`.
 pub async fn post_crm(client: &reqwest::Client, body: &str, secret: &str) -> Answer {
     let signature = sign_crm(body.as_bytes(), secret);
-    post(client, &crm_url(), &[("X-Signature", &signature)], body.to_owned()).await
+    post(
+        client,
+        &crm_url(),
+        &[(local::crm_signature_header(), &signature)],
+        body.to_owned(),
+    )
+    .await
 }
 
 /// `body` (a JSON object) with `nonce`, `timestamp` and the matching sign under `secret`.

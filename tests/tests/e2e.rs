@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
-use tests::http::{activity_url, client, post, post_crm, signed_activity, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::http::{activity_url, client, dev_activity_secret, dev_crm_secret, post, post_crm, signed_activity};
 use tests::signing::{now_unix, unique_nonce};
 use tests::stack::{self, unique_mid};
 
@@ -48,6 +48,7 @@ fn crm_fixtures() -> Vec<(String, Value)> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn every_crm_fixture_is_accepted_and_stored() {
     let http = client();
     let mid = unique_mid("e2e");
@@ -55,7 +56,7 @@ async fn every_crm_fixture_is_accepted_and_stored() {
     for (name, mut payload) in crm_fixtures() {
         payload["mid"] = mid.clone().into();
         let entity_id = payload["extra_data"]["entity_id"].as_str().unwrap().to_owned();
-        let answer = post_crm(&http, &payload.to_string(), DEV_CRM_SECRET).await;
+        let answer = post_crm(&http, &payload.to_string(), dev_crm_secret()).await;
         assert_eq!(answer.status, 200, "{name}: {}", answer.body);
         assert_eq!(
             answer.json(),
@@ -84,6 +85,7 @@ async fn every_crm_fixture_is_accepted_and_stored() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_second_delivery_is_a_duplicate() {
     let http = client();
     let mut payload = fixture("crm/lead_object_update.json");
@@ -91,11 +93,11 @@ async fn a_second_delivery_is_a_duplicate() {
     payload["mid"] = mid.clone().into();
     let body = payload.to_string();
     assert_eq!(
-        post_crm(&http, &body, DEV_CRM_SECRET).await.json()["status"],
+        post_crm(&http, &body, dev_crm_secret()).await.json()["status"],
         "accepted"
     );
     let before = item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.unwrap();
-    let again = post_crm(&http, &body, DEV_CRM_SECRET).await;
+    let again = post_crm(&http, &body, dev_crm_secret()).await;
     assert_eq!(
         (again.status, again.json()["status"].as_str()),
         (200, Some("duplicate"))
@@ -107,6 +109,7 @@ async fn a_second_delivery_is_a_duplicate() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_wrong_signature_is_401_and_writes_nothing() {
     let http = client();
     let mut payload = fixture("crm/seed_124_object_create.json");
@@ -122,6 +125,7 @@ async fn a_wrong_signature_is_401_and_writes_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_tenant_with_its_own_secret_refuses_the_default_one() {
     let own = std::env::var("CRM_WEBHOOK_SECRET_900").expect("make test configures tenant 900 with its own secret");
     let http = client();
@@ -130,7 +134,7 @@ async fn a_tenant_with_its_own_secret_refuses_the_default_one() {
     payload["extra_data"]["entity_id"] = unique_nonce().into();
     let body = payload.to_string();
     assert_eq!(
-        post_crm(&http, &body, DEV_CRM_SECRET).await.refusal(),
+        post_crm(&http, &body, dev_crm_secret()).await.refusal(),
         (401, "invalid_signature".into())
     );
     let entity_id = payload["extra_data"]["entity_id"].as_str().unwrap();
@@ -145,6 +149,7 @@ async fn a_tenant_with_its_own_secret_refuses_the_default_one() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn activity_tenant_comes_from_the_path_and_the_answer_is_plain_success() {
     let http = client();
     let mid = unique_mid("e2e-act");
@@ -152,7 +157,7 @@ async fn activity_tenant_comes_from_the_path_and_the_answer_is_plain_success() {
         &fixture("activity/event_add.json"),
         &unique_nonce(),
         now_unix(),
-        DEV_ACTIVITY_SECRET,
+        dev_activity_secret(),
     );
     let answer = post(&http, &activity_url(&mid), &[], body.clone()).await;
     assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
@@ -178,6 +183,7 @@ async fn activity_tenant_comes_from_the_path_and_the_answer_is_plain_success() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn delete_then_late_edit_is_still_deleted() {
     let http = client();
     let mid = unique_mid("e2e-del");
@@ -186,13 +192,13 @@ async fn delete_then_late_edit_is_still_deleted() {
         &fixture("activity/event_delete.json"),
         &unique_nonce(),
         now,
-        DEV_ACTIVITY_SECRET,
+        dev_activity_secret(),
     );
     let late_edit = signed_activity(
         &fixture("activity/event_edit.json"),
         &unique_nonce(),
         now - 60,
-        DEV_ACTIVITY_SECRET,
+        dev_activity_secret(),
     );
     for body in [delete, late_edit] {
         let answer = post(&http, &activity_url(&mid), &[], body).await;
@@ -206,6 +212,7 @@ async fn delete_then_late_edit_is_still_deleted() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_forged_activity_sign_is_401_and_writes_nothing() {
     let http = client();
     let mid = unique_mid("e2e-act-forged");

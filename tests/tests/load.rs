@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tests::deliver::send;
 use tests::history::{Event, History, Shape, Source};
-use tests::http::{activity_url, client, crm_url, post, Answer, DEV_ACTIVITY_SECRET};
+use tests::http::{activity_url, client, crm_url, dev_activity_secret, post, Answer};
 use tests::procs::{self, Memory};
 use tests::signing::now_unix;
 use tests::stack::{self, unique_mid};
@@ -85,7 +85,7 @@ async fn client_loop(index: usize, mid: String, deadline: Instant, tally: Arc<Mu
         activity_share: 0.5,
         activity_spread_seconds: stack::activity_window_seconds() / 3,
     };
-    let history = History::generate(seed, &mid, shape, now_unix(), DEV_ACTIVITY_SECRET);
+    let history = History::generate(seed, &mid, shape, now_unix(), dev_activity_secret());
     let deliveries = history.deliveries(seed, 0.1);
     let mut rng = StdRng::seed_from_u64(seed);
     let http = client();
@@ -156,6 +156,7 @@ async fn sample_memory(root: u32, warm: Instant, deadline: Instant) -> BTreeMap<
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn thirty_two_clients_get_exactly_the_answers_they_deserve_and_memory_stays_bounded() {
     let functions_pid: u32 = std::env::var("TEST_FUNCTIONS_PID")
         .expect("TEST_FUNCTIONS_PID is not set: run this test with `make test`")

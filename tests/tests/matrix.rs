@@ -1,4 +1,6 @@
 //! Table-driven HTTP tests of SPEC 2.3 against both functions served by `cargo lambda watch`:
+//! The machinery (cases, builders, snapshots, runner) is the test kit's `tests::matrix`; this
+//! file holds the case tables.
 //! every case is a request, the exact status and error `code` it must get, and what it may write.
 //!
 //! Each case runs under a tenant no other case (or run) uses, so the runner can compare the
@@ -19,724 +21,15 @@
 //!   secrets: handler tests and `shared::config`/`secret` unit tests;
 //! - `503 storage_unavailable` needs DynamoDB down: `tests/tests/store.rs` (outage).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::Method;
 use serde_json::{json, Value};
-use tests::http::{activity_url, client, crm_url, DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
-use tests::signing::{now_unix, sign_activity, sign_crm, unique_nonce};
-use tests::stack::{self, unique_mid};
+use tests::http::{activity_url, dev_activity_secret, dev_crm_secret};
+use tests::matrix::*;
+use tests::signing::{sign_activity, sign_crm};
+use tests::stack;
 use tests::tables::Table;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
-/// SPEC 2.3: bodies over 256 KiB are refused with 413.
-const MAX_BODY: usize = 256 * 1024;
-/// SPEC 2.3: every answer within 5 s.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
-/// DynamoDB's limits on key values (bytes): partition key (`mid`), sort key (`entity_id`, `nonce`).
-const MAX_PARTITION_KEY: usize = 2048;
-const MAX_SORT_KEY: usize = 1024;
-/// Default freshness window of the functions (`ACTIVITY_MAX_SKEW_SECONDS` unset).
-const WINDOW: i64 = 300;
-/// Test and functions run on the same machine, so their clocks agree; what separates "now" in
-/// the test from "now" in the function is the request's own latency (well under a second) and
-/// at most one tick of the seconds counter. A margin of 5 s on either side of the window edge
-/// keeps the outcome certain without weakening the check: 305 s is refused, 295 s accepted.
-const MARGIN: i64 = 5;
-const KIB_100: usize = 100 * 1024;
-
-// ------------------------------------------------------------------------------------ cases
-
-/// Which tenant a case runs under.
-#[derive(Clone, Copy)]
-enum Tenant {
-    /// A fresh tenant (`unique_mid`).
-    Unique,
-    /// A fresh tenant and a fresh decoy tenant, for cases that name two: both are compared.
-    WithDecoy,
-    /// A fresh tenant padded to exactly this many bytes.
-    Padded(usize),
-    /// A tenant the stack configures specially (CRM only): only the case's entity is compared.
-    Fixed(&'static str),
-}
-
-/// What one case's requests are built from: its tenant, a decoy tenant, its entity, its nonce and
-/// its "now", fixed once so that setup requests and the request under test agree.
-struct Ctx {
-    mid: String,
-    decoy: String,
-    entity: String,
-    nonce: String,
-    now: i64,
-    tenant: Tenant,
-}
-
-impl Ctx {
-    fn new(tenant: Tenant) -> Self {
-        let mid = match tenant {
-            Tenant::Unique | Tenant::WithDecoy => unique_mid("matrix"),
-            Tenant::Padded(len) => pad(&unique_mid("matrix"), len),
-            Tenant::Fixed(mid) => mid.to_owned(),
-        };
-        Self {
-            mid,
-            decoy: unique_mid("matrix-decoy"),
-            entity: format!("E-{}", unique_nonce()),
-            nonce: unique_nonce(),
-            now: now_unix(),
-            tenant,
-        }
-    }
-
-    /// Tenants whose tables the runner compares.
-    fn tenants(&self) -> Vec<&str> {
-        match self.tenant {
-            Tenant::WithDecoy => vec![&self.mid, &self.decoy],
-            _ => vec![&self.mid],
-        }
-    }
-
-    /// Only the items of the case's entity are compared (a tenant other tests write to).
-    fn scoped(&self) -> bool {
-        matches!(self.tenant, Tenant::Fixed(_))
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Endpoint {
-    Crm,
-    Activity,
-}
-
-/// One HTTP request.
-struct Req {
-    endpoint: Endpoint,
-    method: Method,
-    url: String,
-    content_type: &'static str,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-}
-
-type Build = Box<dyn Fn(&Ctx) -> Req + Send + Sync>;
-type Check = Box<dyn Fn(&Ctx, &Snapshot, &Snapshot) -> Result<(), String> + Send + Sync>;
-
-/// What a case may write.
-enum Writes {
-    /// Nothing: all three tables, for the case's tenant (and its decoy), are exactly as before.
-    Nothing,
-    /// Something: the check sees the tables before and after the request.
-    Checked(Check),
-}
-
-struct Case {
-    name: &'static str,
-    tenant: Tenant,
-    /// Requests sent first, each of which must be answered 200.
-    setup: Vec<Build>,
-    request: Build,
-    status: u16,
-    /// The error `code` of a refusal; of a 200, the CRM `status` or the activity body `success`.
-    code: &'static str,
-    /// A field the refusal's message must name.
-    field: Option<&'static str>,
-    writes: Writes,
-}
-
-impl Case {
-    fn new(name: &'static str, request: Build) -> Self {
-        Self {
-            name,
-            tenant: Tenant::Unique,
-            setup: Vec::new(),
-            request,
-            status: 0,
-            code: "<not set>",
-            field: None,
-            writes: Writes::Nothing,
-        }
-    }
-
-    fn refused(mut self, status: u16, code: &'static str) -> Self {
-        self.status = status;
-        self.code = code;
-        self.writes = Writes::Nothing;
-        self
-    }
-
-    fn naming(mut self, field: &'static str) -> Self {
-        self.field = Some(field);
-        self
-    }
-
-    /// A 200 that changes nothing (a duplicate delivery).
-    fn unchanged(mut self, code: &'static str) -> Self {
-        self.status = 200;
-        self.code = code;
-        self.writes = Writes::Nothing;
-        self
-    }
-
-    fn accepted(
-        mut self,
-        code: &'static str,
-        check: impl Fn(&Ctx, &Snapshot, &Snapshot) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.status = 200;
-        self.code = code;
-        self.writes = Writes::Checked(Box::new(check));
-        self
-    }
-
-    fn after(mut self, setup: Build) -> Self {
-        self.setup.push(setup);
-        self
-    }
-
-    fn tenant(mut self, tenant: Tenant) -> Self {
-        self.tenant = tenant;
-        self
-    }
-}
-
-// ------------------------------------------------------------------------- request builders
-
-fn fixture(path: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{path}")).unwrap()).unwrap()
-}
-
-fn pad(text: &str, len: usize) -> String {
-    assert!(text.len() <= len, "cannot pad {text} to {len} bytes");
-    format!("{text}{}", "x".repeat(len - text.len()))
-}
-
-/// The value at `pointer` (whose parent exists) set to `new`.
-fn set(body: &mut Value, pointer: &str, new: Value) {
-    let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
-    let parent = body
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no parent for {pointer}"));
-    match parent {
-        Value::Object(map) => {
-            map.insert(key.to_owned(), new);
-        }
-        other => panic!("{pointer}: parent is {other}"),
-    }
-}
-
-fn remove(body: &mut Value, pointer: &str) {
-    let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
-    body.pointer_mut(parent)
-        .and_then(Value::as_object_mut)
-        .and_then(|map| map.remove(key))
-        .unwrap_or_else(|| panic!("nothing at {pointer}"));
-}
-
-/// `text` with its only occurrence of the JSON string `"marker"` replaced by raw bytes.
-fn splice(text: &str, marker: &str, bytes: &[u8]) -> Vec<u8> {
-    let quoted = format!("\"{marker}\"");
-    let at = text.find(&quoted).unwrap_or_else(|| panic!("{marker} not in the body"));
-    let text = text.as_bytes();
-    [&text[..at], bytes, &text[at + quoted.len()..]].concat()
-}
-
-/// The first half of `text`, cut at a character boundary: not JSON, but still UTF-8.
-fn half(text: &str) -> Vec<u8> {
-    text.as_bytes()[..text.floor_char_boundary(text.len() / 2)].to_vec()
-}
-
-/// `text` padded through its `padding` field to exactly `len` bytes (`padding` must be "").
-fn padded_to(text: &str, len: usize) -> Vec<u8> {
-    let empty = "\"padding\":\"\"";
-    assert!(text.contains(empty) && text.len() <= len);
-    text.replacen(empty, &format!("\"padding\":\"{}\"", "p".repeat(len - text.len())), 1)
-        .into_bytes()
-}
-
-/// Closing brackets for an array nested `depth` levels deep: valid JSON refused for its depth.
-fn deeply_nested(depth: usize) -> Vec<u8> {
-    format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes()
-}
-
-/// The CRM body of a case: `lead_object_update` for the case's tenant and entity.
-fn crm_base(ctx: &Ctx) -> Value {
-    let mut body = fixture("crm/lead_object_update.json");
-    body["mid"] = ctx.mid.clone().into();
-    body["extra_data"]["entity_id"] = ctx.entity.clone().into();
-    body
-}
-
-/// The `X-Signature` header made with `secret`.
-fn crm_signed_with(secret: &'static str) -> impl Fn(&Ctx, &[u8]) -> Vec<(&'static str, String)> + Send + Sync {
-    move |_, body| vec![("X-Signature", sign_crm(body, secret))]
-}
-
-fn crm_request(
-    method: Method,
-    body: impl Fn(&Ctx) -> Vec<u8> + Send + Sync + 'static,
-    headers: impl Fn(&Ctx, &[u8]) -> Vec<(&'static str, String)> + Send + Sync + 'static,
-) -> Build {
-    Box::new(move |ctx| {
-        let body = body(ctx);
-        Req {
-            endpoint: Endpoint::Crm,
-            method: method.clone(),
-            url: crm_url(),
-            content_type: "application/json",
-            headers: headers(ctx, &body),
-            body,
-        }
-    })
-}
-
-/// A correctly signed CRM request whose body is the base body edited by `edit`.
-fn crm(edit: impl Fn(&Ctx, &mut Value) + Send + Sync + 'static) -> Build {
-    crm_headers(edit, crm_signed_with(DEV_CRM_SECRET))
-}
-
-/// A CRM request whose body is the base body edited by `edit`, with the headers `headers` makes.
-fn crm_headers(
-    edit: impl Fn(&Ctx, &mut Value) + Send + Sync + 'static,
-    headers: impl Fn(&Ctx, &[u8]) -> Vec<(&'static str, String)> + Send + Sync + 'static,
-) -> Build {
-    let body = move |ctx: &Ctx| {
-        let mut body = crm_base(ctx);
-        edit(ctx, &mut body);
-        body.to_string().into_bytes()
-    };
-    crm_request(Method::POST, body, headers)
-}
-
-fn crm_set(pointer: &'static str, value: Value) -> Build {
-    crm(move |_, body| set(body, pointer, value.clone()))
-}
-
-fn crm_remove(pointer: &'static str) -> Build {
-    crm(move |_, body| remove(body, pointer))
-}
-
-/// A correctly signed CRM request whose body is made from the base body's text.
-fn crm_text(make: impl Fn(&Ctx, String) -> Vec<u8> + Send + Sync + 'static) -> Build {
-    crm_request(
-        Method::POST,
-        move |ctx| make(ctx, crm_base(ctx).to_string()),
-        crm_signed_with(DEV_CRM_SECRET),
-    )
-}
-
-/// The base CRM request, correctly signed, sent with `method`.
-fn crm_method(method: Method) -> Build {
-    crm_request(
-        method,
-        |ctx| crm_base(ctx).to_string().into_bytes(),
-        crm_signed_with(DEV_CRM_SECRET),
-    )
-}
-
-/// `body` with `nonce`, `timestamp` and the sign of both under `secret`.
-fn sign_into(body: &mut Value, nonce: &str, timestamp: i64, secret: &str) {
-    body["nonce"] = nonce.into();
-    body["timestamp"] = timestamp.into();
-    body["sign"] = sign_activity(nonce, secret, timestamp).into();
-}
-
-/// The activity body of a case: `event_add` for the case's entity, signed for its nonce and now.
-fn activity_base(ctx: &Ctx) -> Value {
-    let mut body = fixture("activity/event_add.json");
-    body["attributes"]["event_id"] = ctx.entity.clone().into();
-    sign_into(&mut body, &ctx.nonce, ctx.now, DEV_ACTIVITY_SECRET);
-    body
-}
-
-fn activity_request(
-    method: Method,
-    url: impl Fn(&Ctx) -> String + Send + Sync + 'static,
-    body: impl Fn(&Ctx) -> Vec<u8> + Send + Sync + 'static,
-) -> Build {
-    Box::new(move |ctx| Req {
-        endpoint: Endpoint::Activity,
-        method: method.clone(),
-        url: url(ctx),
-        content_type: "application/json",
-        headers: Vec::new(),
-        body: body(ctx),
-    })
-}
-
-/// An activity callback to the case's tenant: the signed base body edited by `edit` (edits of
-/// `action` or `attributes` keep the sign valid; it covers only nonce and timestamp).
-fn activity(edit: impl Fn(&Ctx, &mut Value) + Send + Sync + 'static) -> Build {
-    activity_to(|ctx| activity_url(&ctx.mid), edit)
-}
-
-fn activity_to(
-    url: impl Fn(&Ctx) -> String + Send + Sync + 'static,
-    edit: impl Fn(&Ctx, &mut Value) + Send + Sync + 'static,
-) -> Build {
-    activity_request(Method::POST, url, move |ctx| {
-        let mut body = activity_base(ctx);
-        edit(ctx, &mut body);
-        body.to_string().into_bytes()
-    })
-}
-
-fn activity_set(pointer: &'static str, value: Value) -> Build {
-    activity(move |_, body| set(body, pointer, value.clone()))
-}
-
-fn activity_remove(pointer: &'static str) -> Build {
-    activity(move |_, body| remove(body, pointer))
-}
-
-/// An activity callback whose body is made from the signed base body's text.
-fn activity_text(make: impl Fn(&Ctx, String) -> Vec<u8> + Send + Sync + 'static) -> Build {
-    activity_request(
-        Method::POST,
-        |ctx| activity_url(&ctx.mid),
-        move |ctx| make(ctx, activity_base(ctx).to_string()),
-    )
-}
-
-/// The base activity body signed for `now + offset` (`as_text`: the timestamp as a string).
-fn activity_at(offset: i64, as_text: bool) -> Build {
-    activity(move |ctx, body| {
-        let timestamp = ctx.now + offset;
-        sign_into(body, &ctx.nonce, timestamp, DEV_ACTIVITY_SECRET);
-        if as_text {
-            body["timestamp"] = timestamp.to_string().into();
-        }
-    })
-}
-
-fn activity_method(method: Method) -> Build {
-    activity_request(
-        method,
-        |ctx| activity_url(&ctx.mid),
-        |ctx| activity_base(ctx).to_string().into_bytes(),
-    )
-}
-
-/// `build` sent as `application/octet-stream`. `cargo lambda watch` hands a body of a binary
-/// content type to the function base64-encoded (`isBase64Encoded`), as API Gateway does, so
-/// this is how the tests reach the function with bytes that are not UTF-8: with a text content
-/// type the emulator itself answers 500 before the function is invoked (its limitation, not the
-/// function's, so it is not a case here).
-fn binary(build: Build) -> Build {
-    Box::new(move |ctx| Req {
-        content_type: "application/octet-stream",
-        ..build(ctx)
-    })
-}
-
-/// The activity callback URL with a raw tail after `/activity` (no tenant segment).
-fn activity_root(tail: &'static str) -> impl Fn(&Ctx) -> String + Send + Sync {
-    move |_| format!("{}/lambda-url/activity-callback/activity{tail}", stack::functions_url())
-}
-
-// ------------------------------------------------------------------------------ snapshots
-
-type Item = HashMap<String, AttributeValue>;
-
-/// Every item of the three tables for some tenants, read consistently.
-#[derive(PartialEq, Debug)]
-struct Snapshot(BTreeMap<(String, Table), Vec<Item>>);
-
-impl Snapshot {
-    async fn take(db: &aws_sdk_dynamodb::Client, ctx: &Ctx) -> Self {
-        let mut tables = BTreeMap::new();
-        for mid in ctx.tenants() {
-            for table in Table::ALL {
-                let mut items = table.query(db, mid).await;
-                if ctx.scoped() {
-                    let entity = AttributeValue::S(ctx.entity.clone());
-                    items.retain(|item| item.get("entity_id") == Some(&entity));
-                }
-                tables.insert((mid.to_owned(), table), items);
-            }
-        }
-        Self(tables)
-    }
-
-    /// Deletes every item of the snapshot.
-    async fn delete(&self, db: &aws_sdk_dynamodb::Client) {
-        for ((_, table), items) in &self.0 {
-            table.delete(db, items).await;
-        }
-    }
-
-    fn items(&self, mid: &str, table: Table) -> &[Item] {
-        self.0.get(&(mid.to_owned(), table)).map_or(&[], Vec::as_slice)
-    }
-
-    /// The one item of `table` under `mid` whose `key` is `value`.
-    fn item(&self, mid: &str, table: Table, key: &str, value: &str) -> Result<&Item, String> {
-        let wanted = AttributeValue::S(value.to_owned());
-        let found: Vec<&Item> = self
-            .items(mid, table)
-            .iter()
-            .filter(|item| item.get(key) == Some(&wanted))
-            .collect();
-        match found.as_slice() {
-            [item] => Ok(item),
-            other => Err(format!(
-                "{table:?}/{}: expected one item with {key} = {}, found {}",
-                short(mid),
-                short(value),
-                other.len()
-            )),
-        }
-    }
-
-    /// The tables of `mid` that differ from `other`'s.
-    fn differences(&self, other: &Snapshot) -> Vec<String> {
-        let keys: std::collections::BTreeSet<&(String, Table)> = self.0.keys().chain(other.0.keys()).collect();
-        keys.into_iter()
-            .filter(|key| self.0.get(*key) != other.0.get(*key))
-            .map(|(mid, table)| {
-                let count = |s: &Snapshot| s.0.get(&(mid.clone(), *table)).map_or(0, Vec::len);
-                format!(
-                    "{table:?}/{}: {} items before, {} after",
-                    short(mid),
-                    count(self),
-                    count(other)
-                )
-            })
-            .collect()
-    }
-}
-
-// --------------------------------------------------------------------------- write checks
-
-fn short(text: &str) -> String {
-    if text.len() <= 60 {
-        text.to_owned()
-    } else {
-        let head: String = text.chars().take(40).collect();
-        format!("{head}… ({} bytes)", text.len())
-    }
-}
-
-fn attr_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, String> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-        .ok_or_else(|| format!("attribute {name} is not a string: {:?}", item.get(name).map(short_attr)))
-}
-
-fn attr_n<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_n().ok()).map(String::as_str)
-}
-
-fn short_attr(value: &AttributeValue) -> String {
-    short(&format!("{value:?}"))
-}
-
-fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what}: got {}, want {}",
-            short(&format!("{got:?}")),
-            short(&format!("{want:?}"))
-        ))
-    }
-}
-
-/// The CRM item of the case (with its record of applied events) was written; `check` looks at
-/// the item.
-fn crm_stored(
-    check: impl Fn(&Ctx, &Item) -> Result<(), String> + Send + Sync + 'static,
-) -> impl Fn(&Ctx, &Snapshot, &Snapshot) -> Result<(), String> + Send + Sync + 'static {
-    move |ctx, _, after| {
-        let item = after.item(&ctx.mid, Table::CrmEntities, "entity_id", &ctx.entity)?;
-        let stored = shared::dynamo::read_entity::<shared::crm::CrmState>(item).map_err(|e| e.to_string())?;
-        if stored.applied.is_empty() {
-            return Err("the item records no applied event".into());
-        }
-        check(ctx, item)
-    }
-}
-
-/// The value of CRM field `field` (in `fields`) is the string `want`.
-fn crm_field(field: &'static str, want: impl Fn(&Ctx) -> String + Send + Sync + 'static) -> Check {
-    Box::new(crm_stored(move |ctx, item| {
-        let fields = item.get("fields").and_then(|f| f.as_m().ok()).ok_or("no fields map")?;
-        let got = fields.get(field).and_then(|v| v.as_s().ok());
-        expect_eq(&format!("fields.{field}"), got, Some(&want(ctx)))
-    }))
-}
-
-/// The activity item of the case and its nonce record were written; `check` looks at the item.
-fn activity_stored(
-    check: impl Fn(&Ctx, &Item) -> Result<(), String> + Send + Sync + 'static,
-) -> impl Fn(&Ctx, &Snapshot, &Snapshot) -> Result<(), String> + Send + Sync + 'static {
-    move |ctx, _, after| {
-        after.item(&ctx.mid, Table::ActivityNonces, "nonce", &ctx.nonce)?;
-        let item = after.item(&ctx.mid, Table::Activities, "entity_id", &ctx.entity)?;
-        check(ctx, item)
-    }
-}
-
-fn activity_attr(name: &'static str, want: impl Fn(&Ctx) -> String + Send + Sync + 'static) -> Check {
-    Box::new(activity_stored(move |ctx, item| {
-        expect_eq(name, attr_s(item, name)?, want(ctx).as_str())
-    }))
-}
-
-fn text(value: &'static str) -> impl Fn(&Ctx) -> String + Send + Sync {
-    move |_| value.to_owned()
-}
-
-// --------------------------------------------------------------------------------- runner
-
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-async fn send(http: &reqwest::Client, req: Req) -> Answer {
-    let mut request = http
-        .request(req.method.clone(), &req.url)
-        .header("content-type", req.content_type)
-        .body(req.body);
-    for (name, value) in &req.headers {
-        request = request.header(*name, value);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{} {}: {e}", req.method, short(&req.url)));
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    Answer {
-        status: response.status().as_u16(),
-        content_type,
-        body: response.text().await.unwrap_or_default(),
-    }
-}
-
-/// The answer's code: a refusal's `error.code`, a CRM success's `status`, an activity success's
-/// body; and the refusal's message.
-fn code_of(endpoint: Endpoint, answer: &Answer) -> Result<(String, String), String> {
-    let bad = || format!("unexpected answer {} {}", answer.status, short(&answer.body));
-    let want_type = match (answer.status, endpoint) {
-        (200, Endpoint::Activity) => "text/plain",
-        _ => "application/json",
-    };
-    if !answer.content_type.starts_with(want_type) {
-        return Err(format!("content-type {:?}, want {want_type}", answer.content_type));
-    }
-    if answer.status == 200 && endpoint == Endpoint::Activity {
-        return Ok((answer.body.clone(), String::new()));
-    }
-    let json: Value = serde_json::from_str(&answer.body).map_err(|_| bad())?;
-    let text = |v: &Value| v.as_str().map(str::to_owned).ok_or_else(bad);
-    if answer.status == 200 {
-        Ok((text(&json["status"])?, String::new()))
-    } else {
-        Ok((text(&json["error"]["code"])?, text(&json["error"]["message"])?))
-    }
-}
-
-/// Runs one case, then deletes what it wrote: the local DynamoDB (moto) deep-copies every table a
-/// transaction touches, so leaving this matrix's large items behind would slow every later write
-/// of every test against the same stack.
-async fn run_case(http: &reqwest::Client, db: &aws_sdk_dynamodb::Client, case: &Case) -> Result<(), String> {
-    let ctx = Ctx::new(case.tenant);
-    let outcome = exercise(http, db, case, &ctx).await;
-    Snapshot::take(db, &ctx).await.delete(db).await;
-    outcome
-}
-
-async fn exercise(http: &reqwest::Client, db: &aws_sdk_dynamodb::Client, case: &Case, ctx: &Ctx) -> Result<(), String> {
-    for (index, setup) in case.setup.iter().enumerate() {
-        let req = setup(ctx);
-        let endpoint = req.endpoint;
-        let answer = send(http, req).await;
-        let (code, _) = code_of(endpoint, &answer)?;
-        if answer.status != 200 {
-            return Err(format!("setup request {index} answered {} {code}", answer.status));
-        }
-    }
-    let before = Snapshot::take(db, ctx).await;
-    let req = (case.request)(ctx);
-    let endpoint = req.endpoint;
-    let started = Instant::now();
-    let answer = send(http, req).await;
-    let elapsed = started.elapsed();
-    let after = Snapshot::take(db, ctx).await;
-
-    let (code, message) = code_of(endpoint, &answer)?;
-    expect_eq(
-        "(status, code)",
-        (answer.status, code.as_str()),
-        (case.status, case.code),
-    )?;
-    if let Some(field) = case.field {
-        if !message.contains(field) {
-            return Err(format!("message {message:?} does not name `{field}`"));
-        }
-    }
-    if elapsed > ANSWER_WITHIN {
-        return Err(format!("answered after {elapsed:?}"));
-    }
-    match &case.writes {
-        Writes::Nothing => {
-            let differences = before.differences(&after);
-            if !differences.is_empty() {
-                return Err(format!("wrote something: {}", differences.join("; ")));
-            }
-        }
-        Writes::Checked(check) => check(ctx, &before, &after)?,
-    }
-    Ok(())
-}
-
-/// Runs every case (one after the other: the local DynamoDB serialises requests anyway) and
-/// reports every failure at once.
-async fn run(matrix: &str, cases: Vec<Case>) {
-    let names: HashSet<&str> = cases.iter().map(|case| case.name).collect();
-    assert_eq!(names.len(), cases.len(), "{matrix}: case names must be distinct");
-    let http = client();
-    let db = stack::dynamodb_client();
-    let mut failures = Vec::new();
-    for case in &cases {
-        if let Err(failure) = run_case(&http, &db, case).await {
-            failures.push(format!("  {}: {failure}", case.name));
-        }
-    }
-    let count = |endpoint: Endpoint| {
-        cases
-            .iter()
-            .filter(|case| {
-                let probe = Ctx::new(case.tenant);
-                (case.request)(&probe).endpoint == endpoint
-            })
-            .count()
-    };
-    eprintln!(
-        "{matrix}: {} cases ({} CRM, {} activity), {} failed",
-        cases.len(),
-        count(Endpoint::Crm),
-        count(Endpoint::Activity),
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{matrix}: {} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
-}
 
 // ------------------------------------------------------------------------ the bad-input matrix
 
@@ -959,12 +252,31 @@ fn crm_bad_input_cases() -> Vec<Case> {
         )
         .refused(400, "invalid_field")
         .naming("extra_data.mapping_data"),
+        // Tolerant reading (SPEC 2.3): an odd label is drift, read as absent, kept in last_raw.
         Case::new(
             "crm mapping_data_text label an object",
-            crm_set("/extra_data/mapping_data_text/name", json!({})),
+            crm_set("/extra_data/mapping_data_text/name", json!({"zh": "label-drift"})),
         )
-        .refused(400, "invalid_field")
-        .naming("extra_data.mapping_data_text.name"),
+        .accepted(
+            "accepted",
+            crm_stored(|_, item| {
+                expect_eq("raw keeps it", attr_s(item, "last_raw")?.contains("label-drift"), true)?;
+                let labels = item.get("field_labels").and_then(|v| v.as_m().ok());
+                expect_eq(
+                    "label read as absent",
+                    labels.is_some_and(|m| m.contains_key("name")),
+                    false,
+                )
+            }),
+        ),
+        Case::new(
+            "crm notes an object",
+            crm_set("/extra_data/notes", json!({"text": "notes-drift"})),
+        )
+        .accepted(
+            "accepted",
+            crm_stored(|_, item| expect_eq("raw keeps it", attr_s(item, "last_raw")?.contains("notes-drift"), true)),
+        ),
         // Numbers DynamoDB cannot hold (|n| >= 1e126 or 0 < |n| < 1e-130): the field is invalid.
         Case::new(
             "crm mapping_data number over DynamoDB's range",
@@ -1199,7 +511,7 @@ fn activity_bad_input_cases() -> Vec<Case> {
             .naming("sign"),
         Case::new(
             "activity nonce over DynamoDB's key limit",
-            activity(|c, b| sign_into(b, &pad(&c.nonce, MAX_SORT_KEY + 1), c.now, DEV_ACTIVITY_SECRET)),
+            activity(|c, b| sign_into(b, &pad(&c.nonce, MAX_SORT_KEY + 1), c.now, dev_activity_secret())),
         )
         .refused(400, "invalid_field")
         .naming("nonce"),
@@ -1255,18 +567,26 @@ fn activity_bad_input_cases() -> Vec<Case> {
         )
         .refused(400, "invalid_field")
         .naming("attributes.event_id"),
+        // Tolerant reading (SPEC 2.3): odd optional attributes are drift, read as absent.
         Case::new(
             "activity privilege_type out of range",
             activity_set("/attributes/privilege_type", json!(7)),
         )
-        .refused(400, "invalid_field")
-        .naming("attributes.privilege_type"),
+        .accepted(
+            "success",
+            activity_stored(|_, item| expect_eq("privilege_type", item.contains_key("privilege_type"), false)),
+        ),
         Case::new(
             "activity started_at not a time",
             activity_set("/attributes/started_at", json!("tomorrow")),
         )
-        .refused(400, "invalid_field")
-        .naming("attributes.started_at"),
+        .accepted(
+            "success",
+            activity_stored(|_, item| {
+                expect_eq("started_at", item.contains_key("started_at"), false)?;
+                expect_eq("raw keeps it", attr_s(item, "last_raw")?.contains("tomorrow"), true)
+            }),
+        ),
         // Actions the service does not model: verified, acknowledged, only the nonce recorded.
         Case::new(
             "activity unknown action doc/add",
@@ -1324,37 +644,7 @@ fn activity_bad_input_cases() -> Vec<Case> {
     ]
 }
 
-/// An acknowledged action that names no activity the service models: the nonce is recorded (so
-/// a replay is still recognised) and nothing else.
-fn only_the_nonce(ctx: &Ctx, _: &Snapshot, after: &Snapshot) -> Result<(), String> {
-    after.item(&ctx.mid, Table::ActivityNonces, "nonce", &ctx.nonce)?;
-    expect_eq("activities", after.items(&ctx.mid, Table::Activities).len(), 0)
-}
-
 // -------------------------------------------------------------------- the authenticity matrix
-
-fn tenant_secret(mid: &str, at_least: usize) -> Vec<&'static str> {
-    let variable = format!("CRM_WEBHOOK_SECRET_{mid}");
-    let list = std::env::var(&variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: the stack and the tests need CRM_WEBHOOK_SECRET_900=tenant-900-secret and CRM_WEBHOOK_SECRET_901=new-901,old-901")
-    });
-    let secrets: Vec<&'static str> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| &*Box::leak(s.to_owned().into_boxed_str()))
-        .collect();
-    assert!(
-        secrets.len() >= at_least,
-        "{variable} must hold at least {at_least} secrets"
-    );
-    secrets
-}
-
-/// The correct signature of `body` under the default secret.
-fn good(body: &[u8]) -> String {
-    sign_crm(body, DEV_CRM_SECRET)
-}
 
 fn crm_authenticity_cases() -> Vec<Case> {
     let header = |value: fn(&[u8]) -> String| move |_: &Ctx, body: &[u8]| vec![("X-Signature", value(body))];
@@ -1371,7 +661,7 @@ fn crm_authenticity_cases() -> Vec<Case> {
             "crm signature in another header",
             crm_headers(
                 |_, _| {},
-                |_, body| vec![("X-Hub-Signature", sign_crm(body, DEV_CRM_SECRET))],
+                |_, body| vec![("X-Hub-Signature", sign_crm(body, dev_crm_secret()))],
             ),
         )
         .refused(401, "missing_signature"),
@@ -1387,7 +677,7 @@ fn crm_authenticity_cases() -> Vec<Case> {
                 |ctx, _| {
                     let mut other = crm_base(ctx);
                     other["create_time"] = json!(1_677_481_593);
-                    vec![("X-Signature", sign_crm(other.to_string().as_bytes(), DEV_CRM_SECRET))]
+                    vec![("X-Signature", sign_crm(other.to_string().as_bytes(), dev_crm_secret()))]
                 },
             ),
         )
@@ -1398,7 +688,7 @@ fn crm_authenticity_cases() -> Vec<Case> {
                 |_, _| {},
                 |_, body| {
                     let pretty = serde_json::to_string_pretty(&serde_json::from_slice::<Value>(body).unwrap()).unwrap();
-                    vec![("X-Signature", sign_crm(pretty.as_bytes(), DEV_CRM_SECRET))]
+                    vec![("X-Signature", sign_crm(pretty.as_bytes(), dev_crm_secret()))]
                 },
             ),
         )
@@ -1553,7 +843,7 @@ fn activity_authenticity_cases() -> Vec<Case> {
         .refused(401, "invalid_signature"),
         Case::new(
             "activity sign of another nonce",
-            activity(|ctx, b| b["sign"] = sign_activity("another", DEV_ACTIVITY_SECRET, ctx.now).into()),
+            activity(|ctx, b| b["sign"] = sign_activity("another", dev_activity_secret(), ctx.now).into()),
         )
         .refused(401, "invalid_signature"),
         Case::new(
@@ -1576,7 +866,7 @@ fn activity_authenticity_cases() -> Vec<Case> {
         .refused(401, "stale_timestamp"),
         Case::new(
             "activity timestamp of 1970",
-            activity(|c, b| sign_into(b, &c.nonce, 1, DEV_ACTIVITY_SECRET)),
+            activity(|c, b| sign_into(b, &c.nonce, 1, dev_activity_secret())),
         )
         .refused(401, "stale_timestamp"),
         Case::new(
@@ -1599,7 +889,7 @@ fn activity_authenticity_cases() -> Vec<Case> {
         Case::new(
             "activity stale and action missing",
             activity(|c, b| {
-                sign_into(b, &c.nonce, c.now - 10_000, DEV_ACTIVITY_SECRET);
+                sign_into(b, &c.nonce, c.now - 10_000, dev_activity_secret());
                 remove(b, "/action");
             }),
         )
@@ -1650,41 +940,35 @@ fn activity_authenticity_cases() -> Vec<Case> {
     ]
 }
 
-/// The activity was stored with `event_time` = the case's now + `offset`.
-fn event_time_is(offset: i64) -> Check {
-    Box::new(activity_stored(move |ctx, item| {
-        expect_eq(
-            "event_time",
-            attr_n(item, "event_time"),
-            Some((ctx.now + offset).to_string().as_str()),
-        )
-    }))
-}
-
 // --------------------------------------------------------------------------------- the tests
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn crm_bad_input() {
     run("crm bad input", crm_bad_input_cases()).await;
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn activity_bad_input() {
     run("activity bad input", activity_bad_input_cases()).await;
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn crm_authenticity() {
     run("crm authenticity", crm_authenticity_cases()).await;
 }
 
 /// Needs `CRM_WEBHOOK_SECRET_901=new-901,old-901` on the stack and in the tests' environment.
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn crm_secret_rotation() {
     run("crm secret rotation", rotation_cases()).await;
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn activity_authenticity() {
     run("activity authenticity", activity_authenticity_cases()).await;
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tests::deliver::{send_concurrently, Sent};
 use tests::history::{Event, History, Shape, Source};
-use tests::http::DEV_ACTIVITY_SECRET;
+use tests::http::dev_activity_secret;
 use tests::signing::now_unix;
 use tests::stack::{self, unique_mid};
 use tests::tables::{entity_items, mismatches, purge_tenant, record_keys};
@@ -75,10 +75,11 @@ fn assert_all_accepted(sent: &[Sent], phase: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn deliveries_during_an_outage_get_503_in_time_leave_nothing_and_succeed_when_retried() {
     let seed: u64 = rand::random();
     let mid = unique_mid("outage");
-    let history = History::generate(seed, &mid, shape(), now_unix(), DEV_ACTIVITY_SECRET);
+    let history = History::generate(seed, &mid, shape(), now_unix(), dev_activity_secret());
     let mut deliveries = history.deliveries(seed, 0.1);
     let during = deliveries.len() / 3..deliveries.len() / 3 + if stack::soak() { 64 } else { 12 };
     let after = deliveries.split_off(during.end);
@@ -98,10 +99,12 @@ async fn deliveries_during_an_outage_get_503_in_time_leave_nothing_and_succeed_w
             "during the outage: {:?} {}",
             delivery.event.source, delivery.event.entity_id
         );
-        assert_eq!(
-            delivery.answer.refusal(),
-            (503, "storage_unavailable".to_owned()),
-            "{what}: {}",
+        // Locally the secrets live on the stopped server too: an instance that has not read them
+        // yet answers `503 secrets_unavailable`, the same "nothing written, retry" as storage.
+        let (status, code) = delivery.answer.refusal();
+        assert!(
+            status == 503 && (code == "storage_unavailable" || code == "secrets_unavailable"),
+            "{what}: {status} {code} {}",
             delivery.answer.body
         );
         assert!(

@@ -82,6 +82,7 @@ fn crm_fixture_names() -> Vec<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn every_crm_fixture_produces_exactly_the_pure_item() {
     let store = crm_store();
     let mid = unique_mid("fixture");
@@ -108,6 +109,7 @@ async fn every_crm_fixture_produces_exactly_the_pure_item() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn duplicates_leave_the_item_and_event_count_unchanged() {
     let store = crm_store();
     let mid = unique_mid("dup");
@@ -211,6 +213,7 @@ async fn a_stale_cache_never_loses_another_writers_update() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_late_older_event_fills_gaps_but_never_rolls_a_field_back() {
     let store = crm_store();
     let mid = unique_mid("late");
@@ -241,6 +244,7 @@ async fn a_late_older_event_fills_gaps_but_never_rolls_a_field_back() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn concurrent_writers_on_one_entity_lose_no_update() {
     let store = Arc::new(crm_store());
     let mid = unique_mid("race");
@@ -281,6 +285,7 @@ async fn concurrent_writers_on_one_entity_lose_no_update() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn activity_nonces_distinguish_duplicates_from_replays() {
     let store = activity_store();
     let mid = unique_mid("nonce");
@@ -320,6 +325,7 @@ async fn activity_nonces_distinguish_duplicates_from_replays() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn delete_is_a_tombstone_that_a_late_edit_cannot_undo() {
     let store = activity_store();
     let mid = unique_mid("tomb");
@@ -355,6 +361,7 @@ async fn delete_is_a_tombstone_that_a_late_edit_cannot_undo() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn an_unmodelled_action_records_its_nonce_and_no_item() {
     let store = activity_store();
     let mid = unique_mid("doc");
@@ -369,6 +376,7 @@ async fn an_unmodelled_action_records_its_nonce_and_no_item() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn an_unreachable_dynamodb_fails_fast_and_cleanly() {
     // Nothing listens on port 9 (discard) on the loopback interface.
     let client = stack::client_for("http://127.0.0.1:9");

@@ -95,6 +95,7 @@ impl Fuzzer {
             corpus,
             crm: CrmIntake {
                 signature_header: SIGNATURE_HEADER.to_owned(),
+                scheme: Default::default(),
                 secrets: TenantSecrets::from_vars("CRM_WEBHOOK_SECRET", [("CRM_WEBHOOK_SECRET", CRM_SECRET)]),
                 offset: SourceOffset::BEIJING,
             },

@@ -3,3 +3,4 @@
 
 pub mod coldstart;
 pub mod fuzz;
+pub mod probe;

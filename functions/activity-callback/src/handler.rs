@@ -2,19 +2,30 @@
 //! sign → freshness → fields → replay → write (SPEC 2.3).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use lambda_http::{Body, Request, RequestExt, Response};
-use shared::clock::SystemClock;
+use shared::clock::{Clock, SystemClock};
 use shared::config::{ActivityConfig, ConfigError, Env};
-use shared::dynamo::{client_from_env, DynamoActivityStore};
+use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore};
 use shared::error::{ApiError, AuthError};
-use shared::http::{post_body, respond, text_response, Handler};
+use shared::http::{post_body, text_response, Handler};
+use shared::merge::Delivery;
+use shared::observe::{answer, Applied};
+use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
+use shared::secret::SecretSource;
+use shared::secrets_manager::TenantSecretSource;
+use shared::signals::{report_drift, Quarantine};
 use shared::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
-pub struct App<S> {
+pub struct App<S, K = TenantSecretSource> {
     pub config: ActivityConfig,
     pub store: S,
+    /// Where refused deliveries are kept (SPEC 2.4).
+    pub quarantine: Quarantine,
+    /// The tenant secrets of the moment (environment, or AWS Secrets Manager refreshed).
+    pub secrets: K,
 }
 
 impl App<DynamoActivityStore> {
@@ -23,44 +34,83 @@ impl App<DynamoActivityStore> {
         let config = ActivityConfig::from_env(env).inspect_err(|error| {
             tracing::error!(%error, "configuration is incomplete; not starting");
         })?;
-        if config.intake.secrets.is_empty() {
-            tracing::warn!("no ACTIVITY_CALLBACK_SECRET configured: every request will be refused (401 no_secret)");
+        let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "activity");
+        let client = client_from_env(env);
+        let quarantine_store = config
+            .quarantine
+            .table_name
+            .clone()
+            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
+        if quarantine_store.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
         }
+        let quarantine = App::<DynamoActivityStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
         let store = DynamoActivityStore::new(
-            client_from_env(env),
+            client,
             config.table_name.clone(),
             config.nonces_table_name.clone(),
             config.nonce_retention_seconds(),
             Arc::new(SystemClock),
         );
-        Ok(Self { config, store })
+        Ok(Self {
+            config,
+            store,
+            quarantine,
+            secrets,
+        })
     }
 }
 
-impl<S: ActivityStore + 'static> Handler for App<S> {
+impl<S: ActivityStore + 'static, K: SecretSource + 'static> Handler for App<S, K> {
     async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.accept(&request).await)
+        let started = Instant::now();
+        let result = self.accept(&request).await;
+        if let Err(error) = &result {
+            let tenant = self.tenant(&request);
+            self.quarantine.consider(&request, error, tenant.as_deref()).await;
+        }
+        answer(Source::Activity, &request, started, result, || self.tenant(&request))
     }
 }
 
 impl<S: ActivityStore> App<S> {
-    async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
+    /// The quarantine of this function: its policy over `config`, writing to `store`.
+    pub fn quarantine(
+        config: &ActivityConfig,
+        store: Option<Arc<dyn QuarantineStore>>,
+        clock: Arc<dyn Clock>,
+    ) -> Quarantine {
+        let policy = QuarantinePolicy::new(Source::Activity, None, config.quarantine.clone(), clock);
+        Quarantine::new(policy, store)
+    }
+}
+
+impl<S: ActivityStore, K: SecretSource> App<S, K> {
+    async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
         let body = post_body(request)?;
+        let secrets = self.secrets.current().await?;
         let event = self
             .config
             .intake
-            .verified_event(body, self.tenant(request).as_deref())?;
+            .verified_event_with(&secrets, body, self.tenant(request).as_deref())?;
         let mid = &event.mid;
+        report_drift(Source::Activity, mid, &event.drift);
         if event.activity_id().is_none() {
-            tracing::warn!(mid = %mid, action = event.action.as_str(), raw = %event.raw, "action not modelled; acknowledged without a write");
+            // Not the raw body: it carries the request's `sign`.
+            tracing::warn!(mid = %mid, action = event.action.as_str(), "action not modelled; acknowledged without a write");
         }
-        match self.store.apply(&event).await? {
-            NonceOutcome::Replayed => Err(AuthError::ReplayedNonce.into()),
-            outcome => {
-                tracing::info!(mid = %mid, entity_id = ?event.entity_id, action = event.action.as_str(), ?outcome, "callback applied");
-                Ok(text_response("success"))
-            }
-        }
+        let delivery = match self.store.apply(&event).await? {
+            NonceOutcome::Replayed => return Err(AuthError::ReplayedNonce.into()),
+            NonceOutcome::Accepted => Delivery::Accepted,
+            NonceOutcome::Duplicate => Delivery::Duplicate,
+        };
+        tracing::info!(mid = %mid, entity_id = ?event.entity_id, action = event.action.as_str(), ?delivery, "callback applied");
+        Ok(Applied {
+            delivery,
+            mid: mid.to_string(),
+            entity_id: event.entity_id.as_ref().map(ToString::to_string),
+            response: text_response("success"),
+        })
     }
 
     /// The tenant (SPEC 2.2): path parameter, else the segment after `/activity/` in the path

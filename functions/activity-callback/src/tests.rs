@@ -10,8 +10,13 @@ use shared::activity::verify::sign;
 use shared::clock::FixedClock;
 use shared::config::{ActivityConfig, Env};
 use shared::http::Handler;
+use shared::quarantine::{MemoryQuarantine, QuarantineStore, Source};
 use shared::secret::Secret;
 use shared::store::MemoryStore;
+
+use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};
+use shared::secrets_manager::TenantSecretSource;
+use shared::SecretsError;
 
 use crate::handler::App;
 
@@ -25,7 +30,13 @@ fn event_json(name: &str) -> Value {
 }
 
 fn app_with(vars: &[(&str, &str)], now: i64) -> App<MemoryStore> {
+    app_with_quarantine(vars, now).0
+}
+
+/// An app whose quarantine keeps its records in memory, and that memory.
+fn app_with_quarantine(vars: &[(&str, &str)], now: i64) -> (App<MemoryStore>, Arc<MemoryQuarantine>) {
     let mut all = vec![
+        ("REFUSED_DELIVERIES_TABLE_NAME", "refused_deliveries"),
         ("ACTIVITY_TABLE_NAME", "activities"),
         ("ACTIVITY_NONCES_TABLE_NAME", "activity_nonces"),
         ("ACTIVITY_CALLBACK_SECRET", "dev-activity-secret"),
@@ -34,10 +45,20 @@ fn app_with(vars: &[(&str, &str)], now: i64) -> App<MemoryStore> {
     all.extend_from_slice(vars);
     let mut config = ActivityConfig::from_env(&all.into_iter().collect::<Env>()).unwrap();
     config.intake.clock = Arc::new(FixedClock(now));
-    App {
+    let kept = Arc::new(MemoryQuarantine::default());
+    let quarantine = App::<MemoryStore>::quarantine(
+        &config,
+        Some(Arc::clone(&kept) as Arc<dyn QuarantineStore>),
+        Arc::new(FixedClock(now)),
+    );
+    let secrets = TenantSecretSource::Fixed(FixedSecrets(Arc::new(config.intake.secrets.clone())));
+    let app = App {
         config,
         store: MemoryStore::default(),
-    }
+        quarantine,
+        secrets,
+    };
+    (app, kept)
 }
 
 fn dev_app() -> App<MemoryStore> {
@@ -224,5 +245,89 @@ async fn fields_are_checked_after_authenticity() {
     .await;
     assert_eq!(code(&answer), (400, "missing_field".into()));
     assert!(answer.1.contains("attributes.event_id"));
+    assert_eq!(app.store.nonce_count(), 0);
+}
+
+#[tokio::test]
+async fn refusals_are_quarantined_with_their_tenant_except_stale_and_replayed() {
+    let event = event_json("activity_event_add.json");
+    let body = body_of(&event);
+    let (app, kept) = app_with_quarantine(&[], 0);
+    let forged = resigned(&event, body.clone(), "n-9", 1_701_744_489, "wrong-secret");
+    assert_eq!(code(&call(&app, &forged).await), (401, "invalid_signature".into()));
+    let records = kept.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].source, Source::Activity);
+    assert_eq!(records[0].tenant.as_deref(), Some("124"), "from the path");
+    assert_eq!(records[0].body, forged["body"].as_str().unwrap());
+    assert!(app.store.activity_state("124", ENTITY).is_none());
+
+    // Replayed nonce: the original was accepted. Not kept.
+    assert_eq!(call(&app, &event).await.0, 200);
+    let mut changed = body.clone();
+    changed["attributes"]["title"] = "changed".into();
+    let replay = resigned(
+        &event,
+        changed,
+        body["nonce"].as_str().unwrap(),
+        body["timestamp"].as_i64().unwrap(),
+        "dev-activity-secret",
+    );
+    assert_eq!(code(&call(&app, &replay).await), (401, "replayed_nonce".into()));
+    // Stale: a replay would be stale again. Not kept.
+    let timestamp = body["timestamp"].as_i64().unwrap();
+    let (strict, strict_kept) = app_with_quarantine(&[("ACTIVITY_MAX_SKEW_SECONDS", "300")], timestamp + 301);
+    assert_eq!(code(&call(&strict, &event).await), (401, "stale_timestamp".into()));
+    assert_eq!(kept.records().len(), 1);
+    assert!(strict_kept.records().is_empty());
+}
+
+#[tokio::test]
+async fn drifted_attributes_are_accepted() {
+    let app = dev_app();
+    let event = event_json("activity_event_add.json");
+    let mut body = body_of(&event);
+    body["attributes"]["privilege_type"] = 7.into();
+    body["attributes"]["started_at"] = "tomorrow".into();
+    let answer = call(
+        &app,
+        &resigned(&event, body, "n-drift", 1_701_744_489, "dev-activity-secret"),
+    )
+    .await;
+    assert_eq!(answer.1, "success");
+    let state = app.store.activity_state("124", ENTITY).unwrap();
+    let content = state.content.unwrap().value;
+    assert_eq!((content.privilege_type, content.started_at), (None, None));
+}
+
+/// A secret store that cannot be read (Secrets Manager down, nothing cached).
+struct UnreadableSecrets;
+
+impl SecretSource for UnreadableSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        Err(SecretsError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_secrets_are_503_secrets_unavailable_never_401_and_nothing_is_written() {
+    let App {
+        config,
+        store,
+        quarantine,
+        ..
+    } = dev_app();
+    let app = App {
+        config,
+        store,
+        quarantine,
+        secrets: UnreadableSecrets,
+    };
+    let event = event_json("activity_event_add.json");
+    let request: Request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = app.handle(request).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"]["code"], "secrets_unavailable");
     assert_eq!(app.store.nonce_count(), 0);
 }

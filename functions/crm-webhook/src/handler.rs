@@ -2,21 +2,33 @@
 //! (SPEC 2.3), so that nothing unauthenticated is ever acted on.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
-use shared::clock::SystemClock;
+use shared::clock::{Clock, SystemClock};
 use shared::config::{ConfigError, CrmConfig, Env};
-use shared::dynamo::{client_from_env, DynamoCrmStore};
+use shared::crm::tenant_of;
+use shared::dynamo::{client_from_env, DynamoCrmStore, DynamoQuarantineStore};
+use shared::envelope::Envelope;
 use shared::error::ApiError;
-use shared::http::{header_text, json_response, post_body, respond, Handler};
+use shared::http::{header_text, json_response, post_body, Handler};
 use shared::merge::Delivery;
+use shared::observe::{answer, Applied};
+use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
+use shared::secret::SecretSource;
+use shared::secrets_manager::TenantSecretSource;
+use shared::signals::{report_drift, Quarantine};
 use shared::store::CrmStore;
 
 /// Everything a request needs, built once at start-up.
-pub struct App<S> {
+pub struct App<S, K = TenantSecretSource> {
     pub config: CrmConfig,
     pub store: S,
+    /// Where refused deliveries are kept (SPEC 2.4).
+    pub quarantine: Quarantine,
+    /// The tenant secrets of the moment (environment, or AWS Secrets Manager refreshed).
+    pub secrets: K,
 }
 
 impl App<DynamoCrmStore> {
@@ -25,25 +37,67 @@ impl App<DynamoCrmStore> {
         let config = CrmConfig::from_env(env).inspect_err(|error| {
             tracing::error!(%error, "configuration is incomplete; not starting");
         })?;
-        if config.intake.secrets.is_empty() {
-            tracing::warn!("no CRM_WEBHOOK_SECRET configured: every request will be refused (401 no_secret)");
+        let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "crm");
+        let client = client_from_env(env);
+        let quarantine_store = config
+            .quarantine
+            .table_name
+            .clone()
+            .map(|table| Arc::new(DynamoQuarantineStore::new(client.clone(), table)) as Arc<dyn QuarantineStore>);
+        if quarantine_store.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: refused deliveries are not quarantined");
         }
-        let store = DynamoCrmStore::new(client_from_env(env), config.table_name.clone(), Arc::new(SystemClock));
-        Ok(Self { config, store })
+        let store = DynamoCrmStore::new(client, config.table_name.clone(), Arc::new(SystemClock));
+        let quarantine = App::<DynamoCrmStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
+        Ok(Self {
+            config,
+            store,
+            quarantine,
+            secrets,
+        })
     }
 }
 
-impl<S: CrmStore + 'static> Handler for App<S> {
+impl<S: CrmStore + 'static, K: SecretSource + 'static> Handler for App<S, K> {
     async fn handle(&self, request: Request) -> Response<Body> {
-        respond(self.accept(&request).await)
+        let started = Instant::now();
+        let result = self.accept(&request).await;
+        if let Err(error) = &result {
+            self.quarantine.consider(&request, error, None).await;
+        }
+        answer(Source::Crm, &request, started, result, || mid_of(request.body()))
     }
+}
+
+/// The tenant a refused body names, if it names one (for the refusal's log line).
+fn mid_of(body: &[u8]) -> Option<String> {
+    tenant_of(&Envelope::parse(body).ok()?.object).ok()
 }
 
 impl<S: CrmStore> App<S> {
-    async fn accept(&self, request: &Request) -> Result<Response<Body>, ApiError> {
+    /// The quarantine of this function: its policy over `config`, writing to `store`.
+    pub fn quarantine(
+        config: &CrmConfig,
+        store: Option<Arc<dyn QuarantineStore>>,
+        clock: Arc<dyn Clock>,
+    ) -> Quarantine {
+        let policy = QuarantinePolicy::new(
+            Source::Crm,
+            Some(&config.intake.signature_header),
+            config.quarantine.clone(),
+            clock,
+        );
+        Quarantine::new(policy, store)
+    }
+}
+
+impl<S: CrmStore, K: SecretSource> App<S, K> {
+    async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
         let body = post_body(request)?;
+        let secrets = self.secrets.current().await?;
         let intake = &self.config.intake;
-        let event = intake.verified_event(body, header_text(request, &intake.signature_header))?;
+        let event = intake.verified_event_with(&secrets, body, header_text(request, &intake.signature_header))?;
+        report_drift(Source::Crm, &event.mid, &event.drift);
         if !event.event_type.is_known() {
             tracing::warn!(
                 mid = %event.mid,
@@ -59,10 +113,15 @@ impl<S: CrmStore> App<S> {
             Delivery::Duplicate => "duplicate",
         };
         tracing::info!(mid = %event.mid, entity_id = %event.entity_id, event_type = event.event_type.as_str(), status, "event applied");
-        Ok(json_response(&json!({
-            "status": status,
-            "mid": event.mid,
-            "entity_id": event.entity_id,
-        })))
+        Ok(Applied {
+            delivery,
+            response: json_response(&json!({
+                "status": status,
+                "mid": event.mid,
+                "entity_id": event.entity_id,
+            })),
+            mid: event.mid.to_string(),
+            entity_id: Some(event.entity_id.to_string()),
+        })
     }
 }

@@ -3,13 +3,22 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use base64::Engine;
 use lambda_http::{Body, Request};
 use serde_json::Value;
+use shared::clock::SystemClock;
 use shared::config::{CrmConfig, Env};
+use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::http::Handler;
+use shared::quarantine::{MemoryQuarantine, QuarantineStore, Source};
+use shared::secret::Secret;
 use shared::store::MemoryStore;
+
+use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};
+use shared::secrets_manager::TenantSecretSource;
+use shared::SecretsError;
 
 use crate::handler::App;
 
@@ -18,13 +27,31 @@ fn events_dir() -> PathBuf {
 }
 
 fn app(secrets: &[(&str, &str)]) -> App<MemoryStore> {
-    let mut vars = vec![("CRM_TABLE_NAME", "crm_entities")];
-    vars.extend_from_slice(secrets);
-    let config = CrmConfig::from_env(&vars.into_iter().collect::<Env>()).unwrap();
-    App {
+    app_with_quarantine(secrets).0
+}
+
+/// An app whose quarantine keeps its records in memory, and that memory.
+fn app_with_quarantine(vars: &[(&str, &str)]) -> (App<MemoryStore>, Arc<MemoryQuarantine>) {
+    let mut all = vec![
+        ("CRM_TABLE_NAME", "crm_entities"),
+        ("REFUSED_DELIVERIES_TABLE_NAME", "refused_deliveries"),
+    ];
+    all.extend_from_slice(vars);
+    let config = CrmConfig::from_env(&all.into_iter().collect::<Env>()).unwrap();
+    let kept = Arc::new(MemoryQuarantine::default());
+    let quarantine = App::<MemoryStore>::quarantine(
+        &config,
+        Some(Arc::clone(&kept) as Arc<dyn QuarantineStore>),
+        Arc::new(SystemClock),
+    );
+    let secrets = TenantSecretSource::Fixed(FixedSecrets(Arc::new(config.intake.secrets.clone())));
+    let app = App {
         config,
         store: MemoryStore::default(),
-    }
+        quarantine,
+        secrets,
+    };
+    (app, kept)
 }
 
 fn dev_app() -> App<MemoryStore> {
@@ -190,4 +217,148 @@ async fn a_custom_signature_header_is_honoured() {
     assert_eq!(error_code(&call(&app, &event).await), (401, "missing_signature"));
     event["headers"]["x-jing-signature"] = signature;
     assert_eq!(call(&app, &event).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_configured_sha256_base64_scheme_is_honoured_and_the_default_refused() {
+    let (app, _) = app_with_quarantine(&[
+        ("CRM_WEBHOOK_SECRET", "dev-crm-secret"),
+        ("CRM_SIGNATURE_ALGORITHM", "hmac-sha256"),
+        ("CRM_SIGNATURE_ENCODING", "base64"),
+    ]);
+    let mut event = event_json("crm_seed_124_object_create.json");
+    assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
+    let scheme = SignatureScheme {
+        algorithm: Algorithm::HmacSha256,
+        encoding: Encoding::Base64,
+    };
+    let body = event["body"].as_str().unwrap().to_owned();
+    event["headers"]["x-signature"] = scheme.sign(body.as_bytes(), &Secret::new("dev-crm-secret")).into();
+    assert_eq!(call(&app, &event).await.1["status"], "accepted");
+}
+
+#[tokio::test]
+async fn a_refused_authentic_looking_delivery_is_quarantined_and_never_applied() {
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "a-secret-the-sender-does-not-use")]);
+    let mut event = event_json("crm_seed_124_object_create.json");
+    event["headers"]["authorization"] = "Bearer not-to-be-kept".into();
+    let answer = call(&app, &event).await;
+    assert_eq!(
+        error_code(&answer),
+        (401, "invalid_signature"),
+        "the answer is unchanged"
+    );
+    assert!(app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
+    let records = kept.records();
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.source, Source::Crm);
+    assert_eq!((record.status, record.code.as_str()), (401, "invalid_signature"));
+    assert_eq!(record.tenant.as_deref(), Some("124"));
+    assert_eq!(record.body, event["body"].as_str().unwrap());
+    assert!(record.header_names.contains(&"authorization".to_owned()));
+    assert_eq!(
+        record.signature_headers.keys().collect::<Vec<_>>(),
+        ["x-signature"],
+        "only the signature header's value is kept"
+    );
+    assert_eq!(record.signature_headers["x-signature"], event["headers"]["x-signature"]);
+}
+
+#[tokio::test]
+async fn only_eligible_refusals_are_quarantined() {
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret")]);
+    let good = event_json("crm_seed_124_object_create.json");
+    assert_eq!(call(&app, &good).await.0, 200);
+    let mut probe = good.clone();
+    probe["body"] = "{}".into();
+    assert_eq!(error_code(&call(&app, &probe).await), (400, "missing_field"));
+    let mut not_json = good.clone();
+    not_json["body"] = "mid=124".into();
+    assert_eq!(error_code(&call(&app, &not_json).await), (400, "invalid_json"));
+    let mut get = good.clone();
+    get["requestContext"]["http"]["method"] = "GET".into();
+    assert_eq!(call(&app, &get).await.0, 405);
+    assert!(kept.records().is_empty(), "{:?}", kept.records());
+    let mut bad_field = good.clone();
+    let body = r#"{"mid":"124","event_type":"object_update","create_time":"soon","extra_data":{"entity_id":"E"}}"#;
+    bad_field["body"] = body.into();
+    bad_field["headers"]["x-signature"] =
+        shared::crm::verify::sign(body.as_bytes(), &Secret::new("dev-crm-secret")).into();
+    assert_eq!(error_code(&call(&app, &bad_field).await), (400, "invalid_field"));
+    assert_eq!(kept.records().len(), 1);
+    assert_eq!(kept.records()[0].code, "invalid_field");
+}
+
+#[tokio::test]
+async fn a_failing_quarantine_changes_no_answer() {
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other")]);
+    kept.unavailable.store(true, Ordering::SeqCst);
+    let answer = call(&app, &event_json("crm_seed_124_object_create.json")).await;
+    assert_eq!(error_code(&answer), (401, "invalid_signature"));
+    assert!(kept.records().is_empty());
+}
+
+#[tokio::test]
+async fn the_quarantine_caps_hold_per_instance() {
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_MAX_PER_MINUTE", "3")]);
+    let event = event_json("crm_seed_124_object_create.json");
+    for _ in 0..20 {
+        assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
+    }
+    // The clock is the system's: the 20 requests may straddle a minute boundary.
+    let count = kept.records().len();
+    assert!((3..=6).contains(&count), "{count}");
+
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_MAX_BODY_BYTES", "100")]);
+    assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
+    assert!(kept.records().is_empty(), "over the body cap");
+}
+
+#[tokio::test]
+async fn drifted_fields_are_accepted() {
+    let app = dev_app();
+    let mut event = event_json("crm_seed_124_object_create.json");
+    let mut body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+    body["extra_data"]["notes"] = serde_json::json!({"text": "an object"});
+    body["extra_data"]["mapping_data_text"]["name"] = serde_json::json!({"zh": "名"});
+    let body = body.to_string();
+    event["body"] = body.clone().into();
+    event["headers"]["x-signature"] = shared::crm::verify::sign(body.as_bytes(), &Secret::new("dev-crm-secret")).into();
+    let (status, answer) = call(&app, &event).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
+    let state = app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").unwrap();
+    assert_eq!(state.last_raw.as_ref(), body, "the drifted values stay in last_raw");
+}
+
+/// A secret store that cannot be read (Secrets Manager down, nothing cached).
+struct UnreadableSecrets;
+
+impl SecretSource for UnreadableSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        Err(SecretsError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_secrets_are_503_secrets_unavailable_never_401_and_nothing_is_written() {
+    let App {
+        config,
+        store,
+        quarantine,
+        ..
+    } = dev_app();
+    let app = App {
+        config,
+        store,
+        quarantine,
+        secrets: UnreadableSecrets,
+    };
+    let event = event_json("crm_seed_124_object_create.json");
+    let request: Request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = app.handle(request).await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"]["code"], "secrets_unavailable");
+    assert!(app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
 }

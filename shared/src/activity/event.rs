@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
 use crate::error::ParseError;
-use crate::json::{key_value, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+use crate::json::{
+    int, key_value, text, Drift, DriftLog, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES,
+};
 use crate::merge::Stamp;
 use crate::node::{Node, Object};
 use crate::timefmt::SourceOffset;
@@ -110,6 +112,9 @@ pub struct ActivityEvent {
     pub operator: Option<String>,
     pub operator_name: Option<String>,
     pub digest: EventDigest,
+    /// Optional fields of an unexpected shape, read as absent (they stay in `raw`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
     /// The body as received; shared with the state it is merged into.
     #[serde(skip)]
     pub raw: Arc<str>,
@@ -117,6 +122,9 @@ pub struct ActivityEvent {
 
 impl ActivityEvent {
     /// Normalizes a verified envelope for tenant `mid`, with its verified `nonce` and `timestamp`.
+    ///
+    /// Only the required fields of SPEC 2.3 are refused; every other field is read tolerantly
+    /// (see [`Fields::optional`]).
     pub fn from_envelope(
         envelope: Envelope<'_>,
         mid: &str,
@@ -124,14 +132,20 @@ impl ActivityEvent {
         timestamp: i64,
         offset: SourceOffset,
     ) -> Result<Self, ParseError> {
-        let top = Fields::new(&envelope.object, "");
+        let drift = DriftLog::default();
+        let top = Fields::tolerant(&envelope.object, "", &drift);
         // Both become key values: too long for DynamoDB is an invalid field, not a 503.
         let mid = key_value("mid", mid.to_owned(), MAX_PARTITION_KEY_BYTES)?;
         let nonce = key_value("nonce", nonce.to_owned(), MAX_SORT_KEY_BYTES)?;
         let action = ActivityAction::from_wire(top.req_text("action")?);
-        let attributes = top.opt_object("attributes")?;
+        // `attributes` holds the required `event_id` of `event/*` actions.
+        let attributes = if action.names_an_activity() {
+            top.container("attributes")?
+        } else {
+            top.opt_object("attributes")?
+        };
         let empty = Object::default();
-        let attrs = Fields::new(attributes.unwrap_or(&empty), "attributes");
+        let attrs = top.nested(attributes.unwrap_or(&empty), "attributes");
         let entity_id = if action.names_an_activity() {
             Some(attrs.req_key("event_id", MAX_SORT_KEY_BYTES)?)
         } else {
@@ -143,9 +157,10 @@ impl ActivityEvent {
         };
         let operator_info = top.opt_object("operator_info")?;
         let operator_name = operator_info
-            .map(|info| Fields::new(info, "operator_info").opt_str("name"))
+            .map(|info| top.nested(info, "operator_info").opt_str("name"))
             .transpose()?
             .flatten();
+        let operator = top.opt_id("operator")?;
         Ok(Self {
             mid,
             nonce,
@@ -153,9 +168,10 @@ impl ActivityEvent {
             action,
             entity_id,
             content,
-            operator: top.opt_id("operator")?,
+            operator,
             operator_name,
             digest: envelope.digest,
+            drift: drift.into_vec(),
             raw: envelope.raw.into(),
         })
     }
@@ -175,13 +191,7 @@ impl ActivityEvent {
 }
 
 fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, ParseError> {
-    let time = |key: &str| -> Result<Option<String>, ParseError> {
-        attrs
-            .opt_text(key)?
-            .map(|text| offset.local_to_rfc3339(text))
-            .transpose()
-            .map_err(|reason| ParseError::invalid(attrs.path(key), reason))
-    };
+    let time = |key: &str| attrs.optional(key, |node| text(node).and_then(|text| offset.local_to_rfc3339(text)));
     Ok(ActivityContent {
         title: attrs.opt_str("title")?,
         summary: attrs.opt_str("summary")?,
@@ -208,56 +218,50 @@ fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, 
 
 /// `0`/`1`, `"0"`/`"1"` or `false`/`true`.
 fn flag(attrs: &Fields<'_>, key: &str) -> Result<Option<bool>, ParseError> {
-    match attrs.present(key) {
-        None => Ok(None),
-        Some(Node::Bool(b)) => Ok(Some(*b)),
-        Some(Node::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
-        Some(Node::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
-        Some(Node::String(s)) if matches!(s.trim(), "0" | "false") => Ok(Some(false)),
-        Some(Node::String(s)) if matches!(s.trim(), "1" | "true") => Ok(Some(true)),
-        Some(_) => Err(ParseError::invalid(attrs.path(key), "expected 0, 1, false or true")),
-    }
+    attrs.optional(key, |node| match node {
+        Node::Bool(b) => Ok(*b),
+        Node::Number(n) if n.as_i64() == Some(0) => Ok(false),
+        Node::Number(n) if n.as_i64() == Some(1) => Ok(true),
+        Node::String(s) if matches!(s.trim(), "0" | "false") => Ok(false),
+        Node::String(s) if matches!(s.trim(), "1" | "true") => Ok(true),
+        _ => Err("expected 0, 1, false or true".to_owned()),
+    })
 }
 
 fn privilege_type(attrs: &Fields<'_>) -> Result<Option<PrivilegeType>, ParseError> {
-    let Some(code) = attrs.opt_int("privilege_type")? else {
-        return Ok(None);
-    };
-    match code {
-        0 => Ok(Some(PrivilegeType::Public)),
-        1 => Ok(Some(PrivilegeType::Private)),
-        2 => Ok(Some(PrivilegeType::CreatorOnly)),
-        other => Err(ParseError::invalid(
-            attrs.path("privilege_type"),
-            format!("expected 0 (public), 1 (private) or 2 (creator only), got {other}"),
+    attrs.optional("privilege_type", |node| match int(node)? {
+        0 => Ok(PrivilegeType::Public),
+        1 => Ok(PrivilegeType::Private),
+        2 => Ok(PrivilegeType::CreatorOnly),
+        other => Err(format!(
+            "expected 0 (public), 1 (private) or 2 (creator only), got {other}"
         )),
-    }
+    })
 }
 
-/// `[{type, id}, …]` grouped by type.
+/// `[{type, id}, …]` grouped by type. An entry that is not an object with a `type` and an `id`
+/// is drift; the others are still read.
 fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseError> {
-    let path = attrs.path("privilege");
-    let entries = match attrs.present("privilege") {
-        None => return Ok(BTreeMap::new()),
-        Some(Node::Array(entries)) => entries,
-        Some(other) => {
-            return Err(ParseError::invalid(
-                path,
-                format!("expected an array, got {}", other.kind()),
-            ))
-        }
-    };
+    let entries = attrs.optional("privilege", |node| match node {
+        Node::Array(entries) => Ok(entries),
+        other => Err(format!("expected an array, got {}", other.kind())),
+    })?;
     let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let entry_path = format!("{path}[{index}]");
-        let Node::Object(entry) = entry else {
-            return Err(ParseError::invalid(entry_path, "expected an object with type and id"));
+    for (index, entry) in entries.into_iter().flatten().enumerate() {
+        let key = format!("privilege[{index}]");
+        let read = match entry {
+            Node::Object(entry) => {
+                let entry = Fields::new(entry, "");
+                match (entry.req_str("type"), entry.req_id("id")) {
+                    (Ok(kind), Ok(id)) => Ok((kind, id)),
+                    (Err(error), _) | (_, Err(error)) => Err(error.to_string()),
+                }
+            }
+            other => Err(format!("expected an object with type and id, got {}", other.kind())),
         };
-        let entry = Fields::new(entry, &entry_path);
-        grouped
-            .entry(entry.req_str("type")?)
-            .or_default()
-            .push(entry.req_id("id")?);
+        if let Some((kind, id)) = attrs.tolerate(&key, read)? {
+            grouped.entry(kind).or_default().push(id);
+        }
     }
     Ok(grouped)
 }
@@ -339,12 +343,12 @@ mod tests {
     }
 
     #[test]
-    fn malformed_attributes_name_their_field() {
+    fn malformed_attributes_are_drift_named_by_path() {
         let cases = [
             (json!({"privilege_type": 7}), "attributes.privilege_type"),
             (json!({"enable_random_extract": 2}), "attributes.enable_random_extract"),
             (json!({"privilege": "all"}), "attributes.privilege"),
-            (json!({"privilege": [{"type": "staff"}]}), "attributes.privilege[0].id"),
+            (json!({"privilege": [{"type": "staff"}]}), "attributes.privilege[0]"),
             (json!({"started_at": "tomorrow"}), "attributes.started_at"),
             (
                 json!({"participant_count_limit": "many"}),
@@ -355,12 +359,9 @@ mod tests {
         for (attributes, field) in cases {
             let mut attributes = attributes;
             attributes["event_id"] = json!("A");
-            let error = parse(json!({"action": "event/add", "attributes": attributes})).unwrap_err();
-            let got = match &error {
-                ParseError::InvalidField { field, .. } | ParseError::MissingField(field) => field.clone(),
-                other => panic!("{other:?}"),
-            };
-            assert_eq!(got, field, "{error}");
+            let event = parse(json!({"action": "event/add", "attributes": attributes})).unwrap();
+            let paths: Vec<&str> = event.drift.iter().map(|d| d.path.as_str()).collect();
+            assert_eq!(paths, [field], "accepted, with the field named as drift");
         }
     }
 

@@ -40,11 +40,21 @@ impl ActivityIntake {
 
     /// `mid` is the tenant the request names (path, query or default), if any.
     pub fn verified_event(&self, body: &[u8], mid: Option<&str>) -> Result<ActivityEvent, ApiError> {
+        self.verified_event_with(&self.secrets, body, mid)
+    }
+
+    /// As [`Self::verified_event`], with the tenant secrets of the moment (refreshed from AWS
+    /// Secrets Manager) instead of those read at start-up.
+    pub fn verified_event_with(
+        &self,
+        secrets: &TenantSecrets,
+        body: &[u8],
+        mid: Option<&str>,
+    ) -> Result<ActivityEvent, ApiError> {
         let envelope = Envelope::parse(body)?;
         let mid = mid.ok_or(RequestError::MissingMid)?;
         let signed = SignedFields::extract(&envelope.object)?;
-        let secrets = self
-            .secrets
+        let secrets = secrets
             .for_tenant(mid)
             .ok_or_else(|| AuthError::NoSecret(mid.to_owned()))?;
         verify::verify(&signed, secrets, self.clock.as_ref(), self.max_skew_seconds)?;

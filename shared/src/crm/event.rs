@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::envelope::Envelope;
 use crate::error::ParseError;
 use crate::item::first_unstorable_number;
-use crate::json::{EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
+use crate::json::{Drift, DriftLog, EventDigest, Fields, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES};
 use crate::merge::Stamp;
 use crate::node::{Node, Object};
 use crate::timefmt::SourceOffset;
@@ -147,6 +147,9 @@ pub struct CrmEvent {
     /// Collaborators added or removed (`object_add_team_member` / `object_remove_team_member`).
     pub members: Vec<String>,
     pub details: Details,
+    /// Optional fields of an unexpected shape, read as absent (they stay in `raw`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
     /// The body as received; shared with the states it is merged into.
     #[serde(skip)]
     pub raw: Arc<str>,
@@ -159,8 +162,12 @@ pub fn tenant_of(object: &Object<'_>) -> Result<String, ParseError> {
 
 impl CrmEvent {
     /// Normalizes a verified envelope. `offset` reads the zone-less `created_timestamp`.
+    ///
+    /// Only the required fields of SPEC 2.3 and `mapping_data` values that cannot be merged are
+    /// refused; every other field is read tolerantly (see [`Fields::optional`]).
     pub fn from_envelope(envelope: Envelope<'_>, offset: SourceOffset) -> Result<Self, ParseError> {
-        let top = Fields::new(&envelope.object, "");
+        let drift = DriftLog::default();
+        let top = Fields::tolerant(&envelope.object, "", &drift);
         let mid = tenant_of(&envelope.object)?;
         let event_type = CrmEventType::from_wire(top.req_text("event_type")?);
         let action_keyword = top
@@ -168,25 +175,26 @@ impl CrmEvent {
             .unwrap_or_else(|| event_type.as_str().to_owned());
         let create_time = top.req_unix_seconds("create_time")?;
         let extra_map = top
-            .opt_object("extra_data")?
+            .container("extra_data")?
             .ok_or_else(|| ParseError::missing("extra_data.entity_id"))?;
-        let extra = Fields::new(extra_map, "extra_data");
+        let extra = top.nested(extra_map, "extra_data");
         let entity_id = extra.req_key("entity_id", MAX_SORT_KEY_BYTES)?;
-        let created_at = extra
-            .opt_text("created_timestamp")?
-            .map(|text| offset.local_to_rfc3339(text))
-            .transpose()
-            .map_err(|reason| ParseError::invalid(extra.path("created_timestamp"), reason))?;
+        let created_at = extra.optional("created_timestamp", |node| {
+            crate::json::text(node).and_then(|text| offset.local_to_rfc3339(text))
+        })?;
         let changes = field_changes(&extra)?;
         let well_known = well_known(&extra, &changes)?;
         let members = match event_type {
             CrmEventType::AddTeamMember | CrmEventType::RemoveTeamMember => members(&extra)?,
             _ => Vec::new(),
         };
+        let details = details(&extra)?;
+        let object_name = extra.opt_str("object_name")?;
+        let object_id = extra.opt_id("object_id")?;
         Ok(Self {
-            details: details(&extra)?,
-            object_name: extra.opt_str("object_name")?,
-            object_id: extra.opt_id("object_id")?,
+            details,
+            object_name,
+            object_id,
             mid,
             entity_id,
             event_type,
@@ -197,6 +205,7 @@ impl CrmEvent {
             changes,
             well_known,
             members,
+            drift: drift.into_vec(),
             raw: envelope.raw.into(),
         })
     }
@@ -208,14 +217,15 @@ impl CrmEvent {
 }
 
 fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, ParseError> {
-    let Some(mapping) = extra.opt_object("mapping_data")? else {
+    // `mapping_data` is merged field by field: a shape that cannot be merged is refused.
+    let Some(mapping) = extra.container("mapping_data")? else {
         return Ok(BTreeMap::new());
     };
     let mapping_path = extra.path("mapping_data");
-    let mapping = Fields::new(mapping, &mapping_path);
+    let mapping = extra.nested(mapping, &mapping_path);
     let labels_map = extra.opt_object("mapping_data_text")?;
     let labels_path = extra.path("mapping_data_text");
-    let labels = labels_map.map(|map| Fields::new(map, &labels_path));
+    let labels = labels_map.map(|map| extra.nested(map, &labels_path));
     let mut changes = BTreeMap::new();
     for (field, value) in mapping.iter() {
         // Paths are only built for an error: formatting one per field was a measurable cost.
@@ -239,7 +249,7 @@ fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, Pa
             )));
         }
         let label = match &labels {
-            Some(labels) => label(labels, field)?,
+            Some(labels) => labels.optional(field, label)?.flatten(),
             None => None,
         };
         changes.insert(
@@ -255,25 +265,19 @@ fn field_changes(extra: &Fields<'_>) -> Result<BTreeMap<String, FieldChange>, Pa
 }
 
 /// A label is a string, or an array whose last element is the after-label (`["-", "中山大学"]`).
-fn label(labels: &Fields<'_>, field: &str) -> Result<Option<String>, ParseError> {
-    let invalid = |what: &Node<'_>| {
-        ParseError::invalid(
-            labels.path(field),
-            format!("expected a string or an array of strings, got {}", what.kind()),
-        )
-    };
-    match labels.present(field) {
-        None => Ok(None),
-        Some(Node::String(s)) => Ok(Some(s.as_ref().to_owned())),
-        Some(Node::Number(n)) => Ok(Some(n.to_string())),
-        Some(Node::Array(items)) => match items.last() {
+fn label(node: &Node<'_>) -> Result<Option<String>, String> {
+    let invalid = |what: &Node<'_>| format!("expected a string or an array of strings, got {}", what.kind());
+    match node {
+        Node::String(s) => Ok(Some(s.as_ref().to_owned())),
+        Node::Number(n) => Ok(Some(n.to_string())),
+        Node::Array(items) => match items.last() {
             None => Ok(None),
             Some(last) if last.is_blank() => Ok(None),
             Some(Node::String(s)) => Ok(Some(s.as_ref().to_owned())),
             Some(Node::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => Err(invalid(other)),
         },
-        Some(other) => Err(invalid(other)),
+        other => Err(invalid(other)),
     }
 }
 
@@ -296,29 +300,30 @@ fn well_known(extra: &Fields<'_>, changes: &BTreeMap<String, FieldChange>) -> Re
     })
 }
 
-/// `members` is an array of uuids, or one uuid (or a comma-separated list) as a string.
+/// `members` is an array of uuids, or one uuid (or a comma-separated list) as a string. An
+/// element that is not a string is drift; the others are still read.
 fn members(extra: &Fields<'_>) -> Result<Vec<String>, ParseError> {
-    let mut members: Vec<String> = match extra.present("members") {
-        None => Vec::new(),
-        Some(Node::String(list)) => list.split(',').map(|m| m.trim().to_owned()).collect(),
-        Some(Node::Array(items)) => items
-            .iter()
-            .filter(|item| !matches!(item, Node::Null))
-            .map(|item| match item {
-                Node::String(member) => Ok(member.trim().to_owned()),
-                other => Err(ParseError::invalid(
-                    extra.path("members"),
-                    format!("expected uuids as strings, got {}", other.kind()),
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(ParseError::invalid(
-                extra.path("members"),
-                format!("expected an array of uuids, got {}", other.kind()),
-            ))
+    let mut members = Vec::new();
+    match extra.present("members") {
+        None => {}
+        Some(Node::String(list)) => members.extend(list.split(',').map(|m| m.trim().to_owned())),
+        Some(Node::Array(items)) => {
+            for (index, item) in items.iter().enumerate() {
+                match item {
+                    Node::Null => {}
+                    Node::String(member) => members.push(member.trim().to_owned()),
+                    other => {
+                        let reason = format!("expected a uuid as a string, got {}", other.kind());
+                        extra.tolerate::<()>(&format!("members[{index}]"), Err(reason))?;
+                    }
+                }
+            }
         }
-    };
+        Some(other) => {
+            let reason = format!("expected an array of uuids, got {}", other.kind());
+            extra.tolerate::<()>("members", Err(reason))?;
+        }
+    }
     members.retain(|member| !member.is_empty());
     members.sort();
     members.dedup();
@@ -420,11 +425,6 @@ mod tests {
                 json!({"name": [1, 2, 3]}),
                 "extra_data.mapping_data.name",
             ),
-            (
-                "/extra_data/created_timestamp",
-                json!("2023-02-30 10:00:00"),
-                "extra_data.created_timestamp",
-            ),
             // What DynamoDB cannot hold: refused as invalid, not a 503 retried forever.
             ("/mid", json!("m".repeat(2049)), "mid"),
             ("/extra_data/entity_id", json!("e".repeat(1025)), "extra_data.entity_id"),
@@ -485,7 +485,9 @@ mod tests {
         value["extra_data"]["members"] = json!("m3, m4");
         assert_eq!(parse(value.clone()).unwrap().members, ["m3", "m4"]);
         value["extra_data"]["members"] = json!(5);
-        assert!(matches!(parse(value), Err(ParseError::InvalidField { field, .. }) if field == "extra_data.members"));
+        let event = parse(value).unwrap();
+        assert!(event.members.is_empty());
+        assert_eq!(event.drift[0].path, "extra_data.members", "drift, not a refusal");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! secret) → signature → the other fields. The handler, the benchmark, the fuzzer and the tests
 //! all go through it.
 
-use crate::crm::{tenant_of, verify, CrmEvent};
+use crate::crm::verify::SignatureScheme;
+use crate::crm::{tenant_of, CrmEvent};
 use crate::envelope::Envelope;
 use crate::error::{ApiError, AuthError};
 use crate::secret::TenantSecrets;
@@ -15,6 +16,8 @@ use crate::timefmt::SourceOffset;
 pub struct CrmIntake {
     /// The header that carries the signature (SPEC 2.1: configuration, not code).
     pub signature_header: String,
+    /// How the signature is computed and written (SPEC 2.1's HMAC-SHA1/hex by default).
+    pub scheme: SignatureScheme,
     pub secrets: TenantSecrets,
     /// The offset of the vendor's zone-less times.
     pub offset: SourceOffset,
@@ -23,10 +26,21 @@ pub struct CrmIntake {
 impl CrmIntake {
     /// `signature` is the value of the header [`Self::signature_header`], if sent.
     pub fn verified_event(&self, body: &[u8], signature: Option<&str>) -> Result<CrmEvent, ApiError> {
+        self.verified_event_with(&self.secrets, body, signature)
+    }
+
+    /// As [`Self::verified_event`], with the tenant secrets of the moment (refreshed from AWS
+    /// Secrets Manager) instead of those read at start-up.
+    pub fn verified_event_with(
+        &self,
+        secrets: &TenantSecrets,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<CrmEvent, ApiError> {
         let envelope = Envelope::parse(body)?;
         let mid = tenant_of(&envelope.object)?;
-        let secrets = self.secrets.for_tenant(&mid).ok_or(AuthError::NoSecret(mid))?;
-        verify::verify(body, &self.signature_header, signature, secrets)?;
+        let secrets = secrets.for_tenant(&mid).ok_or(AuthError::NoSecret(mid))?;
+        self.scheme.verify(body, &self.signature_header, signature, secrets)?;
         Ok(CrmEvent::from_envelope(envelope, self.offset)?)
     }
 }

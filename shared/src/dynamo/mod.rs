@@ -8,9 +8,11 @@ mod attr;
 mod client;
 mod crm;
 mod entity;
+mod quarantine;
 
 pub use activity::DynamoActivityStore;
 pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;
 pub use entity::{read_entity, Tracked, CACHE_ENTRIES, MAX_CONFLICT_RETRIES};
+pub use quarantine::DynamoQuarantineStore;

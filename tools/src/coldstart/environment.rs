@@ -9,7 +9,7 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
-use tests::http::{DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::http::{dev_activity_secret, dev_crm_secret};
 
 /// The functions of this project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,13 +52,13 @@ impl Function {
         let own = match self {
             Self::CrmWebhook => vec![
                 ("CRM_TABLE_NAME", "crm_entities".to_owned()),
-                ("CRM_WEBHOOK_SECRET", DEV_CRM_SECRET.to_owned()),
+                ("CRM_WEBHOOK_SECRET", dev_crm_secret().to_owned()),
                 ("CRM_SIGNATURE_HEADER", "X-Signature".to_owned()),
             ],
             Self::ActivityCallback => vec![
                 ("ACTIVITY_TABLE_NAME", "activities".to_owned()),
                 ("ACTIVITY_NONCES_TABLE_NAME", "activity_nonces".to_owned()),
-                ("ACTIVITY_CALLBACK_SECRET", DEV_ACTIVITY_SECRET.to_owned()),
+                ("ACTIVITY_CALLBACK_SECRET", dev_activity_secret().to_owned()),
                 ("ACTIVITY_DEFAULT_MID", String::new()),
                 ("ACTIVITY_MAX_SKEW_SECONDS", "300".to_owned()),
             ],

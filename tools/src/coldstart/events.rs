@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::environment::Function;
-use tests::http::{DEV_ACTIVITY_SECRET, DEV_CRM_SECRET};
+use tests::http::{dev_activity_secret, dev_crm_secret};
 use tests::signing::{fresh_activity_body, sign_crm, unique_nonce};
 
 pub struct EventSource {
@@ -42,7 +42,7 @@ impl EventSource {
                 payload["mid"] = self.mid.clone().into();
                 payload["extra_data"]["entity_id"] = unique_nonce().into();
                 let body = payload.to_string();
-                event["headers"]["x-signature"] = sign_crm(body.as_bytes(), DEV_CRM_SECRET).into();
+                event["headers"]["x-signature"] = sign_crm(body.as_bytes(), dev_crm_secret()).into();
                 body
             }
             Function::ActivityCallback => {
@@ -51,7 +51,7 @@ impl EventSource {
                 event["pathParameters"]["mid"] = self.mid.clone().into();
                 event["rawPath"] = path.clone().into();
                 event["requestContext"]["http"]["path"] = path.into();
-                fresh_activity_body(&payload.to_string(), DEV_ACTIVITY_SECRET)?
+                fresh_activity_body(&payload.to_string(), dev_activity_secret())?
             }
         };
         event["headers"]["content-length"] = body.len().to_string().into();

@@ -1,0 +1,218 @@
+//! The `refused_deliveries` table (SPEC 2.4): key `source` (S, `crm` | `activity`) and
+//! `delivery_id` (S, `<received_at>#<body digest>`, so that a source reads in time order), TTL
+//! on `expires_at`. The functions only put records; `webhookctl` lists, reads and annotates them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use crate::error::StoreError;
+use crate::quarantine::{QuarantineStore, RefusedDelivery, Source};
+
+type SdkItem = HashMap<String, AttributeValue>;
+
+pub struct DynamoQuarantineStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable(error: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(error).to_string())
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+impl DynamoQuarantineStore {
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Every record of `source`, oldest first.
+    pub async fn list(&self, source: Source) -> Result<Vec<RefusedDelivery>, StoreError> {
+        let mut records = Vec::new();
+        let mut start: Option<SdkItem> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#source = :source")
+                .expression_attribute_names("#source", "source")
+                .expression_attribute_values(":source", s(source.as_str()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                records.push(from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    pub async fn get(&self, source: Source, delivery_id: &str) -> Result<Option<RefusedDelivery>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("source", s(source.as_str()))
+            .key("delivery_id", s(delivery_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map(from_item).transpose()
+    }
+
+    /// Notes on a record what its replay got, so that `quarantine list` shows it.
+    pub async fn record_replay(
+        &self,
+        source: Source,
+        delivery_id: &str,
+        outcome: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("source", s(source.as_str()))
+            .key("delivery_id", s(delivery_id))
+            .update_expression("SET last_replay = :outcome, last_replay_at = :at")
+            .condition_expression("attribute_exists(delivery_id)")
+            .expression_attribute_values(":outcome", s(outcome))
+            .expression_attribute_values(":at", s(at))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl QuarantineStore for DynamoQuarantineStore {
+    fn keep<'a>(
+        &'a self,
+        delivery: &'a RefusedDelivery,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(to_item(delivery)))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+}
+
+pub fn to_item(delivery: &RefusedDelivery) -> SdkItem {
+    let mut item = SdkItem::from([
+        ("source".to_owned(), s(delivery.source.as_str())),
+        ("delivery_id".to_owned(), s(&delivery.delivery_id)),
+        ("received_at".to_owned(), s(&delivery.received_at)),
+        ("status".to_owned(), AttributeValue::N(delivery.status.to_string())),
+        ("code".to_owned(), s(&delivery.code)),
+        ("body".to_owned(), s(&delivery.body)),
+        (
+            "header_names".to_owned(),
+            AttributeValue::L(delivery.header_names.iter().map(|name| s(name)).collect()),
+        ),
+        (
+            "signature_headers".to_owned(),
+            AttributeValue::M(
+                delivery
+                    .signature_headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), s(value)))
+                    .collect(),
+            ),
+        ),
+        (
+            "expires_at".to_owned(),
+            AttributeValue::N(delivery.expires_at.to_string()),
+        ),
+    ]);
+    if let Some(tenant) = &delivery.tenant {
+        item.insert("tenant".to_owned(), s(tenant));
+    }
+    item
+}
+
+pub fn from_item(item: &SdkItem) -> Result<RefusedDelivery, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("refused delivery: {what}"));
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let required = |name: &str| text(name).ok_or_else(|| corrupt(&format!("no {name}")));
+    let number = |name: &str| -> Result<i64, StoreError> {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| corrupt(&format!("no {name}")))
+    };
+    let header_names = match item.get("header_names") {
+        Some(AttributeValue::L(names)) => names.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+        _ => Vec::new(),
+    };
+    let signature_headers: BTreeMap<String, String> = match item.get("signature_headers") {
+        Some(AttributeValue::M(map)) => map
+            .iter()
+            .filter_map(|(name, v)| Some((name.clone(), v.as_s().ok()?.clone())))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    Ok(RefusedDelivery {
+        source: required("source")?.parse().map_err(|e: String| corrupt(&e))?,
+        delivery_id: required("delivery_id")?,
+        received_at: required("received_at")?,
+        status: u16::try_from(number("status")?).map_err(|_| corrupt("status"))?,
+        code: required("code")?,
+        tenant: text("tenant"),
+        body: required("body")?,
+        header_names,
+        signature_headers,
+        expires_at: number("expires_at")?,
+        last_replay: text("last_replay"),
+        last_replay_at: text("last_replay_at"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let record = RefusedDelivery {
+            source: Source::Activity,
+            delivery_id: "2026-01-01T00:00:00Z#0123456789ab".into(),
+            received_at: "2026-01-01T00:00:00Z".into(),
+            status: 401,
+            code: "no_secret".into(),
+            tenant: Some("124".into()),
+            body: r#"{"action":"event/add"}"#.into(),
+            header_names: vec!["content-type".into(), "x-signature".into()],
+            signature_headers: BTreeMap::from([("x-signature".into(), "abc".into())]),
+            expires_at: 1_767_225_600,
+            last_replay: None,
+            last_replay_at: None,
+        };
+        assert_eq!(from_item(&to_item(&record)), Ok(record.clone()));
+        let mut no_tenant = record;
+        no_tenant.tenant = None;
+        no_tenant.signature_headers.clear();
+        assert_eq!(from_item(&to_item(&no_tenant)), Ok(no_tenant));
+    }
+}

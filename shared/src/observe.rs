@@ -1,0 +1,212 @@
+//! What an operator sees of each request, written in one place for both functions:
+//!
+//! - metrics through the `metrics` facade, in CloudWatch Embedded Metric Format
+//!   (`metrics_cloudwatch_embedded`), flushed once per request by [`crate::http::serve`]:
+//!   `requests`, `handler_latency_ms` and `cold_start` with the dimensions `source` and
+//!   `outcome`, and the request id, `mid` and `entity_id` as properties (not dimensions: they
+//!   are unbounded). Metrics other modules record during the request (`store_conflicts`,
+//!   `store_retries`, `schema_drift`, `quarantined`, `secrets_refresh_failures`, ...) are
+//!   written by the same flush;
+//! - one JSON log line per refusal, with what a diagnosis needs and no secret: the request id,
+//!   source, code, `mid` when known, source IP, user agent and the *names* of the headers present.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use metrics::Unit;
+use metrics_cloudwatch_embedded::Collector;
+
+use crate::error::ApiError;
+use crate::http::error_response;
+use crate::merge::Delivery;
+
+/// The CloudWatch namespace of every metric, unless `METRICS_NAMESPACE` says otherwise.
+pub const DEFAULT_NAMESPACE: &str = "WebhookIngest";
+
+/// The properties set per request, cleared after each flush so that none leaks into the next.
+const PROPERTIES: [&str; 3] = ["request_id", "mid", "entity_id"];
+
+static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
+/// Set by the first answer of this instance: `cold_start` is counted once.
+static ANSWERED_BEFORE: AtomicBool = AtomicBool::new(false);
+
+/// Which webhook a request came to: the `source` dimension.
+pub use crate::quarantine::Source;
+
+/// An event applied (or recognised as a duplicate), with its answer.
+pub struct Applied {
+    pub delivery: Delivery,
+    pub mid: String,
+    pub entity_id: Option<String>,
+    pub response: Response<Body>,
+}
+
+/// Installs the EMF recorder as the `metrics` facade's global recorder (once per process;
+/// no I/O). Until it is called, metrics go nowhere, as in unit tests.
+pub fn init_metrics(namespace: Option<&str>) {
+    if COLLECTOR.get().is_some() {
+        return;
+    }
+    let namespace = namespace.unwrap_or(DEFAULT_NAMESPACE).trim().to_owned();
+    match metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(namespace)
+        .init()
+    {
+        Ok(collector) => {
+            let _ = COLLECTOR.set(collector);
+            describe();
+        }
+        Err(error) => tracing::error!(%error, "metrics recorder not installed; no metrics will be written"),
+    }
+}
+
+fn describe() {
+    for counter in [
+        "requests",
+        "cold_start",
+        "schema_drift",
+        "store_conflicts",
+        "store_retries",
+        "quarantined",
+        "quarantine_dropped",
+        "secrets_refresh_failures",
+    ] {
+        metrics::describe_counter!(counter, Unit::Count, "");
+    }
+    metrics::describe_histogram!("handler_latency_ms", Unit::Milliseconds, "");
+}
+
+/// Writes what the current request recorded as EMF to stdout (CloudWatch Logs) in one write,
+/// then forgets its properties. Called once per request, after the answer is built.
+pub fn flush() {
+    let Some(collector) = COLLECTOR.get() else { return };
+    let mut document = Vec::with_capacity(1024);
+    if let Err(error) = collector.flush(&mut document) {
+        tracing::error!(%error, "metrics could not be written");
+    }
+    for property in PROPERTIES {
+        collector.remove_property(property);
+    }
+    let mut stdout = std::io::stdout().lock();
+    // Nothing to do about a closed stdout but to go on answering.
+    let _ = stdout.write_all(&document).and_then(|()| stdout.flush());
+}
+
+/// The answer to a request, its metrics and, for a refusal, its log line. `mid_of_refused`
+/// finds the tenant of a refused request when it can (only called for refusals).
+pub fn answer(
+    source: Source,
+    request: &Request,
+    started: Instant,
+    result: Result<Applied, ApiError>,
+    mid_of_refused: impl FnOnce() -> Option<String>,
+) -> Response<Body> {
+    let request_id = request_id(request);
+    let (outcome, mid, entity_id, response) = match result {
+        Ok(applied) => {
+            let outcome = match applied.delivery {
+                Delivery::Accepted => "accepted",
+                Delivery::Duplicate => "duplicate",
+            };
+            (outcome, Some(applied.mid), applied.entity_id, applied.response)
+        }
+        Err(error) => {
+            let mid = mid_of_refused();
+            log_refusal(source, request, request_id.as_deref(), mid.as_deref(), &error);
+            (error.code(), mid, None, error_response(&error))
+        }
+    };
+    if let Some(collector) = COLLECTOR.get() {
+        for (name, value) in [("request_id", request_id), ("mid", mid), ("entity_id", entity_id)] {
+            if let Some(value) = value {
+                collector.set_property(name, value);
+            }
+        }
+    }
+    let labels = [("source", source.as_str()), ("outcome", outcome)];
+    metrics::counter!("requests", &labels).increment(1);
+    metrics::histogram!("handler_latency_ms", &labels).record(started.elapsed().as_secs_f64() * 1000.0);
+    if !ANSWERED_BEFORE.swap(true, Ordering::Relaxed) {
+        metrics::counter!("cold_start", &labels).increment(1);
+    }
+    response
+}
+
+/// The invocation's request id (Lambda's, as in the REPORT lines), else API Gateway's.
+fn request_id(request: &Request) -> Option<String> {
+    request
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .or_else(|| match request.request_context_ref()? {
+            RequestContext::ApiGatewayV2(context) => context.request_id.clone(),
+            _ => None,
+        })
+}
+
+fn source_ip(request: &Request) -> Option<&str> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref(),
+        _ => None,
+    }
+}
+
+/// The names of the headers present, sorted and deduplicated: which header a sender really
+/// signs with shows here, while no value (signatures) ever does.
+pub fn header_names(request: &Request) -> String {
+    let mut names: Vec<&str> = request.headers().keys().map(|name| name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(",")
+}
+
+/// One line per refusal. The error's message names fields and headers, never their values
+/// (see `error.rs`); 5xx are ERROR (ours), the rest WARN (the sender's).
+fn log_refusal(source: Source, request: &Request, request_id: Option<&str>, mid: Option<&str>, error: &ApiError) {
+    let user_agent = request
+        .headers()
+        .get(lambda_http::http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok());
+    macro_rules! refusal {
+        ($level:ident, $message:literal) => {
+            tracing::$level!(
+                request_id,
+                source = source.as_str(),
+                code = error.code(),
+                status = error.status(),
+                mid,
+                source_ip = source_ip(request),
+                user_agent,
+                headers = %header_names(request),
+                error = %error,
+                $message
+            )
+        };
+    }
+    if error.status() >= 500 {
+        refusal!(error, "request failed");
+    } else {
+        refusal!(warn, "request refused");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_listed_without_their_values() {
+        let request = lambda_http::http::Request::builder()
+            .header("X-Signature", "0123abcd")
+            .header("User-Agent", "JINGdigital")
+            .header("x-signature", "second")
+            .body(Body::Empty)
+            .unwrap();
+        let names = header_names(&request);
+        assert_eq!(names, "user-agent,x-signature");
+    }
+}

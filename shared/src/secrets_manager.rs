@@ -1,0 +1,262 @@
+//! Tenant secrets from AWS Secrets Manager, cached in process and read again every refresh
+//! interval, so that a rotation or a new tenant takes effect without a redeploy.
+//!
+//! The SDK's own client, with a small cache, rather than `aws_secretsmanager_caching`: that crate
+//! builds its client through aws-config's default chains (profiles, SSO, IMDS, a TLS connector
+//! with the system's roots) at start-up, which is what `dynamo::client` avoids to keep the cold
+//! start short. Nothing here touches the network before the first request.
+//!
+//! Reading rules:
+//! - the first request of an instance waits for the first read (at most [`FIRST_READ_WAIT`]);
+//!   if it fails, the request gets `503 secrets_unavailable` and the next request tries again;
+//! - once the interval has passed, the next request reads again but waits at most
+//!   [`REFRESH_WAIT`]; a read that takes longer carries on in the background, and the request
+//!   goes on with the secrets it has;
+//! - a failed refresh keeps the secrets already read (logged, counted in
+//!   `secrets_refresh_failures`) and is retried after [`RETRY_AFTER_FAILURE`]: an outage of
+//!   Secrets Manager does not refuse authentic events.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_secretsmanager::config::Region;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::Client;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::config::{Env, SecretLocation};
+use crate::error::SecretsError;
+use crate::secret::{FixedSecrets, SecretSource, TenantSecrets};
+
+/// The longest the first request of an instance waits for the secrets.
+pub const FIRST_READ_WAIT: Duration = Duration::from_millis(2_500);
+/// The longest a request waits for a refresh when it already has secrets.
+pub const REFRESH_WAIT: Duration = Duration::from_millis(100);
+/// After a failed read, how long the secrets already read are used before trying again.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// A client for the region, credentials and endpoint of the environment
+/// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL`), with timeouts inside
+/// [`FIRST_READ_WAIT`].
+pub fn client_from_env(env: &Env) -> Client {
+    let mut config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(500))
+                .operation_attempt_timeout(Duration::from_millis(1_000))
+                .operation_timeout(Duration::from_millis(2_000))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(2));
+    config.set_region(
+        env.get("AWS_REGION")
+            .or_else(|| env.get("AWS_DEFAULT_REGION"))
+            .map(|region| Region::new(region.trim().to_owned())),
+    );
+    config.set_endpoint_url(endpoint_url(env));
+    Client::from_conf(config.build())
+}
+
+fn endpoint_url(env: &Env) -> Option<String> {
+    env.get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+        .or_else(|| env.get("AWS_ENDPOINT_URL"))
+        .map(|url| url.trim().to_owned())
+}
+
+/// The secrets of one source, as configured: fixed (environment) or from Secrets Manager.
+pub enum TenantSecretSource {
+    Fixed(FixedSecrets),
+    Managed(CachedSecret),
+}
+
+impl TenantSecretSource {
+    /// `source` (`crm`, `activity`) labels the metrics and logs; `env_secrets` are used when
+    /// `location` is the environment.
+    pub fn new(location: &SecretLocation, env_secrets: &TenantSecrets, env: &Env, source: &'static str) -> Self {
+        match location {
+            SecretLocation::Environment => {
+                if env_secrets.is_empty() {
+                    tracing::warn!(
+                        source,
+                        "no secret configured: every request will be refused (401 no_secret)"
+                    );
+                }
+                Self::Fixed(FixedSecrets(Arc::new(env_secrets.clone())))
+            }
+            SecretLocation::SecretsManager { secret_id, refresh } => {
+                if !env_secrets.is_empty() {
+                    tracing::warn!(
+                        source,
+                        "secrets are read from AWS Secrets Manager; the secret environment variables are ignored"
+                    );
+                }
+                Self::Managed(CachedSecret::new(client_from_env(env), secret_id, *refresh, source))
+            }
+        }
+    }
+}
+
+impl SecretSource for TenantSecretSource {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        match self {
+            Self::Fixed(fixed) => fixed.current().await,
+            Self::Managed(cached) => cached.current().await,
+        }
+    }
+}
+
+/// One Secrets Manager secret, cached.
+pub struct CachedSecret {
+    client: Client,
+    secret_id: Arc<str>,
+    refresh: Duration,
+    source: &'static str,
+    state: Mutex<State>,
+}
+
+struct State {
+    value: Option<Arc<TenantSecrets>>,
+    /// When the value is to be read again.
+    next_read: Instant,
+    /// A read that outlived the wait of the request that started it.
+    in_flight: Option<JoinHandle<Result<TenantSecrets, String>>>,
+}
+
+impl CachedSecret {
+    pub fn new(client: Client, secret_id: &str, refresh: Duration, source: &'static str) -> Self {
+        Self {
+            client,
+            secret_id: secret_id.into(),
+            refresh,
+            source,
+            state: Mutex::new(State {
+                value: None,
+                next_read: Instant::now(),
+                in_flight: None,
+            }),
+        }
+    }
+
+    /// The secrets to verify the current request with (see the module's reading rules).
+    pub async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        // Lambda runs one request per instance at a time; the lock only orders the rare
+        // concurrent callers (tests, a local server) behind one read.
+        let mut state = self.state.lock().await;
+        if let Some(value) = &state.value {
+            if Instant::now() < state.next_read {
+                return Ok(Arc::clone(value));
+            }
+        }
+        let (mut read, wait) = match (state.in_flight.take(), &state.value) {
+            // A refresh already under way: only take its result if it is there.
+            (Some(read), Some(_)) => (read, Duration::ZERO),
+            (Some(read), None) => (read, FIRST_READ_WAIT),
+            (None, value) => {
+                let read = tokio::spawn(read_secret(self.client.clone(), Arc::clone(&self.secret_id)));
+                (read, if value.is_some() { REFRESH_WAIT } else { FIRST_READ_WAIT })
+            }
+        };
+        let outcome = match tokio::time::timeout(wait, &mut read).await {
+            Err(_) => {
+                state.in_flight = Some(read);
+                Err(format!("no answer within {} ms", wait.as_millis()))
+            }
+            Ok(Err(join_error)) => Err(format!("the read task failed: {join_error}")),
+            Ok(Ok(result)) => result,
+        };
+        match outcome {
+            Ok(secrets) => {
+                tracing::info!(
+                    source = self.source,
+                    tenants = secrets.tenant_count(),
+                    refresh_seconds = self.refresh.as_secs(),
+                    "tenant secrets read from AWS Secrets Manager"
+                );
+                let secrets = Arc::new(secrets);
+                state.value = Some(Arc::clone(&secrets));
+                state.next_read = Instant::now() + self.refresh;
+                Ok(secrets)
+            }
+            Err(reason) => {
+                metrics::counter!("secrets_refresh_failures", "source" => self.source).increment(1);
+                match state.value.clone() {
+                    Some(value) => {
+                        if state.in_flight.is_none() {
+                            state.next_read = Instant::now() + RETRY_AFTER_FAILURE;
+                        }
+                        tracing::error!(source = self.source, secret_id = %self.secret_id, %reason, "tenant secrets could not be refreshed; using those read before");
+                        Ok(value)
+                    }
+                    None => {
+                        tracing::error!(source = self.source, secret_id = %self.secret_id, %reason, "tenant secrets could not be read");
+                        Err(SecretsError::Unavailable(reason))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One `GetSecretValue`. Errors name the failure, never the value.
+async fn read_secret(client: Client, secret_id: Arc<str>) -> Result<TenantSecrets, String> {
+    let output = client
+        .get_secret_value()
+        .secret_id(&*secret_id)
+        .send()
+        .await
+        .map_err(|error| format!("GetSecretValue failed: {}", DisplayErrorContext(&error)))?;
+    let text = output
+        .secret_string()
+        .ok_or_else(|| "the secret has no string value".to_owned())?;
+    TenantSecrets::from_json(text).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn the_secrets_manager_endpoint_variable_wins_over_the_global_one() {
+        let both = env(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:2"),
+        ]);
+        assert_eq!(endpoint_url(&both).as_deref(), Some("http://127.0.0.1:2"));
+        assert_eq!(
+            endpoint_url(&env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:1")])).as_deref(),
+            Some("http://127.0.0.1:1")
+        );
+        assert_eq!(endpoint_url(&Env::default()), None);
+        assert_eq!(
+            client_from_env(&both).config().region(),
+            Some(&Region::new("eu-west-1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_with_nothing_cached_is_unavailable_not_unauthenticated() {
+        // Port 9 (discard) on the loopback: nothing listens, the connection is refused at once.
+        let client = client_from_env(&env(&[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ]));
+        let cached = CachedSecret::new(client, "webhook/crm", Duration::from_secs(60), "crm");
+        let error = cached.current().await.unwrap_err();
+        assert!(matches!(error, SecretsError::Unavailable(_)), "{error:?}");
+        assert_eq!(crate::ApiError::from(error).code(), "secrets_unavailable");
+    }
+}

@@ -1,0 +1,442 @@
+//! `webhookctl` end to end: the built binary, run as an operator would, against the local stack
+//! of `make test` (functions over HTTP, the quarantine table in the local DynamoDB).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
+use shared::quarantine::{QuarantineStore, RefusedDelivery, Source};
+use shared::secret::Secret;
+use shared::timefmt::utc_rfc3339;
+use tests::http::{activity_url, client, crm_url, post};
+use tests::local::{dev_activity_secret, dev_crm_secret};
+use tests::quarantine::{post_until_kept, store};
+use tests::signing::{now_unix, sign_crm, unique_nonce};
+use tests::stack::{self, unique_mid};
+use tests::tables::Table;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+
+/// Runs webhookctl with the stack's DynamoDB and table, and only the variables given in `env`
+/// among those that configure verification.
+fn webhookctl(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webhookctl"));
+    command
+        .args(args)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", stack::dynamodb_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("REFUSED_DELIVERIES_TABLE_NAME", tests::quarantine::table());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CRM_") || name.starts_with("ACTIVITY_") || name == "WEBHOOKCTL_SECRET" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("webhookctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("webhookctl-{}-{name}", unique_nonce()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn crm_body(mid: &str, entity: &str) -> String {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/crm/seed_124_object_create.json")).unwrap();
+    let mut payload: Value = serde_json::from_str(&text).unwrap();
+    payload["mid"] = mid.into();
+    payload["extra_data"]["entity_id"] = entity.into();
+    payload.to_string()
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let output = webhookctl(&["--help"], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    for subcommand in ["sign", "send", "quarantine", "probe"] {
+        assert!(stdout(&output).contains(subcommand), "{subcommand}");
+    }
+    for args in [
+        &["sign", "--help"][..],
+        &["send", "--help"],
+        &["quarantine", "list", "--help"],
+        &["quarantine", "show", "--help"],
+        &["quarantine", "replay", "--help"],
+        &["probe", "--help"],
+    ] {
+        let output = webhookctl(args, &[]);
+        assert!(
+            output.status.success() && stdout(&output).contains("Usage:"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn sign_makes_what_the_senders_make() {
+    let body = crm_body("sign", "E");
+    let file = temp_file("sign.json", body.as_bytes());
+    let file = file.to_str().unwrap();
+    let output = webhookctl(&["sign", "crm", "--body-file", file, "--secret", "k"], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(stdout(&output).trim(), sign_crm(body.as_bytes(), "k"));
+
+    let args = [
+        "sign",
+        "crm",
+        "--body-file",
+        file,
+        "--secret",
+        "k",
+        "--algorithm",
+        "hmac-sha256",
+        "--encoding",
+        "base64",
+        "--prefix",
+    ];
+    let output = webhookctl(&args, &[]);
+    let scheme = SignatureScheme {
+        algorithm: Algorithm::HmacSha256,
+        encoding: Encoding::Base64,
+    };
+    assert_eq!(
+        stdout(&output).trim(),
+        format!("sha256={}", scheme.sign(body.as_bytes(), &Secret::new("k")))
+    );
+
+    let args = [
+        "sign",
+        "activity",
+        "--fixture",
+        "event_add",
+        "--secret",
+        "s",
+        "--nonce",
+        "n1",
+        "--timestamp",
+        "1701744489",
+    ];
+    let output = webhookctl(&args, &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let signed: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(signed["nonce"], "n1");
+    assert_eq!(signed["timestamp"], 1_701_744_489);
+    assert_eq!(
+        signed["sign"],
+        shared::activity::verify::sign("n1", &Secret::new("s"), 1_701_744_489)
+    );
+    assert_eq!(signed["attributes"]["event_id"], "b80bb752931811eeaeb42ef5b77e53xx");
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn send_posts_signed_deliveries_to_the_stack() {
+    let mid = unique_mid("ctl-send");
+    let file = temp_file("send.json", crm_body(&mid, "SEND").as_bytes());
+    let url = crm_url();
+    let args = [
+        "send",
+        "crm",
+        "--url",
+        &url,
+        "--body-file",
+        file.to_str().unwrap(),
+        "--secret",
+        dev_crm_secret(),
+    ];
+    let output = webhookctl(&args, &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with("200\n") && text.contains("\"accepted\""), "{text}");
+    let output = webhookctl(&args, &[]);
+    assert!(stdout(&output).contains("\"duplicate\""), "{}", describe(&output));
+    let db = stack::inspection_client();
+    assert_eq!(Table::CrmEntities.query(&db, &mid).await.len(), 1);
+
+    let wrong = [
+        "send",
+        "crm",
+        "--url",
+        &url,
+        "--body-file",
+        file.to_str().unwrap(),
+        "--secret",
+        "wrong",
+    ];
+    let output = webhookctl(&wrong, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(stdout(&output).starts_with("401\n"));
+
+    let activity_mid = unique_mid("ctl-send-activity");
+    let url = activity_url(&activity_mid);
+    let args = [
+        "send",
+        "activity",
+        "--url",
+        &url,
+        "--fixture",
+        "event_add",
+        "--secret",
+        dev_activity_secret(),
+    ];
+    let output = webhookctl(&args, &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(stdout(&output), "200\nsuccess\n");
+    assert_eq!(Table::Activities.query(&db, &activity_mid).await.len(), 1);
+}
+
+/// A record as the functions write it, for a delivery whose signature the current
+/// configuration accepts (the state after an operator fixed the configuration).
+fn fixed_record(mid: &str, entity: &str, seconds_ago: i64) -> RefusedDelivery {
+    let body = crm_body(mid, entity);
+    let received = now_unix() - seconds_ago;
+    RefusedDelivery {
+        source: Source::Crm,
+        delivery_id: format!("{}#{}", utc_rfc3339(received), &unique_nonce()[..12]),
+        received_at: utc_rfc3339(received),
+        status: 401,
+        code: "no_secret".into(),
+        tenant: Some(mid.to_owned()),
+        header_names: vec!["content-type".into(), "x-signature".into()],
+        signature_headers: BTreeMap::from([("x-signature".to_owned(), sign_crm(body.as_bytes(), dev_crm_secret()))]),
+        body,
+        expires_at: received + 86_400,
+        last_replay: None,
+        last_replay_at: None,
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn quarantine_list_show_and_replay_verify_everything_again() {
+    let quarantine = store();
+    let mid = unique_mid("ctl-replay");
+    // A forgery kept by the function itself: replaying it must not apply it.
+    let forged = post_until_kept(Source::Crm, &mid, |attempt| {
+        let http = client();
+        let body = crm_body(&mid, &format!("FORGED{attempt}"));
+        async move {
+            let answer = post(&http, &crm_url(), &[("X-Signature", &"0".repeat(40))], body).await;
+            assert_eq!(answer.status, 401);
+        }
+    })
+    .await;
+    let forged = tests::quarantine::kept_for(Source::Crm, &mid)
+        .await
+        .into_iter()
+        .find(|record| record.code == "invalid_signature")
+        .unwrap_or(forged);
+    // Two authentic deliveries, kept earlier (their signatures verify under the current
+    // configuration: the state after an operator fixed it).
+    let older = fixed_record(&mid, "OLDER", 120);
+    let newer = fixed_record(&mid, "NEWER", 60);
+    for record in [&newer, &older] {
+        quarantine
+            .keep(record)
+            .await
+            .expect("the quarantine table takes a record");
+    }
+
+    let output = webhookctl(&["quarantine", "list", "--source", "crm", "--tenant", &mid], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines: Vec<String> = stdout(&output).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].contains(&older.delivery_id) && lines[1].contains(&newer.delivery_id),
+        "time order: {lines:?}"
+    );
+    assert!(lines.iter().all(|line| line.ends_with("not replayed")));
+
+    let output = webhookctl(&["quarantine", "show", "crm", &older.delivery_id], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let shown: RefusedDelivery = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(shown, older);
+
+    let replay = ["quarantine", "replay", "--source", "crm", "--tenant", &mid, "--crm-url"];
+    let url = crm_url();
+    let args: Vec<&str> = replay.iter().copied().chain([url.as_str()]).collect();
+    let output = webhookctl(&args, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the forgery is refused again: {}",
+        describe(&output)
+    );
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains(&older.delivery_id) && lines[0].ends_with("accepted"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains(&newer.delivery_id) && lines[1].ends_with("accepted"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&forged.delivery_id) && l.ends_with("invalid_signature")),
+        "{text}"
+    );
+    assert!(
+        text.contains("replayed 3 deliveries: 2 accepted, 1 invalid_signature"),
+        "{text}"
+    );
+    let db = stack::inspection_client();
+    let entities: Vec<String> = Table::CrmEntities
+        .query(&db, &mid)
+        .await
+        .iter()
+        .map(|item| item["entity_id"].as_s().unwrap().clone())
+        .collect();
+    assert_eq!(entities.len(), 2, "only the authentic ones are applied: {entities:?}");
+    assert!(entities.iter().all(|e| e == "OLDER" || e == "NEWER"));
+
+    let output = webhookctl(&args, &[]);
+    assert!(
+        stdout(&output).contains("replayed 3 deliveries: 2 duplicate, 1 invalid_signature"),
+        "{}",
+        describe(&output)
+    );
+    let output = webhookctl(&["quarantine", "list", "--tenant", &mid], &[]);
+    assert!(stdout(&output).contains("replayed: duplicate"), "{}", describe(&output));
+    assert_eq!(
+        tests::quarantine::kept_for(Source::Crm, &mid).await.len(),
+        3,
+        "a replay refused again is not kept a second time"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn probe_names_the_scheme_and_a_dry_run_replay_verifies_locally() {
+    // A sender that signs HMAC-SHA256, base64, in a header of its own: refused (the stack
+    // expects X-Signature) and kept.
+    let mid = unique_mid("ctl-probe");
+    let scheme = SignatureScheme {
+        algorithm: Algorithm::HmacSha256,
+        encoding: Encoding::Base64,
+    };
+    let record = post_until_kept(Source::Crm, &mid, |attempt| {
+        let http = client();
+        let body = crm_body(&mid, &format!("PROBE{attempt}"));
+        let signature = scheme.sign(body.as_bytes(), &Secret::new("vendor-secret"));
+        async move {
+            let answer = post(&http, &crm_url(), &[("X-Jing-Signature", &signature)], body).await;
+            assert_eq!(answer.refusal(), (401, "missing_signature".to_owned()));
+        }
+    })
+    .await;
+    assert!(record.signature_headers.contains_key("x-jing-signature"), "{record:?}");
+
+    let output = webhookctl(&["quarantine", "show", "crm", &record.delivery_id], &[]);
+    let request = temp_file("request.json", &output.stdout);
+    let request = request.to_str().unwrap();
+    let output = webhookctl(
+        &[
+            "probe",
+            "--request",
+            request,
+            "--secret",
+            "another",
+            "--secret",
+            "vendor-secret",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("match: header x-jing-signature, hmac-sha256/base64, candidate secret #2"),
+        "{text}"
+    );
+    for line in [
+        "CRM_SIGNATURE_HEADER=x-jing-signature",
+        "CRM_SIGNATURE_ALGORITHM=hmac-sha256",
+        "CRM_SIGNATURE_ENCODING=base64",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert!(!text.contains("vendor-secret"), "the secret is never printed");
+    let output = webhookctl(&["probe", "--request", request, "--secret", "wrong"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(stdout(&output).starts_with("no match"));
+
+    // The same from a body file and headers given on the command line.
+    let body = temp_file("body.json", record.body.as_bytes());
+    let header = format!("X-Jing-Signature: {}", record.signature_headers["x-jing-signature"]);
+    let output = webhookctl(
+        &[
+            "probe",
+            "--body-file",
+            body.to_str().unwrap(),
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &header,
+            "--secret",
+            "vendor-secret",
+        ],
+        &[],
+    );
+    assert!(
+        stdout(&output).contains("match: header X-Jing-Signature, hmac-sha256/base64"),
+        "{}",
+        describe(&output)
+    );
+
+    // --dry-run: verified against this environment's configuration, nothing posted.
+    let dry = [
+        "quarantine",
+        "replay",
+        "--dry-run",
+        "--id",
+        &record.delivery_id,
+        "--source",
+        "crm",
+    ];
+    let output = webhookctl(&dry, &[("CRM_WEBHOOK_SECRET", "dev-crm-secret")]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stdout(&output).contains("verified 1 deliveries: 1 missing_signature"),
+        "{}",
+        describe(&output)
+    );
+    let fixed = [
+        ("CRM_WEBHOOK_SECRET", "vendor-secret"),
+        ("CRM_SIGNATURE_HEADER", "X-Jing-Signature"),
+        ("CRM_SIGNATURE_ALGORITHM", "hmac-sha256"),
+        ("CRM_SIGNATURE_ENCODING", "base64"),
+    ];
+    let output = webhookctl(&dry, &fixed);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        stdout(&output).contains("verified 1 deliveries: 1 verifies"),
+        "{}",
+        describe(&output)
+    );
+    let db = stack::inspection_client();
+    assert!(
+        Table::CrmEntities.query(&db, &mid).await.is_empty(),
+        "a dry run posts nothing"
+    );
+    let output = webhookctl(&["quarantine", "list", "--tenant", &mid], &[]);
+    assert!(stdout(&output).contains("not replayed"), "a dry run notes nothing");
+}
