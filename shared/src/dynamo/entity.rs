@@ -120,14 +120,6 @@ where
                 }
                 Written::Conflict(now) => {
                     metrics::counter!("store_conflicts", "source" => self.source).increment(1);
-                    if now.as_ref().is_some_and(|now| now.merge == next.merge) {
-                        // The item is exactly what this write made: an earlier attempt of the
-                        // same PutItem committed (its answer was lost and the SDK retried), or
-                        // a concurrent delivery of this very event wrote the same item. Either
-                        // way the event is applied once, by a write for this delivery.
-                        self.remember(cache_key, next);
-                        return Ok(Delivery::Accepted);
-                    }
                     if fresh {
                         races += 1;
                         if races > MAX_CONFLICT_RETRIES {
