@@ -8,6 +8,9 @@
 #      run by the cold-start harness (tools' `cold-start`) against its own Runtime API
 #      stand-in and a local moto with the tables, both on 127.0.0.1
 #   4. the table: tools' `bench-report`
+#   5. issue 11's side-by-side table against the Python peer (tools/peer/crm_peer.py, run by the
+#      same harness), with calls and capacity units counted by the local DynamoDB wrapper, the
+#      hot-key and growth cases (tools' `storage-bench`): scripts/bench_compare.py
 #
 # Ports: BENCH_DYNAMODB_PORT (28000) and BENCH_RUNTIME_API_PORT (29001), apart from
 # `make test` (18000/19000) and `make run` (8000/9000). COLD_STARTS (20), WARM (5 events after
@@ -130,7 +133,7 @@ secrets_args() {
 }
 
 # The harness gives the functions the local table names; the tables are created under them.
-unset CRM_TABLE_NAME CRM_DELIVERIES_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
+unset CRM_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
 
 mkdir -p "$STATE_DIR"
 command -v curl >/dev/null || die "curl is required"
@@ -151,25 +154,48 @@ cargo lambda build --release --arm64 "${package_args[@]}"
 log "3/4 native release bootstraps and the harness"
 # Separate builds: the functions are built with exactly their own dependency features.
 cargo build --release "${package_args[@]}"
-cargo build --release -p tools --bin cold-start --bin bench-report
+cargo build --release -p tools --bin cold-start --bin bench-report --bin storage-bench
 start_dynamodb
+# The Python peer (tools/peer/crm_peer.py) runs as a Lambda process like the bootstraps.
+PEER_BOOTSTRAP="$STATE_DIR/peer/bootstrap"
+mkdir -p "$(dirname "$PEER_BOOTSTRAP")"
+printf '#!/bin/sh\nexec "%s" "%s"\n' "$PYTHON" "$ROOT/tools/peer/crm_peer.py" >"$PEER_BOOTSTRAP"
+chmod +x "$PEER_BOOTSTRAP"
 reports=()
-for function in "${FUNCTIONS[@]}"; do
-  log "cold-start harness: $function ($COLD_STARTS cold starts, $SEQUENTIAL sequential invocations)"
-  in_group "cold-start $function" "$ROOT/target/release/cold-start" \
+# name, --function of the harness, bootstrap
+runs=("crm-webhook crm-webhook $ROOT/target/release/crm-webhook"
+  "activity-callback activity-callback $ROOT/target/release/activity-callback"
+  "peer crm-webhook $PEER_BOOTSTRAP")
+for run in "${runs[@]}"; do
+  read -r name function bootstrap <<<"$run"
+  log "cold-start harness: $name ($COLD_STARTS cold starts, $SEQUENTIAL sequential invocations)"
+  curl -s -X POST "$DYNAMODB_ENDPOINT/_bench/reset" >/dev/null
+  in_group "cold-start $name" "$ROOT/target/release/cold-start" \
     --function "$function" \
-    --bootstrap "$ROOT/target/release/$function" \
+    --bootstrap "$bootstrap" \
     --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
     --runtime-api "127.0.0.1:$RUNTIME_API_PORT" \
     --cold-starts "$COLD_STARTS" --warm "$WARM" --sequential "$SEQUENTIAL" \
-    --log "$STATE_DIR/$function.log" \
-    --output "$STATE_DIR/coldstart-$function.json" \
+    --log "$STATE_DIR/$name.log" \
+    --output "$STATE_DIR/coldstart-$name.json" \
     $(secrets_args "$function")
-  reports+=(--coldstart "$STATE_DIR/coldstart-$function.json")
+  curl -s "$DYNAMODB_ENDPOINT/_bench/calls" >"$STATE_DIR/calls-$name.json"
+  [ "$name" = peer ] || reports+=(--coldstart "$STATE_DIR/coldstart-$name.json")
 done
+log "storage: hot key and growth, this project (tools storage-bench) and the peer"
+in_group "storage-bench" "$ROOT/target/release/storage-bench" --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
+  --output "$STATE_DIR/storage-project.json" >/dev/null
+"$PYTHON" "$ROOT/tools/peer/crm_peer.py" --storage "$DYNAMODB_ENDPOINT" \
+  "$ROOT/fixtures/crm/lead_object_update.json" "$STATE_DIR/storage-peer.json" >/dev/null
+"$PYTHON" "$ROOT/tools/peer/crm_peer.py" --pure "$ROOT/fixtures/crm/seed_124_object_create.json" \
+  >"$STATE_DIR/peer-pure.json"
 cleanup
 
 log "4/4 the table (also in ${STATE_DIR#"$ROOT/"}/results.md)"
 echo
 "$ROOT/target/release/bench-report" --criterion target/criterion --lambda-dir target/lambda \
   "${reports[@]}" --output "$STATE_DIR/results.md"
+echo
+log "this project against the Python peer, same run (also in ${STATE_DIR#"$ROOT/"}/compare.md)"
+"$PYTHON" "$ROOT/scripts/bench_compare.py" --dir "$STATE_DIR" --criterion target/criterion \
+  --output "$STATE_DIR/compare.md"

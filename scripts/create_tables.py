@@ -2,12 +2,12 @@
 """Create the service's DynamoDB tables on a local endpoint, or check template.yaml.
 
     create_tables.py [--endpoint URL] [--region R] [--timeout S]
-        Creates the five tables (see TABLES) on a DynamoDB-compatible endpoint
+        Creates the four tables (see TABLES) on a DynamoDB-compatible endpoint
         (moto, DynamoDB Local). Idempotent: an existing table is left as it is,
         but its key schema and TTL are verified. Enables TTL where the design has
         one and waits until every table is ACTIVE. Table names come from the same
         environment variables the functions read (defaults: crm_entities,
-        crm_deliveries, activities, activity_nonces, refused_deliveries).
+        activities, activity_nonces, refused_deliveries).
 
     create_tables.py --check-template template.yaml
         Parses the SAM template (a YAML loader that tolerates !Ref, !Sub, !GetAtt)
@@ -45,16 +45,6 @@ TABLES = [
         "range": "entity_id",
         "ttl": None,
         "stream": "NEW_AND_OLD_IMAGES",
-        "function": "CrmWebhookFunction",
-    },
-    {
-        "logical_id": "CrmDeliveriesTable",
-        "env": "CRM_DELIVERIES_TABLE_NAME",
-        "default": "crm_deliveries",
-        "hash": "mid",
-        "range": "event_digest",
-        "ttl": "expires_at",
-        "stream": None,
         "function": "CrmWebhookFunction",
     },
     {

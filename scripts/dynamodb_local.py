@@ -12,6 +12,8 @@ cancelled, restoring that snapshot. Two consequences, both fixed here:
   server, a timeout), DynamoDB answers the retry with success and changes nothing, while moto
   runs the transaction again and cancels it: the functions would then call a first delivery a
   duplicate. Tokens of successful transactions are remembered for ten minutes, as DynamoDB does.
+- For `make bench`, every call is counted here, with the capacity units DynamoDB would charge
+  (see "accounting" below): moto's own ConsumedCapacity is a constant.
 - The snapshot is a deep copy of every table the transaction names, so each transaction costs
   time in proportion to the table size (80 ms at 3,000 items): a soak run of 10,000 deliveries
   would crawl. Since requests are serialised, saving and restoring just the items the
@@ -19,6 +21,7 @@ cancelled, restoring that snapshot. Two consequences, both fixed here:
 """
 
 import argparse
+import base64
 import copy
 import io
 import json
@@ -96,6 +99,185 @@ def serialised(app):
     return call
 
 
+# ------------------------------------------------------------------ accounting for `make bench`
+#
+# moto reports ConsumedCapacity as a constant, so the capacity units are computed here from
+# DynamoDB's documented rules ("Item sizes and formats", "Read/write capacity units"):
+# - item size: each attribute's name plus its value; strings and binaries by length, a number
+#   one byte per two significant digits plus one, booleans and nulls one byte, lists and maps
+#   three bytes plus one per element (and the keys of a map), sets the sum of their elements;
+# - a write consumes ceil(size / 1 KB) units of the larger of the item before and after it,
+#   at least one, also when its condition fails; a transaction doubles each of its writes;
+# - a strongly consistent read consumes ceil(size / 4 KB) units, at least one (half for an
+#   eventually consistent one).
+# GET /_bench/calls answers the totals since the last POST /_bench/reset.
+
+WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+
+
+def number_size(text):
+    digits = text.lstrip("-").replace(".", "").split("e")[0].split("E")[0].strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def binary_size(inner):
+    """Bytes of a binary value: base64 text on the wire, raw or base64 in moto's item JSON."""
+    if isinstance(inner, bytes):
+        return len(inner)
+    try:
+        return len(base64.b64decode(inner, validate=True))
+    except ValueError:
+        return len(inner.encode())
+
+
+def value_size(value):
+    (kind, inner), = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return number_size(inner)
+    if kind == "B":
+        return binary_size(inner)
+    if kind == "SS":
+        return sum(len(v.encode()) for v in inner)
+    if kind == "NS":
+        return sum(number_size(v) for v in inner)
+    if kind == "BS":
+        return sum(binary_size(v) for v in inner)
+    if kind == "L":
+        return 3 + sum(1 + value_size(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + value_size(v) for k, v in inner.items())
+    return 1
+
+
+def item_size(item):
+    return sum(len(name.encode()) + value_size(value) for name, value in (item or {}).items())
+
+
+def units(size, unit):
+    return max(1, -(-size // unit))
+
+
+class Accounting:
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.calls = {}
+        self.condition_failures = 0
+        self.write_units = {}
+        self.read_units = {}
+        self.last_put_bytes = {}
+
+    def add(self, table, operation, units, kind):
+        per = getattr(self, kind)
+        per[operation] = per.get(operation, 0) + units
+
+    def report(self):
+        return {
+            "calls": self.calls,
+            "condition_failures": self.condition_failures,
+            "write_units": self.write_units,
+            "read_units": self.read_units,
+            "last_put_bytes": self.last_put_bytes,
+        }
+
+
+_BACKENDS = {}  # table name -> the moto backend holding it
+
+
+def backend_of(table_name):
+    """The backend that holds `table_name`: looked up once, in the account and regions that
+    already exist (iterating moto's backend dictionaries would create every region)."""
+    if table_name not in _BACKENDS:
+        from moto.dynamodb.models import dynamodb_backends
+
+        for account_id in list(dynamodb_backends.keys()):
+            account = dynamodb_backends[account_id]
+            for region in list(account.keys()):
+                backend = account[region]
+                if table_name in backend.tables:
+                    _BACKENDS[table_name] = backend
+    return _BACKENDS.get(table_name)
+
+
+def stored_item(table_name, key):
+    backend = backend_of(table_name)
+    if backend is None:
+        return None
+    item = backend.get_item(table_name, key)
+    return item.to_json()["Attributes"] if item else None
+
+
+def write_key(op, table_name):
+    if "Key" in op:
+        return op["Key"]
+    table = backend_of(table_name).get_table(table_name)
+    names = [n for n in (table.hash_key_attr, table.range_key_attr) if n]
+    return {name: op["Item"][name] for name in names}
+
+
+def write_units(op):
+    """Units of one write (PutItem/UpdateItem/DeleteItem shape), before it runs."""
+    table_name = op["TableName"]
+    key = write_key(op, table_name)
+    before = item_size(stored_item(table_name, key)) if key else 0
+    after = item_size(op.get("Item"))
+    return units(max(before, after), 1024)
+
+
+def accounted(app, accounting):
+    def call(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in ("/_bench/calls", "/_bench/reset"):
+            if path == "/_bench/reset":
+                accounting.reset()
+            body = json.dumps(accounting.report()).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+        if not operation:
+            return app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        request = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(request)
+        try:
+            body = json.loads(request)
+        except ValueError:
+            body = {}
+        accounting.calls[operation] = accounting.calls.get(operation, 0) + 1
+        try:
+            if operation in WRITES:
+                accounting.add(body["TableName"], operation, write_units(body), "write_units")
+                if operation == "PutItem":
+                    accounting.last_put_bytes[body["TableName"]] = item_size(body["Item"])
+            elif operation == "TransactWriteItems":
+                for entry in body.get("TransactItems", []):
+                    for op in entry.values():
+                        accounting.add(op["TableName"], operation, 2 * write_units(op), "write_units")
+                        if "Item" in op:
+                            accounting.last_put_bytes[op["TableName"]] = item_size(op["Item"])
+            elif operation == "GetItem":
+                size = item_size(stored_item(body["TableName"], body["Key"]))
+                read = units(size, 4096) / (1 if body.get("ConsistentRead") else 2)
+                accounting.add(body["TableName"], operation, read, "read_units")
+        except Exception as error:  # accounting must never change an answer
+            print(f"bench accounting: {operation}: {error!r}", file=sys.stderr)
+        answer = {}
+
+        def remember(status, headers, exc_info=None):
+            answer["status"] = status
+            return start_response(status, headers, exc_info)
+
+        out = list(app(environ, remember))
+        if answer.get("status", "").startswith("400") and b"ConditionalCheckFailed" in b"".join(out):
+            accounting.condition_failures += 1
+        return out
+
+    return call
+
+
 IDEMPOTENCY_WINDOW_SECONDS = 600
 
 
@@ -154,7 +336,7 @@ def main():
     run_simple(
         args.host,
         args.port,
-        serialised(idempotent_transactions(app)),
+        serialised(accounted(idempotent_transactions(app), Accounting())),
         threaded=True,
         use_reloader=False,
         request_handler=MotoRequestHandler,

@@ -122,7 +122,7 @@ local = lambda name, default_name=None: env.get(name) or env[default_name or "LO
 print(json.dumps({"Parameters": {
     "AWS_ENDPOINT_URL_DYNAMODB": env["LOCAL_ENDPOINT"],
     **{name: local(name) for name in (
-        "CRM_TABLE_NAME", "CRM_DELIVERIES_TABLE_NAME", "ACTIVITY_TABLE_NAME",
+        "CRM_TABLE_NAME", "ACTIVITY_TABLE_NAME",
         "ACTIVITY_NONCES_TABLE_NAME", "REFUSED_DELIVERIES_TABLE_NAME", "CRM_WEBHOOK_SECRET",
         "CRM_SIGNATURE_HEADER", "ACTIVITY_CALLBACK_SECRET")},
     "ACTIVITY_MAX_SKEW_SECONDS": env.get("ACTIVITY_MAX_SKEW_SECONDS") or "0",

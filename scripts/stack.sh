@@ -23,8 +23,8 @@
 # by `scripts/stack.sh dynamodb`) instead of starting one, so that its data survives restarts.
 #
 # Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
-# the functions, except the secrets. Defaults: the four table names (crm_entities,
-# crm_deliveries, activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
+# the functions, except the secrets. Defaults: the table names (crm_entities,
+# activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
 # REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test mode: QUARANTINE_MAX_PER_MINUTE=10),
 # RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
@@ -261,7 +261,7 @@ start_dynamodb() {
 
 # The environment of the functions (and of the tests, which read the same variables).
 SPEC_VARS=(
-  CRM_TABLE_NAME CRM_DELIVERIES_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
+  CRM_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
   CRM_SIGNATURE_HEADER ACTIVITY_DEFAULT_MID
   ACTIVITY_MAX_SKEW_SECONDS SOURCE_UTC_OFFSET RUST_LOG
   CRM_SECRETS_MANAGER_ID ACTIVITY_SECRETS_MANAGER_ID SECRETS_REFRESH_SECONDS METRICS_NAMESPACE
@@ -271,7 +271,6 @@ SPEC_VARS=(
 
 setup_function_env() {
   export CRM_TABLE_NAME="${CRM_TABLE_NAME:-$LOCAL_CRM_TABLE_NAME}"
-  export CRM_DELIVERIES_TABLE_NAME="${CRM_DELIVERIES_TABLE_NAME:-$LOCAL_CRM_DELIVERIES_TABLE_NAME}"
   export ACTIVITY_TABLE_NAME="${ACTIVITY_TABLE_NAME:-$LOCAL_ACTIVITY_TABLE_NAME}"
   export ACTIVITY_NONCES_TABLE_NAME="${ACTIVITY_NONCES_TABLE_NAME:-$LOCAL_ACTIVITY_NONCES_TABLE_NAME}"
   export REFUSED_DELIVERIES_TABLE_NAME="${REFUSED_DELIVERIES_TABLE_NAME:-$LOCAL_REFUSED_DELIVERIES_TABLE_NAME}"

@@ -160,7 +160,6 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
 #[derive(Debug, Clone)]
 pub struct CrmConfig {
     pub table_name: String,
-    pub deliveries_table_name: String,
     pub intake: CrmIntake,
     /// `CRM_SECRETS_MANAGER_ID`: when set, the secrets come from there and the intake's
     /// (environment) secrets are not used.
@@ -172,7 +171,6 @@ impl CrmConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: env.required("CRM_TABLE_NAME")?,
-            deliveries_table_name: env.required("CRM_DELIVERIES_TABLE_NAME")?,
             intake: env.crm_intake()?,
             secret_location: env.secret_location("CRM_SECRETS_MANAGER_ID")?,
             quarantine: env.quarantine()?,
@@ -226,11 +224,7 @@ mod tests {
 
     #[test]
     fn a_secrets_manager_id_selects_secrets_manager_with_its_refresh_interval() {
-        let base = [
-            ("CRM_TABLE_NAME", "c"),
-            ("CRM_DELIVERIES_TABLE_NAME", "d"),
-            ("CRM_WEBHOOK_SECRET", "env-secret"),
-        ];
+        let base = [("CRM_TABLE_NAME", "c"), ("CRM_WEBHOOK_SECRET", "env-secret")];
         let crm = CrmConfig::from_env(&base.into_iter().collect()).unwrap();
         assert_eq!(crm.secret_location, SecretLocation::Environment);
         let with_id = |extra: &[(&'static str, &'static str)]| {
@@ -262,10 +256,14 @@ mod tests {
 
     #[test]
     fn missing_tables_are_named() {
-        let env: Env = [("CRM_TABLE_NAME", "t")].into_iter().collect();
+        let env: Env = [("ACTIVITY_TABLE_NAME", "t")].into_iter().collect();
         assert_eq!(
             CrmConfig::from_env(&env).unwrap_err(),
-            ConfigError::Missing("CRM_DELIVERIES_TABLE_NAME")
+            ConfigError::Missing("CRM_TABLE_NAME")
+        );
+        assert_eq!(
+            ActivityConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("ACTIVITY_NONCES_TABLE_NAME")
         );
         let error = ActivityConfig::from_env(&Env::default()).unwrap_err();
         assert_eq!(
@@ -278,7 +276,6 @@ mod tests {
     fn defaults_follow_the_spec() {
         let env: Env = [
             ("CRM_TABLE_NAME", "c"),
-            ("CRM_DELIVERIES_TABLE_NAME", "d"),
             ("ACTIVITY_TABLE_NAME", "a"),
             ("ACTIVITY_NONCES_TABLE_NAME", "n"),
         ]
@@ -309,13 +306,9 @@ mod tests {
                 ..
             })
         ));
-        let env: Env = [
-            ("CRM_TABLE_NAME", "c"),
-            ("CRM_DELIVERIES_TABLE_NAME", "d"),
-            ("SOURCE_UTC_OFFSET", "CST"),
-        ]
-        .into_iter()
-        .collect();
+        let env: Env = [("CRM_TABLE_NAME", "c"), ("SOURCE_UTC_OFFSET", "CST")]
+            .into_iter()
+            .collect();
         assert!(matches!(
             CrmConfig::from_env(&env),
             Err(ConfigError::Invalid {
@@ -327,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_crm_signature_scheme_is_configuration_checked_at_start_up() {
-        let base = [("CRM_TABLE_NAME", "c"), ("CRM_DELIVERIES_TABLE_NAME", "d")];
+        let base = [("CRM_TABLE_NAME", "c")];
         let env: Env = base.into_iter().collect();
         assert_eq!(
             CrmConfig::from_env(&env).unwrap().intake.scheme,

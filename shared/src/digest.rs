@@ -118,6 +118,13 @@ impl EventDigest {
         &self.0
     }
 
+    /// The first 8 bytes of the digest as a big-endian number: the tie-break of [`crate::merge::Stamp`].
+    /// Numeric order of the prefix is the order of the hex digest's first 16 characters.
+    pub fn tie(&self) -> u64 {
+        let prefix = self.0.get(..16).unwrap_or(&self.0);
+        u64::from_str_radix(prefix, 16).unwrap_or(0)
+    }
+
     /// Rebuilds a digest read back from storage.
     pub fn from_stored(hex: impl Into<String>) -> Self {
         Self(hex.into().into())

@@ -40,6 +40,60 @@ impl AttrValue {
     }
 }
 
+impl AttrValue {
+    /// The JSON value this attribute was made from by [`AttrValue::from_json`]. A number is read
+    /// from its decimal text (DynamoDB may normalize it: `1.50` comes back as `1.5`).
+    pub fn to_json(&self) -> Option<Value> {
+        Some(match self {
+            Self::S(s) => Value::String(s.clone()),
+            Self::N(n) => Value::Number(n.parse().ok()?),
+            Self::Bool(b) => Value::Bool(*b),
+            Self::Null => Value::Null,
+            Self::SS(set) => Value::Array(set.iter().cloned().map(Value::String).collect()),
+            Self::L(items) => Value::Array(items.iter().map(Self::to_json).collect::<Option<_>>()?),
+            Self::M(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Some((k.clone(), v.to_json()?)))
+                    .collect::<Option<_>>()?,
+            ),
+        })
+    }
+
+    pub fn as_s(&self) -> Option<&str> {
+        match self {
+            Self::S(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Typed reads of an item's attributes, for rebuilding a state from a stored item.
+pub trait ItemRead {
+    fn s(&self, name: &str) -> Option<&str>;
+    fn i64(&self, name: &str) -> Option<i64>;
+    fn bool(&self, name: &str) -> Option<bool>;
+}
+
+impl ItemRead for Item {
+    fn s(&self, name: &str) -> Option<&str> {
+        self.get(name)?.as_s()
+    }
+
+    fn i64(&self, name: &str) -> Option<i64> {
+        match self.get(name)? {
+            AttrValue::N(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn bool(&self, name: &str) -> Option<bool> {
+        match self.get(name)? {
+            AttrValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
 /// The first number in `value` (at any depth) that DynamoDB cannot store as a number: its
 /// magnitude must be 0 or within `1e-130 ..= 9.99…e125`. Integers always fit; a float is written
 /// as its shortest round-trip text, so comparing the float with the limits is exact.
@@ -133,6 +187,13 @@ mod tests {
             map["l"],
             AttrValue::L(vec![AttrValue::N("1".into()), AttrValue::S("a".into())])
         );
+    }
+
+    #[test]
+    fn json_survives_the_round_trip_through_attributes() {
+        let value = json!({"s": "x", "n": 1.5, "i": -7, "b": true, "z": null, "l": [1, "a", {"k": []}]});
+        assert_eq!(AttrValue::from_json(&value).to_json(), Some(value));
+        assert_eq!(AttrValue::N("x".into()).to_json(), None);
     }
 
     #[test]

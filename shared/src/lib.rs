@@ -6,6 +6,7 @@
 //! features add the adapters both functions share.
 
 pub mod activity;
+pub mod bookkeeping;
 pub mod clock;
 pub mod config;
 pub mod crm;

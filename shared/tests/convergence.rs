@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use shared::activity::verify::{self as activity_verify, SignedFields};
 use shared::activity::{ActivityEvent, ActivityState};
+use shared::bookkeeping::{self, Applied, Registers};
 use shared::clock::FixedClock;
 use shared::crm::{CrmEvent, CrmState};
 use shared::envelope::Envelope;
@@ -615,6 +616,29 @@ fn redeliveries() -> impl Strategy<Value = Vec<(prop::sample::Index, bool)>> {
 proptest! {
     #![proptest_config(config())]
 
+    /// (d) As for CRM: each callback is merged into the state read back from the item and its
+    /// bookkeeping, and after every delivery the item is the oracle's.
+    #[test]
+    fn activity_state_read_back_from_the_item_converges((_, shuffled) in with_shuffle(activity_history())) {
+        let mut stored: Option<(Applied, ActivityState)> = None;
+        for (n, delivery) in shuffled.iter().enumerate() {
+            let (mut applied, state) = match stored.take() {
+                Some((applied, state)) => (applied, Some(state)),
+                None => (Applied::default(), None),
+            };
+            let merged = ActivityState::merge(state, &delivery.event);
+            applied.record(delivery.event.stamp(), &merged);
+            let (applied, read) = through_storage(&applied, &merged, |s| s.to_item(UPDATED_AT))?;
+            let so_far: Vec<&ActDelivery> = shuffled[..=n].iter().collect();
+            prop_assert_eq!(read.to_item(UPDATED_AT), activity_oracle(&so_far), "after {} deliveries", n + 1);
+            stored = Some((applied, read));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
     /// (a) Any delivery order gives the same state and item, and that item is the oracle's.
     #[test]
     fn crm_any_order_converges((history, shuffled) in with_shuffle(crm_history())) {
@@ -674,6 +698,53 @@ proptest! {
             prop_assert_eq!(ledger.apply(&delivery.event), Delivery::Accepted);
             let so_far: Vec<&CrmDelivery> = shuffled[..=n].iter().collect();
             prop_assert_eq!(crm_item(&ledger), crm_oracle(&so_far), "after {} deliveries", n + 1);
+        }
+    }
+}
+
+/// What the store keeps of a state: its item and the bookkeeping, and nothing else. Writes both
+/// and reads the state back from them, checking that the read-back state shows the same item.
+fn through_storage<S: Registers + Clone>(
+    applied: &Applied,
+    state: &S,
+    to_item: impl Fn(&S) -> Item,
+) -> Result<(Applied, S), TestCaseError> {
+    let item = to_item(state);
+    let bytes = bookkeeping::encode(applied, state).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (read_applied, read) =
+        bookkeeping::decode::<S>(&bytes, &item).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&read_applied, applied);
+    prop_assert_eq!(to_item(&read), item, "the state read back shows the same item");
+    Ok((read_applied, read))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// (d) The item plus its compact bookkeeping are the whole state: in any order, each event
+    /// is merged into the state read back from the previous write, and after every delivery the
+    /// item is the oracle's. Every applied event is in the record (the histories are within its
+    /// bound).
+    #[test]
+    fn crm_state_read_back_from_the_item_converges((_, shuffled) in with_shuffle(crm_history())) {
+        let mut stored: Option<(Applied, CrmState)> = None;
+        for (n, delivery) in shuffled.iter().enumerate() {
+            let (mut applied, state) = match stored.take() {
+                Some((applied, state)) => (applied, Some(state)),
+                None => (Applied::default(), None),
+            };
+            let stamp = delivery.event.stamp();
+            prop_assert!(!applied.contains(&stamp), "a new event is not in the record");
+            let merged = CrmState::merge(state, &delivery.event);
+            applied.record(stamp, &merged);
+            let (applied, read) = through_storage(&applied, &merged, |s| s.to_item(UPDATED_AT))?;
+            let so_far: Vec<&CrmDelivery> = shuffled[..=n].iter().collect();
+            prop_assert_eq!(read.to_item(UPDATED_AT), crm_oracle(&so_far), "after {} deliveries", n + 1);
+            stored = Some((applied, read));
+        }
+        let (applied, _) = stored.expect("at least one event");
+        for delivery in &shuffled {
+            prop_assert!(applied.contains(&delivery.event.stamp()));
         }
     }
 }

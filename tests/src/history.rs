@@ -44,11 +44,11 @@ pub struct Event {
 }
 
 impl Event {
-    /// The key of the record the store keeps for this event: the delivery record of a CRM
-    /// event (its digest), the nonce record of a callback.
+    /// The key of the record the store keeps for this event: the entry in its CRM item's record
+    /// of applied events, the nonce record of a callback.
     pub fn record_key(&self, mid: &str) -> String {
         match self.source {
-            Source::Crm => parse_crm(&self.body).digest.as_str().to_owned(),
+            Source::Crm => crate::tables::stamp_key(&parse_crm(&self.body).stamp()),
             Source::Activity => parse_activity(&self.body, mid).nonce,
         }
     }

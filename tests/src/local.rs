@@ -63,7 +63,6 @@ mod tests {
             "ACTIVITY_CALLBACK_SECRET",
             "CRM_SIGNATURE_HEADER",
             "CRM_TABLE_NAME",
-            "CRM_DELIVERIES_TABLE_NAME",
             "ACTIVITY_TABLE_NAME",
             "ACTIVITY_NONCES_TABLE_NAME",
             "REFUSED_DELIVERIES_TABLE_NAME",

@@ -1,9 +1,9 @@
 //! The machinery of the table-driven HTTP tests of SPEC 2.3 (`tests/tests/matrix.rs` holds
-//! only their case tables): cases, request builders, snapshots of the four tables, write checks
+//! only their case tables): cases, request builders, snapshots of the three tables, write checks
 //! and the runner.
 //!
 //! Each case runs under a tenant no other case (or run) uses, so the runner can compare the
-//! contents of all four tables for that tenant before and after the request: a refusal must leave
+//! contents of all three tables for that tenant before and after the request: a refusal must leave
 //! them exactly as they were. Cases under a fixed tenant (`900`, `901`: the tenants the stack
 //! configures with their own secrets) are CRM-only and compare only the items of the case's own
 //! `entity_id`, since other tests write to those tenants too.
@@ -114,7 +114,7 @@ pub type Check = Box<dyn Fn(&Ctx, &Snapshot, &Snapshot) -> Result<(), String> + 
 
 /// What a case may write.
 pub enum Writes {
-    /// Nothing: all four tables, for the case's tenant (and its decoy), are exactly as before.
+    /// Nothing: all three tables, for the case's tenant (and its decoy), are exactly as before.
     Nothing,
     /// Something: the check sees the tables before and after the request.
     Checked(Check),
@@ -428,7 +428,7 @@ pub fn activity_root(tail: &'static str) -> impl Fn(&Ctx) -> String + Send + Syn
 
 pub type Item = HashMap<String, AttributeValue>;
 
-/// Every item of the four tables for some tenants, read consistently.
+/// Every item of the three tables for some tenants, read consistently.
 #[derive(PartialEq, Debug)]
 pub struct Snapshot(BTreeMap<(String, Table), Vec<Item>>);
 
@@ -534,13 +534,17 @@ pub fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) ->
     }
 }
 
-/// The CRM item of the case (and its delivery record) were written; `check` looks at the item.
+/// The CRM item of the case (with its record of applied events) was written; `check` looks at
+/// the item.
 pub fn crm_stored(
     check: impl Fn(&Ctx, &Item) -> Result<(), String> + Send + Sync + 'static,
 ) -> impl Fn(&Ctx, &Snapshot, &Snapshot) -> Result<(), String> + Send + Sync + 'static {
     move |ctx, _, after| {
         let item = after.item(&ctx.mid, Table::CrmEntities, "entity_id", &ctx.entity)?;
-        after.item(&ctx.mid, Table::CrmDeliveries, "entity_id", &ctx.entity)?;
+        let stored = shared::dynamo::read_entity::<shared::crm::CrmState>(item).map_err(|e| e.to_string())?;
+        if stored.applied.is_empty() {
+            return Err("the item records no applied event".into());
+        }
         check(ctx, item)
     }
 }

@@ -35,10 +35,6 @@ pub fn crm_table() -> String {
     table("CRM_TABLE_NAME")
 }
 
-pub fn crm_deliveries_table() -> String {
-    table("CRM_DELIVERIES_TABLE_NAME")
-}
-
 pub fn activity_table() -> String {
     table("ACTIVITY_TABLE_NAME")
 }

@@ -1,4 +1,4 @@
-//! Reading back (and cleaning up) what one tenant has in the four tables of the local stack.
+//! Reading back (and cleaning up) what one tenant has in the three tables of the local stack.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -6,7 +6,8 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use shared::dynamo::item_to_sdk;
+use shared::crm::CrmState;
+use shared::dynamo::{item_to_sdk, read_entity, FORMAT, MERGE, VERSION};
 use shared::item::Item;
 
 use crate::history::Source;
@@ -17,23 +18,16 @@ pub type SdkItem = HashMap<String, AttributeValue>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
     CrmEntities,
-    CrmDeliveries,
     Activities,
     ActivityNonces,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
-        Table::CrmEntities,
-        Table::CrmDeliveries,
-        Table::Activities,
-        Table::ActivityNonces,
-    ];
+    pub const ALL: [Table; 3] = [Table::CrmEntities, Table::Activities, Table::ActivityNonces];
 
     pub fn name(self) -> String {
         match self {
             Table::CrmEntities => stack::crm_table(),
-            Table::CrmDeliveries => stack::crm_deliveries_table(),
             Table::Activities => stack::activity_table(),
             Table::ActivityNonces => stack::activity_nonces_table(),
         }
@@ -42,7 +36,6 @@ impl Table {
     pub fn sort_key(self) -> &'static str {
         match self {
             Table::CrmEntities | Table::Activities => "entity_id",
-            Table::CrmDeliveries => "event_digest",
             Table::ActivityNonces => "nonce",
         }
     }
@@ -86,7 +79,7 @@ impl Table {
     }
 }
 
-/// Deletes everything `mid` has in the four tables, so that a history can be delivered afresh.
+/// Deletes everything `mid` has in the three tables, so that a history can be delivered afresh.
 pub async fn purge_tenant(db: &Client, mid: &str) {
     for table in Table::ALL {
         let items = table.query(db, mid).await;
@@ -94,11 +87,12 @@ pub async fn purge_tenant(db: &Client, mid: &str) {
     }
 }
 
-/// A stored entity item without the adapter's bookkeeping (`version`, `merge_state`) and with
-/// its string set sorted, for comparison with the pure item of the model crate.
+/// A stored entity item without the adapter's bookkeeping (`version`, `format`, `merge`) and
+/// with its string set sorted, for comparison with the pure item of the model crate.
 pub fn visible(mut item: SdkItem) -> SdkItem {
-    item.remove("version");
-    item.remove("merge_state");
+    for bookkeeping in [VERSION, FORMAT, MERGE] {
+        item.remove(bookkeeping);
+    }
     if let Some(AttributeValue::Ss(set)) = item.get_mut("team_members") {
         set.sort();
     }
@@ -117,19 +111,24 @@ pub async fn entity_items(db: &Client, mid: &str) -> BTreeMap<(Source, String), 
     items
 }
 
-/// The keys of the delivery records (CRM) and nonce records (activities) of `mid`.
+/// The keys of what the store records per event: for CRM the entries of each item's record of
+/// applied events ([`stamp_key`]), for activities the nonce records of `mid`.
 pub async fn record_keys(db: &Client, mid: &str) -> BTreeSet<(Source, String)> {
     let mut keys = BTreeSet::new();
-    for (source, table) in [
-        (Source::Crm, Table::CrmDeliveries),
-        (Source::Activity, Table::ActivityNonces),
-    ] {
-        for item in table.query(db, mid).await {
-            let key = item[table.sort_key()].as_s().expect("record keys are strings").clone();
-            keys.insert((source, key));
-        }
+    for item in Table::CrmEntities.query(db, mid).await {
+        let stored = read_entity::<CrmState>(&item).expect("a readable CRM item");
+        keys.extend(stored.applied.stamps().iter().map(|s| (Source::Crm, stamp_key(s))));
+    }
+    for item in Table::ActivityNonces.query(db, mid).await {
+        let key = item["nonce"].as_s().expect("record keys are strings").clone();
+        keys.insert((Source::Activity, key));
     }
     keys
+}
+
+/// An applied event as a CRM item's record holds it: time and 64-bit tie-break.
+pub fn stamp_key(stamp: &shared::merge::Stamp) -> String {
+    format!("{}:{:016x}", stamp.time, stamp.tie)
 }
 
 pub fn without_updated_at(mut item: SdkItem) -> SdkItem {

@@ -4,7 +4,7 @@
 //! every case is a request, the exact status and error `code` it must get, and what it may write.
 //!
 //! Each case runs under a tenant no other case (or run) uses, so the runner can compare the
-//! contents of all four tables for that tenant before and after the request: a refusal must leave
+//! contents of all three tables for that tenant before and after the request: a refusal must leave
 //! them exactly as they were. Cases under a fixed tenant (`900`, `901`: the tenants the stack
 //! configures with their own secrets) are CRM-only and compare only the items of the case's own
 //! `entity_id`, since other tests write to those tenants too.

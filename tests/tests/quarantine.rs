@@ -73,7 +73,7 @@ async fn refused_deliveries_are_kept_accepted_ones_are_not_and_the_cap_holds() {
     let ttl = record.expires_at - now_unix();
     assert!((13 * 86_400..=14 * 86_400).contains(&ttl), "14 days by default: {ttl}");
     let db = tests::stack::inspection_client();
-    for table in [Table::CrmEntities, Table::CrmDeliveries] {
+    for table in [Table::CrmEntities] {
         assert!(
             table.query(&db, &mid).await.is_empty(),
             "nothing of a quarantined delivery is applied ({table:?})"

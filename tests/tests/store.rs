@@ -10,7 +10,7 @@ use serde_json::Value;
 use shared::activity::{ActivityEvent, ActivityState};
 use shared::clock::FixedClock;
 use shared::crm::{CrmEvent, CrmState};
-use shared::dynamo::{item_to_sdk, DynamoActivityStore, DynamoCrmStore};
+use shared::dynamo::{item_to_sdk, read_entity, DynamoActivityStore, DynamoCrmStore, FORMAT, MERGE};
 use shared::merge::{Delivery, Ledger};
 use shared::store::{ActivityStore, CrmStore, NonceOutcome};
 use shared::StoreError;
@@ -22,12 +22,7 @@ const NOW: i64 = 1_800_000_000;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 fn crm_store() -> DynamoCrmStore {
-    DynamoCrmStore::new(
-        stack::dynamodb_client(),
-        stack::crm_table(),
-        stack::crm_deliveries_table(),
-        Arc::new(FixedClock(NOW)),
-    )
+    DynamoCrmStore::new(stack::dynamodb_client(), stack::crm_table(), Arc::new(FixedClock(NOW)))
 }
 
 fn activity_store() -> DynamoActivityStore {
@@ -132,13 +127,89 @@ async fn duplicates_leave_the_item_and_event_count_unchanged() {
         before,
         "nothing changed, not even the version"
     );
-    let record = get(
-        &stack::crm_deliveries_table(),
-        &[("mid", &mid), ("event_digest", update.digest.as_str())],
-    )
-    .await
-    .unwrap();
-    assert!(n(&record, "expires_at") > NOW, "delivery records carry a TTL");
+    let stored = read_entity::<CrmState>(&before).unwrap();
+    assert_eq!(
+        stored.applied.stamps(),
+        &[create.stamp(), update.stamp()],
+        "the item records each applied event once, in stamp order"
+    );
+    assert_eq!(
+        crm_store().apply(&update).await,
+        Ok(Delivery::Duplicate),
+        "another instance, without this one's cache, reads the record from the item"
+    );
+}
+
+#[tokio::test]
+async fn the_seed_item_is_compact_and_carries_its_format() {
+    let store = crm_store();
+    let mid = unique_mid("size");
+    let create = crm_event("seed_124_object_create.json", &mid);
+    assert_eq!(store.apply(&create).await, Ok(Delivery::Accepted));
+    let item = get(&stack::crm_table(), &[("mid", &mid), ("entity_id", &create.entity_id)])
+        .await
+        .unwrap();
+    assert_eq!(n(&item, FORMAT), i64::from(shared::bookkeeping::FORMAT_VERSION));
+    let merge = item[MERGE].as_b().unwrap().as_ref().len();
+    assert!(merge <= 64, "one event and its registers: {merge} bytes of bookkeeping");
+    // DynamoDB's size rules: attribute names plus values (README/docs/items.md).
+    let size: usize = item
+        .iter()
+        .map(|(name, value)| name.len() + attribute_size(value))
+        .sum();
+    assert!(size <= 3_000, "the seed item is {size} bytes");
+}
+
+fn attribute_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+        AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + attribute_size(v)).sum::<usize>(),
+        AttributeValue::M(map) => 3 + map.iter().map(|(k, v)| 1 + k.len() + attribute_size(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+#[tokio::test]
+async fn a_stale_cache_never_loses_another_writers_update() {
+    // Two instances of the function: each remembers what it wrote last.
+    let (a, b) = (crm_store(), crm_store());
+    let mid = unique_mid("stale");
+    let base = crm_event("lead_object_update.json", &mid);
+    let event = |i: i64| {
+        let mut value: Value = serde_json::from_str(&base.raw).unwrap();
+        value["create_time"] = (1_677_500_000 + i).into();
+        value["extra_data"]["mapping_data"] = serde_json::json!({ format!("field_{i}"): [null, i] });
+        parse_crm(&value.to_string())
+    };
+    assert_eq!(a.apply(&event(1)).await, Ok(Delivery::Accepted));
+    assert_eq!(b.apply(&event(2)).await, Ok(Delivery::Accepted));
+    assert_eq!(a.apply(&event(3)).await, Ok(Delivery::Accepted), "a's cache is stale");
+    assert_eq!(b.apply(&event(1)).await, Ok(Delivery::Duplicate));
+    let key = [("mid", mid.as_str()), ("entity_id", base.entity_id.as_str())];
+    let item = get(&stack::crm_table(), &key).await.unwrap();
+    assert_eq!(item["fields"].as_m().unwrap().len(), 3, "every writer's field survived");
+    assert_eq!(n(&item, "version"), 3);
+
+    // An item deleted behind the cache's back (an operator, a test's clean-up) is written anew:
+    // the cache is a hint, never the answer.
+    stack::dynamodb_client()
+        .delete_item()
+        .table_name(stack::crm_table())
+        .set_key(Some(
+            key.iter()
+                .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.apply(&event(3)).await, Ok(Delivery::Accepted));
+    let item = get(&stack::crm_table(), &key).await.unwrap();
+    assert_eq!(n(&item, "event_count"), 1);
+    assert_eq!(n(&item, "version"), 1);
 }
 
 #[tokio::test]
@@ -229,6 +300,18 @@ async fn activity_nonces_distinguish_duplicates_from_replays() {
         Ok(NonceOutcome::Replayed)
     );
     assert_eq!(get(&stack::activity_table(), &key).await.unwrap(), before);
+    // The sign does not cover the body: the same nonce naming another activity is a replay too.
+    let elsewhere = add.raw.replace("b80bb752931811eeaeb42ef5b77e53xx", "another-activity");
+    assert_eq!(
+        store.apply(&parse_activity(&elsewhere, &mid)).await,
+        Ok(NonceOutcome::Replayed)
+    );
+    assert!(get(
+        &stack::activity_table(),
+        &[("mid", mid.as_str()), ("entity_id", "another-activity")]
+    )
+    .await
+    .is_none());
     let other_tenant = unique_mid("nonce-other");
     assert_eq!(
         store.apply(&activity_event("event_add.json", &other_tenant)).await,
@@ -297,12 +380,7 @@ async fn an_unmodelled_action_records_its_nonce_and_no_item() {
 async fn an_unreachable_dynamodb_fails_fast_and_cleanly() {
     // Nothing listens on port 9 (discard) on the loopback interface.
     let client = stack::client_for("http://127.0.0.1:9");
-    let store = DynamoCrmStore::new(
-        client,
-        stack::crm_table(),
-        stack::crm_deliveries_table(),
-        Arc::new(FixedClock(NOW)),
-    );
+    let store = DynamoCrmStore::new(client, stack::crm_table(), Arc::new(FixedClock(NOW)));
     let mid = unique_mid("down");
     let started = Instant::now();
     let result = store.apply(&crm_event("seed_124_object_create.json", &mid)).await;

@@ -40,12 +40,7 @@ impl App<DynamoCrmStore> {
         let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, env, "crm");
         let client = client_from_env(env);
         let quarantine_store = DynamoQuarantineStore::from_config(&client, &config.quarantine);
-        let store = DynamoCrmStore::new(
-            client,
-            config.table_name.clone(),
-            config.deliveries_table_name.clone(),
-            Arc::new(SystemClock),
-        );
+        let store = DynamoCrmStore::new(client, config.table_name.clone(), Arc::new(SystemClock));
         let quarantine = App::<DynamoCrmStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
         Ok(Self {
             config,

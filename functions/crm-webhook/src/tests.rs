@@ -34,7 +34,6 @@ fn app(secrets: &[(&str, &str)]) -> App<MemoryStore> {
 fn app_with_quarantine(vars: &[(&str, &str)]) -> (App<MemoryStore>, Arc<MemoryQuarantine>) {
     let mut all = vec![
         ("CRM_TABLE_NAME", "crm_entities"),
-        ("CRM_DELIVERIES_TABLE_NAME", "crm_deliveries"),
         ("REFUSED_DELIVERIES_TABLE_NAME", "refused_deliveries"),
     ];
     all.extend_from_slice(vars);

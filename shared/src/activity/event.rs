@@ -186,10 +186,7 @@ impl ActivityEvent {
     }
 
     pub fn stamp(&self) -> Stamp {
-        Stamp {
-            time: self.timestamp,
-            digest: self.digest.clone(),
-        }
+        Stamp::of(self.timestamp, &self.digest)
     }
 }
 

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::activity::event::{ActivityAction, ActivityContent, ActivityEvent};
-use crate::item::{AttrValue, Item, ItemBuilder};
+use crate::activity::event::{ActivityAction, ActivityContent, ActivityEvent, PrivilegeType};
+use crate::bookkeeping::{BookError, Reader, Registers, Writer};
+use crate::item::{AttrValue, Item, ItemBuilder, ItemRead};
 use crate::json::EventDigest;
-use crate::merge::{offer_newest, Lww, Mergeable};
+use crate::merge::{offer_newest, Lww, Mergeable, Stamp};
 
 /// Who did the newest event, and what it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +82,101 @@ impl ActivityState {
         }
         item.build()
     }
+}
+
+impl Registers for ActivityState {
+    fn visit_stamps(&self, visit: &mut dyn FnMut(&Stamp)) {
+        if let Some(held) = &self.content {
+            visit(&held.stamp);
+        }
+        visit(&self.last.stamp);
+    }
+
+    fn write_registers(&self, out: &mut Writer<'_>) {
+        out.stamp(self.content.as_ref().map(|held| &held.stamp));
+        out.stamp(Some(&self.last.stamp));
+    }
+
+    fn read_registers(item: &Item, reader: &mut Reader<'_>) -> Result<Self, BookError> {
+        let missing = |name: &str| BookError::new(format!("the item has no readable `{name}`"));
+        let text = |name: &str| item.s(name).map(str::to_owned);
+        let content = match reader.stamp()? {
+            Some(stamp) => Some(Lww {
+                value: content_from_item(item).ok_or_else(|| missing("privilege"))?,
+                stamp,
+            }),
+            None => None,
+        };
+        let last = Lww {
+            value: LastActivityEvent {
+                action: ActivityAction::from_wire(item.s("last_action").ok_or_else(|| missing("last_action"))?),
+                operator: text("operator"),
+                operator_name: text("operator_name"),
+            },
+            stamp: reader.required_stamp("last_action")?,
+        };
+        Ok(Self {
+            mid: text("mid").ok_or_else(|| missing("mid"))?,
+            entity_id: text("entity_id").ok_or_else(|| missing("entity_id"))?,
+            content,
+            last,
+            last_raw: text("last_raw").ok_or_else(|| missing("last_raw"))?.into(),
+        })
+    }
+}
+
+/// The content [`ActivityState::to_item`] wrote (`None` if the item is not of that shape).
+fn content_from_item(item: &Item) -> Option<ActivityContent> {
+    let text = |name: &str| item.s(name).map(str::to_owned);
+    let AttrValue::M(privilege) = item.get("privilege")? else {
+        return None;
+    };
+    let privilege = privilege
+        .iter()
+        .map(|(kind, ids)| match ids {
+            AttrValue::L(ids) => Some((
+                kind.clone(),
+                ids.iter()
+                    .map(|id| id.as_s().map(str::to_owned))
+                    .collect::<Option<_>>()?,
+            )),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let privilege_type = match item.s("privilege_type") {
+        None => None,
+        Some(kind) => Some(
+            [
+                PrivilegeType::Public,
+                PrivilegeType::Private,
+                PrivilegeType::CreatorOnly,
+            ]
+            .into_iter()
+            .find(|known| known.as_str() == kind)?,
+        ),
+    };
+    Some(ActivityContent {
+        title: text("title"),
+        summary: text("summary"),
+        content: text("content"),
+        location: text("location"),
+        started_at: text("started_at"),
+        ended_at: text("ended_at"),
+        closed_at: text("closed_at"),
+        created_at: text("created_at"),
+        attend_start_at: text("attend_start_at"),
+        attend_end_at: text("attend_end_at"),
+        attend_method: text("attend_method"),
+        app_source_type: text("app_source_type"),
+        participant_count_limit: item.i64("participant_count_limit"),
+        enable_random_extract: item.bool("enable_random_extract"),
+        privilege_type,
+        privilege,
+        logo: text("logo"),
+        team_id: text("team_id"),
+        category_id: text("category_id"),
+        roadmap_id: item.i64("roadmap_id"),
+    })
 }
 
 impl Mergeable for ActivityState {

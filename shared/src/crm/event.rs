@@ -212,10 +212,7 @@ impl CrmEvent {
 
     /// The event's place in the total order.
     pub fn stamp(&self) -> Stamp {
-        Stamp {
-            time: self.create_time,
-            digest: self.digest.clone(),
-        }
+        Stamp::of(self.create_time, &self.digest)
     }
 }
 

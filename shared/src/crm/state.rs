@@ -7,8 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::bookkeeping::{read_map, write_map, BookError, Reader, Registers, Writer};
 use crate::crm::event::{CrmEvent, CrmEventType};
-use crate::item::{AttrValue, Item, ItemBuilder};
+use crate::item::{AttrValue, Item, ItemBuilder, ItemRead};
 use crate::json::EventDigest;
 use crate::merge::{offer_newest, offer_newest_at, offer_oldest, Lww, Mergeable, Stamp};
 
@@ -127,6 +128,152 @@ impl CrmState {
             item = item.attr("team_members", AttrValue::SS(members));
         }
         item.build()
+    }
+}
+
+/// The item attributes that show the single-valued string registers, in the order the
+/// bookkeeping lists them (see [`CrmState::string_registers`]).
+const STRING_REGISTERS: [&str; 10] = [
+    "object_name",
+    "object_id",
+    "owner",
+    "life_status",
+    "lead_pool",
+    "leads_status",
+    "business_type",
+    "business_type_name",
+    "lead_omni_user_uuid",
+    "created_at",
+];
+
+impl CrmState {
+    fn string_registers(&self) -> [&Option<Lww<String>>; 10] {
+        [
+            &self.object_name,
+            &self.object_id,
+            &self.owner,
+            &self.life_status,
+            &self.lead_pool,
+            &self.leads_status,
+            &self.business_type,
+            &self.business_type_name,
+            &self.lead_omni_user_uuid,
+            &self.created_at,
+        ]
+    }
+}
+
+impl Registers for CrmState {
+    fn visit_stamps(&self, visit: &mut dyn FnMut(&Stamp)) {
+        for held in self.string_registers().into_iter().flatten() {
+            visit(&held.stamp);
+        }
+        if let Some(held) = &self.voided {
+            visit(&held.stamp);
+        }
+        visit(&self.last.stamp);
+        self.fields.values().for_each(|held| visit(&held.stamp));
+        self.team.values().for_each(|held| visit(&held.stamp));
+    }
+
+    fn write_registers(&self, out: &mut Writer<'_>) {
+        for slot in self.string_registers() {
+            out.stamp(slot.as_ref().map(|held| &held.stamp));
+        }
+        out.stamp(self.voided.as_ref().map(|held| &held.stamp));
+        out.stamp(Some(&self.last.stamp));
+        // Cleared fields and removed members are not in the item: they are named here.
+        write_map(out, &self.fields, |field| field.value.is_none());
+        write_map(out, &self.team, |present| !present);
+    }
+
+    fn read_registers(item: &Item, reader: &mut Reader<'_>) -> Result<Self, BookError> {
+        let missing = |name: &str| BookError::new(format!("the item has no readable `{name}`"));
+        let text = |name: &str| item.s(name).map(str::to_owned).ok_or_else(|| missing(name));
+        let mut strings: [Option<Lww<String>>; 10] = Default::default();
+        for (slot, name) in strings.iter_mut().zip(STRING_REGISTERS) {
+            if let Some(stamp) = reader.stamp()? {
+                *slot = Some(Lww {
+                    value: text(name)?,
+                    stamp,
+                });
+            }
+        }
+        let voided = match reader.stamp()? {
+            Some(stamp) => Some(Lww {
+                value: item.bool("voided").ok_or_else(|| missing("voided"))?,
+                stamp,
+            }),
+            None => None,
+        };
+        let last = Lww {
+            value: LastEvent {
+                event_type: text("last_event_type")?,
+                action_keyword: text("last_action_keyword")?,
+            },
+            stamp: reader.required_stamp("last_event_type")?,
+        };
+        let empty = BTreeMap::new();
+        let map = |name: &str| match item.get(name) {
+            Some(AttrValue::M(map)) => Ok(map),
+            None => Ok(&empty),
+            Some(_) => Err(missing(name)),
+        };
+        let (values, labels) = (map("fields")?, map("field_labels")?);
+        let visible_fields = values
+            .iter()
+            .map(|(name, value)| {
+                let value = value.to_json().ok_or_else(|| missing("fields"))?;
+                let label = labels.get(name).and_then(AttrValue::as_s).map(str::to_owned);
+                Ok((
+                    name,
+                    FieldValue {
+                        value: Some(value),
+                        label,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, BookError>>()?;
+        let fields = read_map(
+            reader,
+            visible_fields.into_iter(),
+            || FieldValue {
+                value: None,
+                label: None,
+            },
+            "fields",
+        )?;
+        let members: Vec<&String> = match item.get("team_members") {
+            Some(AttrValue::SS(set)) => set.iter().collect(),
+            None => Vec::new(),
+            Some(_) => return Err(missing("team_members")),
+        };
+        let team = read_map(reader, members.into_iter().map(|m| (m, true)), || false, "team")?;
+        let [object_name, object_id, owner, life_status, lead_pool, leads_status, business_type, business_type_name, lead_omni_user_uuid, created_at] =
+            strings;
+        Ok(Self {
+            mid: text("mid")?,
+            entity_id: text("entity_id")?,
+            object_name,
+            object_id,
+            fields,
+            owner,
+            life_status,
+            lead_pool,
+            leads_status,
+            business_type,
+            business_type_name,
+            lead_omni_user_uuid,
+            team,
+            voided,
+            created_at,
+            last,
+            event_count: item
+                .i64("event_count")
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| missing("event_count"))?,
+            last_raw: text("last_raw")?.into(),
+        })
     }
 }
 

@@ -3,18 +3,19 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::StoreError;
 use crate::item::{AttrValue, Item};
 
-/// Optimistic-concurrency version of an entity item, incremented by every write.
+/// Number of distinct events merged into the item: every write increments it.
 pub const VERSION: &str = "version";
-/// The convergent merge state (every value with the stamp of the event that wrote it), as JSON.
-pub const MERGE_STATE: &str = "merge_state";
-pub const LAST_RAW: &str = "last_raw";
-/// TTL attribute of delivery and nonce records (Unix seconds).
+/// Storage format of the item ([`crate::bookkeeping::FORMAT_VERSION`]).
+pub const FORMAT: &str = "format";
+/// The compact merge bookkeeping (binary, [`crate::bookkeeping`]).
+pub const MERGE: &str = "merge";
+/// TTL attribute of nonce records (Unix seconds).
 pub const EXPIRES_AT: &str = "expires_at";
 
 pub type SdkItem = HashMap<String, AttributeValue>;
@@ -74,40 +75,34 @@ pub fn key(partition: (&str, &str), sort: (&str, &str)) -> SdkItem {
     HashMap::from([(partition.0.to_owned(), s(partition.1)), (sort.0.to_owned(), s(sort.1))])
 }
 
-/// The version, merge state and raw body of a stored entity item.
-pub struct Stored<S> {
-    pub version: u64,
-    pub state: S,
+/// The pure value of an SDK attribute value; `None` for the types items never hold (binary).
+pub fn from_sdk(value: &AttributeValue) -> Option<AttrValue> {
+    Some(match value {
+        AttributeValue::S(s) => AttrValue::S(s.clone()),
+        AttributeValue::N(n) => AttrValue::N(n.clone()),
+        AttributeValue::Bool(b) => AttrValue::Bool(*b),
+        AttributeValue::Null(_) => AttrValue::Null,
+        AttributeValue::Ss(set) => AttrValue::SS(set.iter().cloned().collect()),
+        AttributeValue::L(items) => AttrValue::L(items.iter().map(from_sdk).collect::<Option<_>>()?),
+        AttributeValue::M(map) => AttrValue::M(
+            map.iter()
+                .map(|(k, v)| Some((k.clone(), from_sdk(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+        _ => return None,
+    })
 }
 
-/// Decodes the bookkeeping of a stored item into its merge state.
-pub fn decode_state<S: serde::de::DeserializeOwned>(
-    item: &SdkItem,
-    restore_raw: impl FnOnce(&mut S, String),
-) -> Result<Stored<S>, StoreError> {
-    let version = item
-        .get(VERSION)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("`{VERSION}` is missing or not a number")))?;
-    let json = item
-        .get(MERGE_STATE)
-        .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("`{MERGE_STATE}` is missing")))?;
-    let mut state: S = serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let raw = item
-        .get(LAST_RAW)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
-    restore_raw(&mut state, raw);
-    Ok(Stored { version, state })
-}
-
-pub fn encode_state<S: serde::Serialize>(state: &S) -> Result<AttributeValue, StoreError> {
-    serde_json::to_string(state)
-        .map(AttributeValue::S)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+/// The visible attributes of a stored item (the bookkeeping left out) as a pure item.
+pub fn visible_item(item: &SdkItem) -> Result<Item, StoreError> {
+    item.iter()
+        .filter(|(name, _)| ![VERSION, FORMAT, MERGE].contains(&name.as_str()))
+        .map(|(name, value)| {
+            from_sdk(value)
+                .map(|value| (name.clone(), value))
+                .ok_or_else(|| StoreError::Corrupt(format!("`{name}` has an unexpected type")))
+        })
+        .collect()
 }
 
 /// Any SDK failure (network, throttling after the SDK's own retries, timeouts) is an outage
@@ -118,29 +113,6 @@ where
     R: std::fmt::Debug,
 {
     StoreError::Unavailable(DisplayErrorContext(error).to_string())
-}
-
-/// Which items of a cancelled transaction failed their condition.
-pub fn failed_conditions(reasons: &[CancellationReason]) -> Vec<bool> {
-    reasons
-        .iter()
-        .map(|reason| reason.code() == Some("ConditionalCheckFailed"))
-        .collect()
-}
-
-/// The cancellation reasons of a `TransactWriteItems` error, if that is what it is.
-pub fn cancellation_reasons<R>(
-    error: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
-) -> Option<Vec<bool>> {
-    let service = error.as_service_error()?;
-    if let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
-        cancelled,
-    ) = service
-    {
-        return Some(failed_conditions(cancelled.cancellation_reasons()));
-    }
-    // Some emulators report the code without the typed variant.
-    (service.code() == Some("TransactionCanceledException")).then(Vec::new)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The DynamoDB adapter of the store ports: read the state, merge with the pure rules, and write
-//! the new state together with the delivery (or nonce) record in one transaction, conditional on
-//! the version read (optimistic concurrency), retried a bounded number of times on conflict.
+//! The DynamoDB adapter of the store ports (storage format 2, docs/items.md): each entity is one
+//! item that carries its own compact record of applied events, written with one conditional
+//! `PutItem` whose failure returns the current item (optimistic concurrency without a read in
+//! the common case and without transactions), retried a bounded number of times on conflict.
 
 mod activity;
 mod attr;
@@ -10,7 +11,8 @@ mod entity;
 mod quarantine;
 
 pub use activity::DynamoActivityStore;
-pub use attr::item_to_sdk;
+pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;
+pub use entity::{read_entity, Tracked, CACHE_ENTRIES, MAX_CONFLICT_RETRIES};
 pub use quarantine::DynamoQuarantineStore;

@@ -102,6 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut first = Vec::new();
     let mut first_cpu = Vec::new();
     let mut warm = Vec::new();
+    let mut warm_cpu = Vec::new();
     for _ in 0..cli.cold_starts {
         let run = run_process(&mut api, &launch, &mut events, &cleaner, cli.warm + 1).await?;
         init.push(run.init);
@@ -109,6 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         first.push(run.first);
         first_cpu.push(run.first_cpu);
         warm.extend(run.warm);
+        warm_cpu.extend(run.warm_cpu);
     }
     let sequential = if cli.sequential > 0 {
         Some(run_process(&mut api, &launch, &mut events, &cleaner, cli.sequential).await?)
@@ -117,16 +119,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     if let Some(run) = &sequential {
         warm.extend(run.warm.iter().copied());
+        warm_cpu.extend(run.warm_cpu.iter().copied());
     }
 
     let (init, first, warm) = (milliseconds(init), milliseconds(first), milliseconds(warm));
-    let (init_cpu, first_cpu) = (milliseconds(init_cpu), milliseconds(first_cpu));
+    let (init_cpu, first_cpu, warm_cpu) = (milliseconds(init_cpu), milliseconds(first_cpu), milliseconds(warm_cpu));
     println!("{} ({})", cli.function.name(), bootstrap.display());
     describe("exec -> first next", &init);
     describe("  CPU time", &init_cpu);
     describe("first invocation", &first);
     describe("  CPU time", &first_cpu);
     describe("warm invocation", &warm);
+    describe("  CPU time", &warm_cpu);
     if let Some(run) = &sequential {
         println!(
             "  peak RSS (VmHWM)       {} KiB after {} sequential invocations",
@@ -143,6 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "first_invocation_ms": first,
         "first_invocation_cpu_ms": first_cpu,
         "warm_invocation_ms": warm,
+        "warm_invocation_cpu_ms": warm_cpu,
         "sequential_invocations": cli.sequential,
         "peak_rss_kib": sequential.map(|run| run.peak_rss_kib),
     });

@@ -37,7 +37,7 @@ impl Function {
     /// The function's tables (local names) and their sort keys; `mid` is every table's hash key.
     pub fn tables(self) -> Vec<(&'static str, &'static str)> {
         match self {
-            Self::CrmWebhook => vec![("crm_entities", "entity_id"), ("crm_deliveries", "event_digest")],
+            Self::CrmWebhook => vec![("crm_entities", "entity_id")],
             Self::ActivityCallback => vec![("activities", "entity_id"), ("activity_nonces", "nonce")],
         }
     }
@@ -52,7 +52,6 @@ impl Function {
         let own = match self {
             Self::CrmWebhook => vec![
                 ("CRM_TABLE_NAME", "crm_entities".to_owned()),
-                ("CRM_DELIVERIES_TABLE_NAME", "crm_deliveries".to_owned()),
                 ("CRM_WEBHOOK_SECRET", dev_crm_secret().to_owned()),
                 ("CRM_SIGNATURE_HEADER", "X-Signature".to_owned()),
             ],

@@ -71,6 +71,8 @@ pub struct ProcessRun {
     pub first_cpu: Duration,
     /// The same for every later event.
     pub warm: Vec<Duration>,
+    /// CPU time the whole process used for each later event (until it asked for the next).
+    pub warm_cpu: Vec<Duration>,
     /// `VmHWM` after the last invocation, in KiB.
     pub peak_rss_kib: u64,
 }
@@ -89,6 +91,8 @@ pub async fn run_process(
     let init = ready_at - started;
     let init_cpu = process.cpu_time()?;
     let mut first_cpu = Duration::ZERO;
+    let mut warm_cpu = Vec::with_capacity(invocations);
+    let mut cpu_before = init_cpu;
     let mut latencies = Vec::with_capacity(invocations);
     for _ in 0..invocations.max(1) {
         let request_id = unique_nonce();
@@ -113,9 +117,13 @@ pub async fn run_process(
             ));
         }
         (_, reply) = wait_next(api, &mut process).await?;
+        let cpu_now = process.cpu_time()?;
         if latencies.len() == 1 {
-            first_cpu = process.cpu_time()? - init_cpu;
+            first_cpu = cpu_now - init_cpu;
+        } else {
+            warm_cpu.push(cpu_now.saturating_sub(cpu_before));
         }
+        cpu_before = cpu_now;
         cleaner.clear().await?;
     }
     // Read while the process waits for its next event, i.e. after all the work it was given.
@@ -128,6 +136,7 @@ pub async fn run_process(
         first: latencies[0],
         first_cpu,
         warm: latencies[1..].to_vec(),
+        warm_cpu,
         peak_rss_kib,
     })
 }
