@@ -136,11 +136,12 @@ async fn duplicates_leave_the_item_and_event_count_unchanged() {
     assert_eq!(
         crm_store().apply(&update).await,
         Ok(Delivery::Duplicate),
-        "another instance, without this one's cache, reads the record from the item"
+        "another instance reads the record from the item"
     );
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn the_seed_item_is_compact_and_carries_its_format() {
     let store = crm_store();
     let mid = unique_mid("size");
@@ -173,8 +174,9 @@ fn attribute_size(value: &AttributeValue) -> usize {
 }
 
 #[tokio::test]
-async fn a_stale_cache_never_loses_another_writers_update() {
-    // Two instances of the function: each remembers what it wrote last.
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn interleaved_instances_lose_no_update_and_a_deleted_item_is_written_anew() {
+    // Two instances of the function, writing one entity in turn.
     let (a, b) = (crm_store(), crm_store());
     let mid = unique_mid("stale");
     let base = crm_event("lead_object_update.json", &mid);
@@ -186,15 +188,18 @@ async fn a_stale_cache_never_loses_another_writers_update() {
     };
     assert_eq!(a.apply(&event(1)).await, Ok(Delivery::Accepted));
     assert_eq!(b.apply(&event(2)).await, Ok(Delivery::Accepted));
-    assert_eq!(a.apply(&event(3)).await, Ok(Delivery::Accepted), "a's cache is stale");
+    assert_eq!(
+        a.apply(&event(3)).await,
+        Ok(Delivery::Accepted),
+        "a's last write is no longer the item"
+    );
     assert_eq!(b.apply(&event(1)).await, Ok(Delivery::Duplicate));
     let key = [("mid", mid.as_str()), ("entity_id", base.entity_id.as_str())];
     let item = get(&stack::crm_table(), &key).await.unwrap();
     assert_eq!(item["fields"].as_m().unwrap().len(), 3, "every writer's field survived");
     assert_eq!(n(&item, "version"), 3);
 
-    // An item deleted behind the cache's back (an operator, a test's clean-up) is written anew:
-    // the cache is a hint, never the answer.
+    // An item deleted between deliveries (an operator, a test's clean-up) is written anew.
     stack::dynamodb_client()
         .delete_item()
         .table_name(stack::crm_table())

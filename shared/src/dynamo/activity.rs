@@ -1,43 +1,42 @@
 //! Activities in DynamoDB: one item per activity (which also records the callbacks applied to
 //! it), and one nonce record per accepted callback.
 //!
-//! The nonce record is written first, with a plain conditional `PutItem`: the sign does not cover
-//! the body, so a replayed nonce may name any activity, and only a record keyed by the nonce
-//! itself catches it (SPEC 2.2). The record holds the body's digest. If the item write then
-//! fails (503), the sender's retry finds the record with the same digest and goes on to the
-//! item, whose record of applied events tells whether the callback was merged: a retry is never
-//! mistaken for a duplicate, and another body with that nonce is still a replay.
+//! The sign does not cover the body, so a replayed nonce may name any activity: only a record
+//! keyed by the nonce itself catches it (SPEC 2.2). The record holds the body's digest and is
+//! written in the same transaction as the item, so that a nonce record always means "this body
+//! was applied": the same nonce and digest again is a duplicate, another digest a replay, and a
+//! 503 leaves neither behind.
+//!
+//! Calls per callback: one consistent `BatchGetItem` of the nonce record and the item, then one
+//! `TransactWriteItems` of both (or one `PutItem` of the nonce record for a callback that names
+//! no activity). A duplicate or a replay is answered from the read alone.
 
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::attr::{self, n, s, EXPIRES_AT};
-use super::entity::{check_size, within_deadline, Apply, EntityTable};
-use crate::activity::{ActivityAction, ActivityEvent, ActivityState};
+use super::attr::{self, key, n, s, SdkItem, EXPIRES_AT, MERGE};
+use super::entity::{decode, entity_write, within_deadline, Apply, EntityTable, Tracked};
+use crate::activity::{ActivityEvent, ActivityState};
 use crate::clock::Clock;
 use crate::error::StoreError;
-use crate::merge::{Delivery, Mergeable};
 use crate::store::{ActivityStore, NonceOutcome};
 use crate::timefmt::utc_rfc3339;
 
 pub struct DynamoActivityStore {
-    entities: EntityTable<ActivityState>,
+    entities: EntityTable,
     nonces_table: String,
     nonce_retention_seconds: i64,
     clock: Arc<dyn Clock>,
 }
 
-/// What the nonce table says about a callback's nonce.
-enum Nonce {
-    /// First use: recorded now.
-    New,
-    /// Recorded before with this body's digest.
-    SameBody,
-    /// Recorded before with another body.
-    OtherBody,
+/// What one read found: the digest the nonce was recorded with, and the activity's item.
+struct Found {
+    nonce_digest: Option<String>,
+    activity: Option<Tracked<ActivityState>>,
 }
 
 impl DynamoActivityStore {
@@ -56,35 +55,144 @@ impl DynamoActivityStore {
         }
     }
 
-    async fn record_nonce(&self, event: &ActivityEvent, now: i64) -> Result<Nonce, StoreError> {
+    fn client(&self) -> &Client {
+        &self.entities.client
+    }
+
+    fn nonce_key(event: &ActivityEvent) -> SdkItem {
+        key(("mid", &event.mid), ("nonce", &event.nonce))
+    }
+
+    fn nonce_record(&self, event: &ActivityEvent, now: i64) -> SdkItem {
+        let mut record = Self::nonce_key(event);
+        record.insert("body_digest".to_owned(), s(event.digest.as_str()));
+        record.insert(EXPIRES_AT.to_owned(), n(now + self.nonce_retention_seconds));
+        record
+    }
+
+    /// The nonce record and the activity's item (if the callback names one), in one consistent
+    /// read.
+    async fn read(&self, event: &ActivityEvent, entity_id: Option<&str>) -> Result<Found, StoreError> {
+        let consistent = |keys: SdkItem| {
+            KeysAndAttributes::builder()
+                .keys(keys)
+                .consistent_read(true)
+                .build()
+                .map_err(|error| StoreError::Corrupt(error.to_string()))
+        };
+        let mut keys =
+            std::collections::HashMap::from([(self.nonces_table.clone(), consistent(Self::nonce_key(event))?)]);
+        if let Some(entity_id) = entity_id {
+            keys.insert(
+                self.entities.name.clone(),
+                consistent(key(("mid", &event.mid), ("entity_id", entity_id)))?,
+            );
+        }
+        let mut request = Some(keys);
+        let mut found = Found {
+            nonce_digest: None,
+            activity: None,
+        };
+        // DynamoDB may leave keys unprocessed under load: ask again for those (the deadline
+        // bounds the loop).
+        while let Some(keys) = request
+            .take()
+            .filter(|keys: &std::collections::HashMap<_, _>| !keys.is_empty())
+        {
+            metrics::counter!("store_calls", "source" => "activity", "call" => "BatchGetItem").increment(1);
+            let output = self
+                .client()
+                .batch_get_item()
+                .set_request_items(Some(keys))
+                .send()
+                .await
+                .map_err(attr::unavailable)?;
+            if let Some(responses) = output.responses() {
+                if let Some(record) = responses.get(&self.nonces_table).and_then(|items| items.first()) {
+                    found.nonce_digest = record.get("body_digest").and_then(|d| d.as_s().ok()).cloned();
+                }
+                if let Some(item) = responses.get(&self.entities.name).and_then(|items| items.first()) {
+                    found.activity = Some(decode(item)?);
+                }
+            }
+            request = output.unprocessed_keys().cloned();
+        }
+        Ok(found)
+    }
+
+    /// A callback that names no activity: the nonce record is all there is to write. A record
+    /// written meanwhile comes back with the failed condition.
+    async fn record_nonce_only(&self, event: &ActivityEvent, now: i64) -> Result<NonceOutcome, StoreError> {
         metrics::counter!("store_calls", "source" => "activity", "call" => "PutItem").increment(1);
         let result = self
-            .entities
-            .client
+            .client()
             .put_item()
             .table_name(&self.nonces_table)
-            .item("mid", s(&event.mid))
-            .item("nonce", s(&event.nonce))
-            .item("body_digest", s(event.digest.as_str()))
-            .item(EXPIRES_AT, n(now + self.nonce_retention_seconds))
+            .set_item(Some(self.nonce_record(event, now)))
             .condition_expression("attribute_not_exists(nonce)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Nonce::New),
+            Ok(_) => Ok(NonceOutcome::Accepted),
             Err(error) => match error.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
                     let recorded = failed
                         .item()
                         .and_then(|item| item.get("body_digest"))
-                        .and_then(|digest| digest.as_s().ok());
-                    Ok(if recorded.map(String::as_str) == Some(event.digest.as_str()) {
-                        Nonce::SameBody
-                    } else {
-                        Nonce::OtherBody
-                    })
+                        .and_then(|d| d.as_s().ok());
+                    Ok(seen_before(&event.digest, recorded.map(String::as_str)))
                 }
+                _ => Err(attr::unavailable(error)),
+            },
+        }
+    }
+
+    /// Writes the nonce record and the merged item together, each conditional on what was
+    /// read. `false`: another writer changed one of them meanwhile.
+    async fn commit(
+        &self,
+        event: &ActivityEvent,
+        found: &Found,
+        apply: &Apply<'_, ActivityEvent>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let build = |error: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(error.to_string());
+        let write = entity_write(found.activity.as_ref(), apply, ActivityState::to_item)?;
+        let (condition, value) = write.condition();
+        let mut item_put = Put::builder()
+            .table_name(&self.entities.name)
+            .set_item(Some(write.item))
+            .condition_expression(condition);
+        if let Some((name, value)) = value {
+            item_put = item_put
+                .expression_attribute_names("#merge", MERGE)
+                .expression_attribute_values(name, value);
+        }
+        let nonce_put = Put::builder()
+            .table_name(&self.nonces_table)
+            .set_item(Some(self.nonce_record(event, now)))
+            .condition_expression("attribute_not_exists(nonce)")
+            .build()
+            .map_err(build)?;
+        metrics::counter!("store_calls", "source" => "activity", "call" => "TransactWriteItems").increment(1);
+        // The SDK fills in the request token: its own retries of one attempt are idempotent.
+        let result = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(nonce_put).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(item_put.build().map_err(build)?)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => match error.as_service_error() {
+                // A failed condition, or a concurrent transaction on either item: read again.
+                Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
                 _ => Err(attr::unavailable(error)),
             },
         }
@@ -92,36 +200,39 @@ impl DynamoActivityStore {
 
     async fn apply_within_deadline(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
         let now = self.clock.now_unix();
-        if event.activity_id().is_some() {
-            // The item this callback alone would make: if DynamoDB cannot store it, refuse the
-            // callback (413) before the nonce record is written, so that nothing is left behind.
-            let alone = ActivityState::merge(None, event);
-            check_size(&attr::item_to_sdk(alone.to_item(&utc_rfc3339(now))))?;
-        }
-        let nonce = self.record_nonce(event, now).await?;
-        if matches!(nonce, Nonce::OtherBody) {
-            return Ok(NonceOutcome::Replayed);
-        }
-        let Some(entity_id) = event.activity_id() else {
-            // Nothing to merge: the nonce record is all there is.
-            return Ok(match nonce {
-                Nonce::New => NonceOutcome::Accepted,
-                _ => NonceOutcome::Duplicate,
-            });
-        };
         let updated_at = utc_rfc3339(now);
-        let apply = Apply {
-            mid: &event.mid,
-            entity_id,
-            event,
-            stamp: event.stamp(),
-            probably_new: event.action == ActivityAction::Add,
-            updated_at: &updated_at,
-        };
-        Ok(match self.entities.apply(&apply, ActivityState::to_item).await? {
-            Delivery::Accepted => NonceOutcome::Accepted,
-            Delivery::Duplicate => NonceOutcome::Duplicate,
-        })
+        let entity_id = event.activity_id();
+        let mut races = 0;
+        loop {
+            let found = self.read(event, entity_id).await?;
+            if let Some(recorded) = &found.nonce_digest {
+                return Ok(seen_before(&event.digest, Some(recorded)));
+            }
+            let Some(entity_id) = entity_id else {
+                return self.record_nonce_only(event, now).await;
+            };
+            let apply = Apply {
+                mid: &event.mid,
+                entity_id,
+                event,
+                stamp: event.stamp(),
+                updated_at: &updated_at,
+            };
+            if self.commit(event, &found, &apply, now).await? {
+                return Ok(NonceOutcome::Accepted);
+            }
+            races += 1;
+            self.entities.lost_race(races).await?;
+        }
+    }
+}
+
+/// A nonce recorded before: with this body's digest a duplicate, with another a replay.
+fn seen_before(digest: &crate::digest::EventDigest, recorded: Option<&str>) -> NonceOutcome {
+    if recorded == Some(digest.as_str()) {
+        NonceOutcome::Duplicate
+    } else {
+        NonceOutcome::Replayed
     }
 }
 

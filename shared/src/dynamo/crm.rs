@@ -7,14 +7,14 @@ use aws_sdk_dynamodb::Client;
 
 use super::entity::{within_deadline, Apply, EntityTable};
 use crate::clock::Clock;
-use crate::crm::{CrmEvent, CrmEventType, CrmState};
+use crate::crm::{CrmEvent, CrmState};
 use crate::error::StoreError;
 use crate::merge::Delivery;
 use crate::store::CrmStore;
 use crate::timefmt::utc_rfc3339;
 
 pub struct DynamoCrmStore {
-    entities: EntityTable<CrmState>,
+    entities: EntityTable,
     clock: Arc<dyn Clock>,
 }
 
@@ -35,7 +35,6 @@ impl CrmStore for DynamoCrmStore {
             entity_id: &event.entity_id,
             event,
             stamp: event.stamp(),
-            probably_new: event.event_type == CrmEventType::Create,
             updated_at: &updated_at,
         };
         within_deadline(self.entities.apply(&apply, CrmState::to_item)).await

@@ -1,19 +1,16 @@
-//! What both adapters share: one entity item per object, written with a single conditional
-//! `PutItem` that doubles as the read when it fails (`ReturnValuesOnConditionCheckFailure =
-//! ALL_OLD`), and a small per-instance cache of the last item written.
+//! What both adapters share: one entity item per object, which carries its own compact record
+//! of applied events (storage format 2, docs/items.md), read once and then written with one
+//! conditional `PutItem`. When the condition fails, the failed put returns the current item
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which is merged into at once: a lost race
+//! costs one more put, never a read and never an update.
 //!
-//! Calls per delivery (docs/items.md):
-//! - the cache knows the entity (this instance wrote it last): one `PutItem`;
-//! - an event that usually creates its entity (CRM `object_create`, activity `event/add`), not in
-//!   the cache: one `PutItem` conditional on the item not existing;
-//! - otherwise: a consistent `GetItem`, then the `PutItem`.
-//!
-//! Every put is conditional on the bookkeeping read (or on the item's absence), so another
-//! writer getting there first is always caught; the failed put returns the current item, which
-//! is merged into at once. A stale cache or a wrong guess costs one more call, never an update.
+//! Why every delivery reads before it writes, even for an entity it creates: a write sent to a
+//! DynamoDB that has stopped answering is not cancelled by the client's timeout. It waits in
+//! the server's queue and commits when the server comes back, after this function has answered
+//! `503 storage_unavailable` ("nothing written, retry"). A consistent read first means that a
+//! delivery which meets an outage at its first call writes nothing at all (the outage suite
+//! checks exactly this); a write is only sent once the table has just answered.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -28,13 +25,10 @@ use crate::item::Item;
 use crate::merge::{Delivery, Mergeable, Stamp};
 
 /// How many times a write that lost a race against another writer is retried before giving up
-/// with 503 (a stale cache entry or a wrong guess that the entity is new is not a race).
+/// with 503.
 pub const MAX_CONFLICT_RETRIES: u32 = 32;
 
-/// Entities whose last written item an instance remembers.
-pub const CACHE_ENTRIES: usize = 256;
-
-/// A stored entity: the state and its bookkeeping, as read or as last written.
+/// A stored entity: the state and its bookkeeping, as read.
 #[derive(Debug, Clone)]
 pub struct Tracked<S> {
     pub version: u64,
@@ -44,13 +38,12 @@ pub struct Tracked<S> {
     merge: Vec<u8>,
 }
 
-/// One table of entity items, with the cache of this instance.
-pub struct EntityTable<S> {
+/// One table of entity items.
+pub struct EntityTable {
     pub client: Client,
     pub name: String,
     /// `crm` or `activity`, the `source` label of the metrics.
-    source: &'static str,
-    cache: Mutex<HashMap<(String, String), Tracked<S>>>,
+    pub source: &'static str,
 }
 
 /// What a delivery needs to be merged into its entity.
@@ -59,10 +52,29 @@ pub struct Apply<'a, E> {
     pub entity_id: &'a str,
     pub event: &'a E,
     pub stamp: Stamp,
-    /// The event usually creates its entity: try the insert before reading anything.
-    pub probably_new: bool,
     /// RFC 3339 time of the write (`updated_at`).
     pub updated_at: &'a str,
+}
+
+/// The write that merges one event into an entity: the whole new item, and the condition that
+/// the entity is still as it was read.
+pub struct EntityWrite {
+    pub item: SdkItem,
+    /// `None`: the item must not exist; `Some`: its bookkeeping must still be these bytes.
+    pub expected_merge: Option<Vec<u8>>,
+}
+
+impl EntityWrite {
+    /// The condition expression, with its names and values (`#merge`, `:read`).
+    pub fn condition(&self) -> (&'static str, Option<(&'static str, AttributeValue)>) {
+        match &self.expected_merge {
+            None => ("attribute_not_exists(mid)", None),
+            Some(read) => (
+                "#merge = :read",
+                Some((":read", AttributeValue::B(Blob::new(read.clone())))),
+            ),
+        }
+    }
 }
 
 enum Written<S> {
@@ -71,73 +83,52 @@ enum Written<S> {
     Conflict(Option<Tracked<S>>),
 }
 
-impl<S> EntityTable<S>
-where
-    S: Registers + Mergeable + Clone + Send,
-{
+impl EntityTable {
     pub fn new(client: Client, name: String, source: &'static str) -> Self {
-        Self {
-            client,
-            name,
-            source,
-            cache: Mutex::new(HashMap::new()),
-        }
+        Self { client, name, source }
     }
 
     /// Merges the event into its entity once: `Duplicate` when the entity's record of applied
-    /// events holds it already.
-    pub async fn apply(
+    /// events holds it already. One consistent read, then one conditional put per attempt.
+    pub async fn apply<S>(
         &self,
         apply: &Apply<'_, S::Event>,
         to_item: impl Fn(&S, &str) -> Item,
-    ) -> Result<Delivery, StoreError> {
-        let cache_key = (apply.mid.to_owned(), apply.entity_id.to_owned());
-        // `fresh`: `current` was just read from the table (not remembered or guessed).
-        let (mut current, mut fresh) = match self.cached(&cache_key) {
-            Some(tracked) => (Some(tracked), false),
-            None if apply.probably_new => (None, false),
-            None => (self.load(apply.mid, apply.entity_id).await?, true),
-        };
+    ) -> Result<Delivery, StoreError>
+    where
+        S: Registers + Mergeable + Clone,
+    {
+        let mut current = self.read(apply.mid, apply.entity_id).await?;
         let mut races = 0;
         loop {
             if current.as_ref().is_some_and(|t| t.applied.contains(&apply.stamp)) {
-                if fresh {
-                    return Ok(Delivery::Duplicate);
-                }
-                // The cache says so; the table decides (the item may have been deleted since).
-                current = self.load(apply.mid, apply.entity_id).await?;
-                fresh = true;
-                continue;
+                return Ok(Delivery::Duplicate);
             }
-            let next = merged(current.as_ref(), apply)?;
-            match self
-                .put(&next, current.as_ref(), to_item(&next.state, apply.updated_at))
-                .await?
-            {
-                Written::Yes => {
-                    self.remember(cache_key, next);
-                    return Ok(Delivery::Accepted);
-                }
+            let write = entity_write(current.as_ref(), apply, &to_item)?;
+            match self.put(write).await? {
+                Written::Yes => return Ok(Delivery::Accepted),
                 Written::Conflict(now) => {
-                    metrics::counter!("store_conflicts", "source" => self.source).increment(1);
-                    if fresh {
-                        races += 1;
-                        if races > MAX_CONFLICT_RETRIES {
-                            self.forget(&cache_key);
-                            return Err(StoreError::TooManyConflicts(MAX_CONFLICT_RETRIES));
-                        }
-                        conflict_backoff(races).await;
-                    }
-                    metrics::counter!("store_retries", "source" => self.source).increment(1);
+                    races += 1;
+                    self.lost_race(races).await?;
                     current = now;
-                    fresh = true;
                 }
             }
         }
     }
 
+    /// Counts a lost race and pauses before the next attempt, or gives up past the bound.
+    pub async fn lost_race(&self, races: u32) -> Result<(), StoreError> {
+        metrics::counter!("store_conflicts", "source" => self.source).increment(1);
+        if races > MAX_CONFLICT_RETRIES {
+            return Err(StoreError::TooManyConflicts(MAX_CONFLICT_RETRIES));
+        }
+        conflict_backoff(races).await;
+        metrics::counter!("store_retries", "source" => self.source).increment(1);
+        Ok(())
+    }
+
     /// The stored entity, read consistently, or `None`.
-    async fn load(&self, mid: &str, entity_id: &str) -> Result<Option<Tracked<S>>, StoreError> {
+    pub async fn read<S: Registers>(&self, mid: &str, entity_id: &str) -> Result<Option<Tracked<S>>, StoreError> {
         metrics::counter!("store_calls", "source" => self.source, "call" => "GetItem").increment(1);
         let output = self
             .client
@@ -151,27 +142,21 @@ where
         output.item().map(decode).transpose()
     }
 
-    /// Writes `next`, conditional on the item still being `read` (by its bookkeeping) or, with
-    /// `read` `None`, on there being no item.
-    async fn put(&self, next: &Tracked<S>, read: Option<&Tracked<S>>, item: Item) -> Result<Written<S>, StoreError> {
-        let mut item: SdkItem = attr::item_to_sdk(item);
-        item.insert(VERSION.to_owned(), n(next.version));
-        item.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
-        item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(next.merge.clone())));
-        check_size(&item)?;
-        let put = self
+    /// Writes the entity, conditional on it being as read.
+    async fn put<S: Registers>(&self, write: EntityWrite) -> Result<Written<S>, StoreError> {
+        let (condition, value) = write.condition();
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(item))
+            .set_item(Some(write.item))
+            .condition_expression(condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let put = match read {
-            None => put.condition_expression("attribute_not_exists(mid)"),
-            Some(read) => put
-                .condition_expression("#merge = :read")
+        if let Some((name, value)) = value {
+            put = put
                 .expression_attribute_names("#merge", MERGE)
-                .expression_attribute_values(":read", AttributeValue::B(Blob::new(read.merge.clone()))),
-        };
+                .expression_attribute_values(name, value);
+        }
         metrics::counter!("store_calls", "source" => self.source, "call" => "PutItem").increment(1);
         match put.send().await {
             Ok(_) => Ok(Written::Yes),
@@ -183,28 +168,24 @@ where
             },
         }
     }
+}
 
-    fn cached(&self, key: &(String, String)) -> Option<Tracked<S>> {
-        self.cache.lock().ok()?.get(key).cloned()
-    }
-
-    fn remember(&self, key: (String, String), tracked: Tracked<S>) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_ENTRIES && !cache.contains_key(&key) {
-                // No recency bookkeeping: any entry will do, the cache is only a hint.
-                if let Some(evicted) = cache.keys().next().cloned() {
-                    cache.remove(&evicted);
-                }
-            }
-            cache.insert(key, tracked);
-        }
-    }
-
-    fn forget(&self, key: &(String, String)) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(key);
-        }
-    }
+/// The write that merges the event into `current` (`None`: a new entity), size-checked.
+pub fn entity_write<S: Registers + Mergeable + Clone>(
+    current: Option<&Tracked<S>>,
+    apply: &Apply<'_, S::Event>,
+    to_item: impl Fn(&S, &str) -> Item,
+) -> Result<EntityWrite, StoreError> {
+    let next = merged(current, apply)?;
+    let mut item: SdkItem = attr::item_to_sdk(to_item(&next.state, apply.updated_at));
+    item.insert(VERSION.to_owned(), n(next.version));
+    item.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
+    item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(next.merge.clone())));
+    check_size(&item)?;
+    Ok(EntityWrite {
+        item,
+        expected_merge: current.map(|read| read.merge.clone()),
+    })
 }
 
 /// The entity after the event: merged state, the event recorded, the version counted.
@@ -244,7 +225,7 @@ pub fn read_entity<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreErro
     decode(item)
 }
 
-fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
+pub fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(what);
     let number = |name: &str| -> Option<u64> { item.get(name)?.as_n().ok()?.parse().ok() };
     match number(FORMAT) {

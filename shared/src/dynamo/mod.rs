@@ -1,7 +1,8 @@
 //! The DynamoDB adapter of the store ports (storage format 2, docs/items.md): each entity is one
-//! item that carries its own compact record of applied events, written with one conditional
-//! `PutItem` whose failure returns the current item (optimistic concurrency without a read in
-//! the common case and without transactions), retried a bounded number of times on conflict.
+//! item that carries its own compact record of applied events: one consistent read, then one
+//! conditional `PutItem` whose failure returns the current item (optimistic concurrency without
+//! transactions), retried a bounded number of times on conflict. Activities add a nonce record,
+//! written with the item in one transaction.
 
 mod activity;
 mod attr;
@@ -14,5 +15,5 @@ pub use activity::DynamoActivityStore;
 pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;
-pub use entity::{read_entity, Tracked, CACHE_ENTRIES, MAX_CONFLICT_RETRIES};
+pub use entity::{read_entity, Tracked, MAX_CONFLICT_RETRIES};
 pub use quarantine::DynamoQuarantineStore;

@@ -4,7 +4,7 @@
 //! would charge. Writes one JSON report.
 //!
 //! - hot key: `--events` distinct updates (over 40 fields) of one lead from `--senders` concurrent senders, each
-//!   with its own store (one Lambda instance each, with its own cache). A sender retries a 503
+//!   with its own store (one Lambda instance each). A sender retries a 503
 //!   as the CRM does, until the event is accepted.
 //! - growth: one instance applies 1,000 distinct updates (the same 40 fields) to one lead; after 1, 10, 100 and 1,000
 //!   events the item's bytes and the write units of the last write are recorded.
