@@ -103,7 +103,7 @@ port_free() {
 start_dynamodb() {
   local pid deadline
   port_free "$DYNAMODB_PORT" BENCH_DYNAMODB_PORT
-  setsid "$PYTHON" "$ROOT/scripts/dynamodb_local.py" -H 127.0.0.1 -p "$DYNAMODB_PORT" \
+  setsid "$PYTHON" "$ROOT/scripts/dynamodb_local.py" --accounting -H 127.0.0.1 -p "$DYNAMODB_PORT" \
     >"$STATE_DIR/moto.log" 2>&1 </dev/null &
   pid=$!
   STARTED_PIDS+=("$pid")

@@ -12,8 +12,8 @@ cancelled, restoring that snapshot. Two consequences, both fixed here:
   server, a timeout), DynamoDB answers the retry with success and changes nothing, while moto
   runs the transaction again and cancels it: the functions would then call a first delivery a
   duplicate. Tokens of successful transactions are remembered for ten minutes, as DynamoDB does.
-- For `make bench`, every call is counted here, with the capacity units DynamoDB would charge
-  (see "accounting" below): moto's own ConsumedCapacity is a constant.
+- For `make bench` (`--accounting`), every call is counted here, with the capacity units
+  DynamoDB would charge (see "accounting" below): moto's own ConsumedCapacity is a constant.
 - The snapshot is a deep copy of every table the transaction names, so each transaction costs
   time in proportion to the table size (80 ms at 3,000 items): a soak run of 10,000 deliveries
   would crawl. Since requests are serialised, saving and restoring just the items the
@@ -262,6 +262,13 @@ def accounted(app, accounting):
                 size = item_size(stored_item(body["TableName"], body["Key"]))
                 read = units(size, 4096) / (1 if body.get("ConsistentRead") else 2)
                 accounting.add(body["TableName"], operation, read, "read_units")
+            elif operation == "BatchGetItem":
+                # Each item read is charged as its own GetItem.
+                for table_name, request in body.get("RequestItems", {}).items():
+                    for key in request.get("Keys", []):
+                        size = item_size(stored_item(table_name, key))
+                        read = units(size, 4096) / (1 if request.get("ConsistentRead") else 2)
+                        accounting.add(table_name, operation, read, "read_units")
         except Exception as error:  # accounting must never change an answer
             print(f"bench accounting: {operation}: {error!r}", file=sys.stderr)
         answer = {}
@@ -329,6 +336,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=8000)
+    parser.add_argument(
+        "--accounting",
+        action="store_true",
+        help="count calls and capacity units (make bench); off by default, it costs every call time",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     DynamoDBBackend.transact_write_items = with_item_level_rollback(DynamoDBBackend.transact_write_items)
@@ -336,7 +348,7 @@ def main():
     run_simple(
         args.host,
         args.port,
-        serialised(accounted(idempotent_transactions(app), Accounting())),
+        serialised(accounted(idempotent_transactions(app), Accounting()) if args.accounting else idempotent_transactions(app)),
         threaded=True,
         use_reloader=False,
         request_handler=MotoRequestHandler,
