@@ -81,8 +81,9 @@ TABLES = [
 ]
 
 # The only DynamoDB actions the functions need (TransactWriteItems is authorized
-# per item action, TransactGetItems likewise).
-ALLOWED_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"}
+# per item action, TransactGetItems likewise; the activity function reads its nonce
+# record and item in one BatchGetItem).
+ALLOWED_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"}
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
