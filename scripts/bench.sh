@@ -144,9 +144,10 @@ port_free "$RUNTIME_API_PORT" BENCH_RUNTIME_API_PORT
 package_args=()
 for function in "${FUNCTIONS[@]}"; do package_args+=(-p "$function"); done
 
-log "1/4 criterion: cargo bench -p shared --bench ingest $CRITERION_ARGS"
+log "1/4 criterion: cargo bench -p shared --features mimalloc --bench ingest $CRITERION_ARGS"
 # shellcheck disable=SC2086 # CRITERION_ARGS is a list of words
-cargo bench -p shared --bench ingest -- $CRITERION_ARGS
+# With the functions' allocator, so that the figure is what they run.
+cargo bench -p shared --features mimalloc --bench ingest -- $CRITERION_ARGS
 
 log "2/4 arm64 bootstraps: cargo lambda build --release --arm64 ${package_args[*]}"
 cargo lambda build --release --arm64 "${package_args[@]}"
