@@ -317,6 +317,27 @@ async fn the_quarantine_caps_hold_per_instance() {
 }
 
 #[tokio::test]
+async fn the_global_cap_is_configuration_and_a_failing_counter_changes_no_answer() {
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_GLOBAL_MAX", "2")]);
+    let event = event_json("crm_seed_124_object_create.json");
+    for _ in 0..20 {
+        assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
+    }
+    // The clock is the system's: the 20 requests may straddle the end of an hour.
+    let count = kept.records().len();
+    assert!((2..=4).contains(&count), "{count}");
+    assert!(
+        kept.slot_calls.load(Ordering::SeqCst) <= 3 * 2,
+        "no counter call once the window is known to be full"
+    );
+
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other")]);
+    kept.counter_unavailable.store(true, Ordering::SeqCst);
+    assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
+    assert!(kept.records().is_empty(), "no slot, no record");
+}
+
+#[tokio::test]
 async fn drifted_fields_are_accepted() {
     let app = dev_app();
     let mut event = event_json("crm_seed_124_object_create.json");
