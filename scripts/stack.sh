@@ -26,9 +26,8 @@
 # the functions, except the secrets. Defaults: the four table names (crm_entities,
 # crm_deliveries, activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
-# REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test and soak modes: a global quarantine
-# cap of QUARANTINE_GLOBAL_MAX=40 per QUARANTINE_GLOBAL_WINDOW_SECONDS=60, under the per-instance
-# QUARANTINE_MAX_PER_MINUTE=60),
+# REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test and soak modes: the quarantine's global
+# cap QUARANTINE_GLOBAL_MAX=40 per QUARANTINE_GLOBAL_WINDOW_SECONDS=60, QUARANTINE_MAX_PER_MINUTE=60),
 # RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
 # fixtures' old timestamps are accepted; the functions' own default is 300).
 #
