@@ -806,15 +806,10 @@ mod tests {
         clock.set(window_start + 60);
         assert!(admit().is_ok(), "a new window: the counter is asked again");
 
-        let none = QuarantinePolicy::new(
-            Source::Crm,
-            None,
-            QuarantineConfig {
-                global_max: 0,
-                ..QuarantineConfig::default()
-            },
-            Arc::new(FixedClock(NOW)),
-        );
+        let none = self::policy(QuarantineConfig {
+            global_max: 0,
+            ..QuarantineConfig::default()
+        });
         assert_eq!(
             none.admit(&refusal(&error, BODY, &[])),
             Err(Skip::GlobalCap),

@@ -208,48 +208,61 @@ mod tests {
         );
     }
 
-    #[test]
-    fn kept_dropped_and_failed_writes_are_counted() {
-        let store = Arc::new(MemoryQuarantine::default());
+    /// A function's quarantine (CRM: signature header `X-Signature`) over `store`, at a fixed time.
+    fn quarantine(source: Source, config: QuarantineConfig, store: Arc<dyn QuarantineStore>) -> Quarantine {
+        let header = (source == Source::Crm).then_some("X-Signature");
         let config = QuarantineConfig {
             table_name: Some("refused_deliveries".into()),
-            max_per_minute: 2,
-            ..QuarantineConfig::default()
+            ..config
         };
-        let policy = QuarantinePolicy::new(
-            Source::Crm,
-            Some("X-Signature"),
-            config,
-            Arc::new(FixedClock(1_780_000_020)),
-        );
-        let quarantine = Quarantine::new(policy, Some(Arc::clone(&store) as Arc<dyn QuarantineStore>));
-        let request = || {
-            lambda_http::http::Request::builder()
-                .method("POST")
+        let policy = QuarantinePolicy::new(source, header, config, Arc::new(FixedClock(1_780_000_020)));
+        Quarantine::new(policy, Some(store))
+    }
+
+    /// A delivery of `source`'s shape with a forged signature.
+    fn forged(source: Source) -> Request {
+        let builder = lambda_http::http::Request::builder().method("POST");
+        match source {
+            Source::Crm => builder
                 .header("X-Signature", "00")
-                .body(Body::from(r#"{"mid":"124","event_type":"object_create"}"#))
-                .unwrap()
-        };
-        let error = ApiError::from(AuthError::InvalidSignature);
+                .body(Body::from(r#"{"mid":"124","event_type":"object_create"}"#)),
+            Source::Activity => builder.body(Body::from(r#"{"action":"event/add","nonce":"n"}"#)),
+        }
+        .unwrap()
+    }
+
+    /// Runs `scenario` to its end under a recorder of its own, and returns what it counted.
+    fn counted(scenario: impl std::future::Future<Output = ()>) -> BTreeMap<String, u64> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let counts = Counts::default();
-        metrics::with_local_recorder(&counts, || {
-            runtime.block_on(async {
-                quarantine.consider(&request(), &error, None).await;
-                store.unavailable.store(true, Ordering::SeqCst);
-                quarantine.consider(&request(), &error, None).await;
-                store.unavailable.store(false, Ordering::SeqCst);
-                quarantine.consider(&request(), &error, None).await;
-                let not_eligible = ApiError::from(AuthError::ReplayedNonce);
-                quarantine.consider(&request(), &not_eligible, None).await;
-            });
+        metrics::with_local_recorder(&counts, || runtime.block_on(scenario));
+        counts.get()
+    }
+
+    #[test]
+    fn kept_dropped_and_failed_writes_are_counted() {
+        let store = Arc::new(MemoryQuarantine::default());
+        let config = QuarantineConfig {
+            max_per_minute: 2,
+            ..QuarantineConfig::default()
+        };
+        let quarantine = quarantine(Source::Crm, config, Arc::clone(&store) as Arc<dyn QuarantineStore>);
+        let error = ApiError::from(AuthError::InvalidSignature);
+        let counts = counted(async {
+            quarantine.consider(&forged(Source::Crm), &error, None).await;
+            store.unavailable.store(true, Ordering::SeqCst);
+            quarantine.consider(&forged(Source::Crm), &error, None).await;
+            store.unavailable.store(false, Ordering::SeqCst);
+            quarantine.consider(&forged(Source::Crm), &error, None).await;
+            let not_eligible = ApiError::from(AuthError::ReplayedNonce);
+            quarantine.consider(&forged(Source::Crm), &not_eligible, None).await;
         });
         assert_eq!(store.records().len(), 1);
         assert_eq!(
-            counts.get(),
+            counts,
             BTreeMap::from([
                 ("quarantine_dropped{source=crm,reason=rate_limited}".to_owned(), 1),
                 ("quarantine_dropped{source=crm,reason=write_failed}".to_owned(), 1),
@@ -278,38 +291,22 @@ mod tests {
     fn the_global_cap_and_a_failing_counter_drop_and_are_counted() {
         let store = Arc::new(MemoryQuarantine::default());
         let config = QuarantineConfig {
-            table_name: Some("refused_deliveries".into()),
             global_max: 1,
             ..QuarantineConfig::default()
         };
-        let policy = QuarantinePolicy::new(
+        let capped = quarantine(
             Source::Activity,
-            None,
             config.clone(),
-            Arc::new(FixedClock(1_780_000_020)),
+            Arc::clone(&store) as Arc<dyn QuarantineStore>,
         );
-        let quarantine = Quarantine::new(policy, Some(Arc::clone(&store) as Arc<dyn QuarantineStore>));
-        let request = || {
-            lambda_http::http::Request::builder()
-                .method("POST")
-                .body(Body::from(r#"{"action":"event/add","nonce":"n"}"#))
-                .unwrap()
-        };
         let error = ApiError::from(AuthError::InvalidSignature);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let counts = Counts::default();
-        metrics::with_local_recorder(&counts, || {
-            runtime.block_on(async {
-                store.counter_unavailable.store(true, Ordering::SeqCst);
-                quarantine.consider(&request(), &error, Some("124")).await;
-                store.counter_unavailable.store(false, Ordering::SeqCst);
-                quarantine.consider(&request(), &error, Some("124")).await;
-                quarantine.consider(&request(), &error, Some("124")).await;
-                quarantine.consider(&request(), &error, Some("124")).await;
-            });
+        let counts = counted(async {
+            store.counter_unavailable.store(true, Ordering::SeqCst);
+            capped.consider(&forged(Source::Activity), &error, Some("124")).await;
+            store.counter_unavailable.store(false, Ordering::SeqCst);
+            for _ in 0..3 {
+                capped.consider(&forged(Source::Activity), &error, Some("124")).await;
+            }
         });
         assert_eq!(store.records().len(), 1, "the one slot");
         assert_eq!(
@@ -317,34 +314,22 @@ mod tests {
             3,
             "failed, granted, full; the fourth delivery knew the window was full"
         );
+        let unavailable = "quarantine_dropped{source=activity,reason=cap_unavailable}".to_owned();
         assert_eq!(
-            counts.get(),
+            counts,
             BTreeMap::from([
-                (
-                    "quarantine_dropped{source=activity,reason=cap_unavailable}".to_owned(),
-                    1
-                ),
+                (unavailable.clone(), 1),
                 ("quarantine_dropped{source=activity,reason=global_cap}".to_owned(), 2),
                 ("quarantined{source=activity}".to_owned(), 1),
             ])
         );
 
         // A counter that never answers: dropped within the quarantine's time bound.
-        let policy = QuarantinePolicy::new(Source::Activity, None, config, Arc::new(FixedClock(1_780_000_020)));
-        let hanging = Quarantine::new(policy, Some(Arc::new(Hanging) as Arc<dyn QuarantineStore>));
-        let counts = Counts::default();
+        let hanging = quarantine(Source::Activity, config, Arc::new(Hanging));
         let started = std::time::Instant::now();
-        metrics::with_local_recorder(&counts, || {
-            runtime.block_on(hanging.consider(&request(), &error, None));
-        });
+        let counts = counted(hanging.consider(&forged(Source::Activity), &error, None));
         let took = started.elapsed();
         assert!(took >= QUARANTINE_TIMEOUT && took < QUARANTINE_TIMEOUT * 2, "{took:?}");
-        assert_eq!(
-            counts.get(),
-            BTreeMap::from([(
-                "quarantine_dropped{source=activity,reason=cap_unavailable}".to_owned(),
-                1
-            )])
-        );
+        assert_eq!(counts, BTreeMap::from([(unavailable, 1)]));
     }
 }

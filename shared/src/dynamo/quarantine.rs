@@ -53,9 +53,9 @@ impl DynamoQuarantineStore {
         &self.table
     }
 
-    /// Every record of `source`, oldest first.
-    pub async fn list(&self, source: Source) -> Result<Vec<RefusedDelivery>, StoreError> {
-        let mut records = Vec::new();
+    /// Every item of one partition (a source, or the cap's counters), in sort-key order.
+    async fn partition(&self, key: &str) -> Result<Vec<SdkItem>, StoreError> {
+        let mut items = Vec::new();
         let mut start: Option<SdkItem> = None;
         loop {
             let page = self
@@ -64,19 +64,23 @@ impl DynamoQuarantineStore {
                 .table_name(&self.table)
                 .key_condition_expression("#source = :source")
                 .expression_attribute_names("#source", "source")
-                .expression_attribute_values(":source", s(source.as_str()))
+                .expression_attribute_values(":source", s(key))
+                .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(unavailable)?;
-            for item in page.items() {
-                records.push(from_item(item)?);
-            }
+            items.extend(page.items().iter().cloned());
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(records),
+                _ => return Ok(items),
             }
         }
+    }
+
+    /// Every record of `source`, oldest first.
+    pub async fn list(&self, source: Source) -> Result<Vec<RefusedDelivery>, StoreError> {
+        self.partition(source.as_str()).await?.iter().map(from_item).collect()
     }
 
     pub async fn get(&self, source: Source, delivery_id: &str) -> Result<Option<RefusedDelivery>, StoreError> {
@@ -119,39 +123,23 @@ impl DynamoQuarantineStore {
     /// The counters of the global cap, by window start (RFC 3339) → slots granted, oldest
     /// first (for operators and tests; the functions never read them).
     pub async fn cap_counts(&self) -> Result<BTreeMap<String, u32>, StoreError> {
-        let mut counts = BTreeMap::new();
-        let mut start: Option<SdkItem> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#source = :source")
-                .expression_attribute_names("#source", "source")
-                .expression_attribute_values(":source", s(CAP_PARTITION))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
+        self.partition(CAP_PARTITION)
+            .await?
+            .iter()
+            .map(|item| {
                 let window = item.get("delivery_id").and_then(|v| v.as_s().ok());
                 let kept = item
                     .get("kept")
                     .and_then(|v| v.as_n().ok())
                     .and_then(|n| n.parse().ok());
-                let (Some(window), Some(kept)) = (window, kept) else {
-                    return Err(StoreError::Corrupt(format!(
+                match (window, kept) {
+                    (Some(window), Some(kept)) => Ok((window.clone(), kept)),
+                    _ => Err(StoreError::Corrupt(format!(
                         "cap counter without window or kept: {item:?}"
-                    )));
-                };
-                counts.insert(window.clone(), kept);
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(counts),
-            }
-        }
+                    ))),
+                }
+            })
+            .collect()
     }
 }
 
