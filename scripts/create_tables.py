@@ -85,6 +85,11 @@ TABLES = [
 # record and item in one BatchGetItem).
 ALLOWED_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"}
 
+# The one UpdateItem the functions make: the quarantine's global cap counters, which live in
+# the refused-deliveries table under their own partition key; the grant is limited to it.
+CAP_COUNTER_TABLE = "RefusedDeliveriesTable"
+CAP_COUNTER_CONDITION = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["#cap"]}}
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
 
@@ -296,6 +301,14 @@ def check_template(path: str) -> None:
                     own_secret = {"Ref": FUNCTION_SECRETS[fn][1]}
                     if stmt.get("Resource") not in (own_secret, [own_secret]):
                         problems.append(f"{path}: {fn}: GetSecretValue on {stmt.get('Resource')}, expected only {own_secret}")
+                    continue
+                if actions == ["dynamodb:UpdateItem"]:
+                    counter = {"Fn::GetAtt": [CAP_COUNTER_TABLE, "Arn"]}
+                    if stmt.get("Resource") not in (counter, [counter]) or stmt.get("Condition") != CAP_COUNTER_CONDITION:
+                        problems.append(
+                            f"{path}: {fn}: UpdateItem only on {CAP_COUNTER_TABLE} under {CAP_COUNTER_CONDITION}, "
+                            f"got {stmt.get('Resource')} under {stmt.get('Condition')}"
+                        )
                     continue
                 extra = set(actions) - ALLOWED_ACTIONS
                 if extra:

@@ -26,7 +26,8 @@
 # the functions, except the secrets. Defaults: the table names (crm_entities,
 # activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
-# REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test mode: QUARANTINE_MAX_PER_MINUTE=10),
+# REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test and soak modes: the quarantine's global
+# cap QUARANTINE_GLOBAL_MAX=40 per QUARANTINE_GLOBAL_WINDOW_SECONDS=60, QUARANTINE_MAX_PER_MINUTE=60),
 # RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
 # fixtures' old timestamps are accepted; the functions' own default is 300).
 #
@@ -267,6 +268,7 @@ SPEC_VARS=(
   CRM_SECRETS_MANAGER_ID ACTIVITY_SECRETS_MANAGER_ID SECRETS_REFRESH_SECONDS METRICS_NAMESPACE
   CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING REFUSED_DELIVERIES_TABLE_NAME
   QUARANTINE_MAX_PER_MINUTE QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
+  QUARANTINE_GLOBAL_MAX QUARANTINE_GLOBAL_WINDOW_SECONDS
 )
 
 setup_function_env() {
@@ -287,8 +289,11 @@ setup_function_env() {
     export CRM_WEBHOOK_SECRET="$LOCAL_CRM_WEBHOOK_SECRET" ACTIVITY_CALLBACK_SECRET="$LOCAL_ACTIVITY_CALLBACK_SECRET"
     export CRM_SIGNATURE_HEADER="$LOCAL_CRM_SIGNATURE_HEADER"
     unset CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
-    # A small quarantine budget, so that the flood test shows the cap (tests/tests/quarantine.rs).
-    export QUARANTINE_MAX_PER_MINUTE=10
+    # A small global quarantine cap, so that the flood test fills it (tests/tests/quarantine.rs),
+    # over a minute, so that the suites after the flood wait at most a minute for a record to
+    # be kept. The per-instance budget is above it: one instance alone can fill a window, so
+    # the flood's figures do not depend on how cargo lambda spreads it over instances.
+    export QUARANTINE_GLOBAL_MAX=40 QUARANTINE_GLOBAL_WINDOW_SECONDS=60 QUARANTINE_MAX_PER_MINUTE=60
     export CRM_WEBHOOK_SECRET_900="$LOCAL_CRM_WEBHOOK_SECRET_900" CRM_WEBHOOK_SECRET_901="$LOCAL_CRM_WEBHOOK_SECRET_901"
     unset ACTIVITY_MAX_SKEW_SECONDS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
   fi
@@ -508,8 +513,6 @@ case "$MODE" in
     export TEST_FUNCTIONS_URL="$FUNCTIONS_URL"
     # The load test reads the memory of the function instances below this process.
     export TEST_FUNCTIONS_PID="$FUNCTIONS_PID"
-    # The quarantine cap is per instance: the flood test bounds its records with this.
-    export TEST_FUNCTION_CONCURRENCY="$FUNCTION_CONCURRENCY"
     # The suites that need this stack are #[ignore]d (so that a plain `cargo test` passes
     # without it): run them too, after any `--` of the caller's own.
     test_args=("$@")

@@ -97,6 +97,13 @@ impl Env {
                 defaults.max_body_bytes,
                 0..=crate::envelope::MAX_BODY_BYTES,
             )?,
+            global_max: self.number("QUARANTINE_GLOBAL_MAX", defaults.global_max, 0..=1_000_000)?,
+            // At least a minute (the per-instance budget's window), at most a day.
+            global_window_seconds: self.number(
+                "QUARANTINE_GLOBAL_WINDOW_SECONDS",
+                defaults.global_window_seconds,
+                60..=86_400,
+            )?,
         })
     }
 
@@ -357,6 +364,8 @@ mod tests {
             ("QUARANTINE_RETENTION_DAYS", "3"),
             ("QUARANTINE_MAX_PER_MINUTE", "5"),
             ("QUARANTINE_MAX_BODY_BYTES", "1000"),
+            ("QUARANTINE_GLOBAL_MAX", "40"),
+            ("QUARANTINE_GLOBAL_WINDOW_SECONDS", "60"),
         ]
         .into_iter()
         .collect();
@@ -366,11 +375,22 @@ mod tests {
             (config.retention_days, config.max_per_minute, config.max_body_bytes),
             (3, 5, 1000)
         );
+        assert_eq!((config.global_max, config.global_window_seconds), (40, 60));
+        let defaults = QuarantineConfig::default();
+        assert_eq!(
+            (defaults.global_max, defaults.global_window_seconds),
+            (1000, 3600),
+            "1000 records an hour across every instance"
+        );
         for (name, value) in [
             ("QUARANTINE_RETENTION_DAYS", "0"),
             ("QUARANTINE_MAX_PER_MINUTE", "-1"),
             ("QUARANTINE_MAX_BODY_BYTES", "1000000"),
             ("QUARANTINE_MAX_PER_MINUTE", "lots"),
+            ("QUARANTINE_GLOBAL_MAX", "-1"),
+            ("QUARANTINE_GLOBAL_MAX", "2000000"),
+            ("QUARANTINE_GLOBAL_WINDOW_SECONDS", "59"),
+            ("QUARANTINE_GLOBAL_WINDOW_SECONDS", "86401"),
         ] {
             let env: Env = [(name, value)].into_iter().collect();
             assert!(

@@ -84,11 +84,7 @@ pub fn emf_requests(log: &str) -> EmfRequests {
         without_latency: 0,
         cold_starts: 0,
     };
-    for line in log.lines() {
-        let Some(start) = line.find("{\"_aws\"") else { continue };
-        let Ok(document) = serde_json::from_str::<Value>(&line[start..]) else {
-            continue;
-        };
+    for document in emf_documents(log) {
         let Some(count) = document["requests"].as_u64() else {
             continue;
         };
@@ -106,6 +102,24 @@ pub fn emf_requests(log: &str) -> EmfRequests {
             .or_default() += count;
     }
     found
+}
+
+/// Every EMF document of `log` (a line, or the end of a line, that starts with `{"_aws"`);
+/// other lines and documents that do not parse are skipped.
+fn emf_documents(log: &str) -> impl Iterator<Item = Value> + '_ {
+    log.lines().filter_map(|line| {
+        let start = line.find("{\"_aws\"")?;
+        serde_json::from_str(&line[start..]).ok()
+    })
+}
+
+/// The sum of counter `name` over the EMF documents of `log` whose dimensions include every
+/// `(dimension, value)` of `dimensions` (`quarantine_dropped` with `source=crm`, say).
+pub fn emf_counter(log: &str, name: &str, dimensions: &[(&str, &str)]) -> u64 {
+    emf_documents(log)
+        .filter(|document| dimensions.iter().all(|(key, value)| document[*key] == *value))
+        .filter_map(|document| document[name].as_u64())
+        .sum()
 }
 
 /// The differences between what the clients received and what the metrics count, as lines
@@ -160,6 +174,24 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(found.tally, expected);
+    }
+
+    #[test]
+    fn emf_counters_are_summed_by_dimension() {
+        let log = concat!(
+            "{\"_aws\":{\"Timestamp\":1},\"source\":\"crm\",\"reason\":\"global_cap\",\"quarantine_dropped\":1}\n",
+            "x {\"_aws\":{\"Timestamp\":2},\"source\":\"crm\",\"reason\":\"global_cap\",\"quarantine_dropped\":2}\n",
+            "{\"_aws\":{\"Timestamp\":3},\"source\":\"crm\",\"reason\":\"rate_limited\",\"quarantine_dropped\":1}\n",
+            "{\"_aws\":{\"Timestamp\":4},\"source\":\"activity\",\"reason\":\"global_cap\",\"quarantine_dropped\":5}\n",
+            "{\"_aws\":{\"Timestamp\":5},\"source\":\"crm\",\"quarantined\":1}\n",
+            "{\"level\":\"WARN\",\"quarantine_dropped\":9}\n",
+        );
+        let dropped = |dimensions: &[(&str, &str)]| emf_counter(log, "quarantine_dropped", dimensions);
+        assert_eq!(dropped(&[("source", "crm"), ("reason", "global_cap")]), 3);
+        assert_eq!(dropped(&[("source", "crm")]), 4);
+        assert_eq!(dropped(&[]), 9, "not the log line that is no EMF document");
+        assert_eq!(emf_counter(log, "quarantined", &[("source", "crm")]), 1);
+        assert_eq!(emf_counter(log, "quarantined", &[("source", "activity")]), 0);
     }
 
     #[test]

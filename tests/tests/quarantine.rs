@@ -2,18 +2,21 @@
 //! deliveries posted over HTTP to both functions, the quarantine read back from the local
 //! DynamoDB through the real SDK.
 //!
-//! One test, in steps: the flood at the end uses up the instances' budgets, which the first
-//! steps need.
+//! One test, in steps: the flood at the end uses up the global cap's window, which the first
+//! steps need, and counts the metrics of its own requests only.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shared::quarantine::Source;
+use shared::quarantine::{CapWindow, Source};
 use shared::timefmt::utc_rfc3339;
 use tests::http::{activity_url, client, crm_url, post, post_crm, signed_activity};
 use tests::local::dev_crm_secret;
-use tests::quarantine::{instances, kept_for, max_per_minute, post_until_kept};
+use tests::metrics_check::emf_counter;
+use tests::quarantine::{all_records, global_cap, kept_for, post_until_kept, store};
 use tests::signing::{now_unix, sign_crm, unique_nonce};
 use tests::stack::unique_mid;
 use tests::tables::Table;
@@ -117,45 +120,153 @@ async fn refused_deliveries_are_kept_accepted_ones_are_not_and_the_cap_holds() {
     assert_eq!(record.tenant.as_deref(), Some(activity_mid.as_str()));
     assert_eq!(record.code, "invalid_signature");
 
-    // 4. A flood of forged requests, from a few concurrent senders: at most the configured
-    //    number per instance and minute is kept, and the rest is dropped.
+    // 4. The flood.
+    flood(&http).await;
+}
+
+/// Concurrent senders of the flood: as many as the local stack runs instances of a function, so
+/// that the flood is spread over them.
+const SENDERS: usize = 16;
+
+/// A flood of forged CRM requests from many concurrent senders (10,000 in `make soak`, 2,000 in
+/// `make test`): in every global window it touched, at most `QUARANTINE_GLOBAL_MAX` records are
+/// kept across all instances, exactly that many in a window the flood alone could fill (less
+/// only the writes that failed, which are counted), and every forged delivery not kept is
+/// counted in `quarantine_dropped`.
+async fn flood(http: &reqwest::Client) {
+    let (cap, window_seconds) = global_cap();
+    let total = if tests::stack::soak() { 10_000 } else { 2_000 };
+    let log_path = std::env::var("TEST_FUNCTIONS_LOG").expect("TEST_FUNCTIONS_LOG: run with `make test`");
+    let log_offset = std::fs::metadata(&log_path).expect("the function log").len();
     let flood_mid = unique_mid("quarantine-flood");
-    let cap = max_per_minute();
-    let total = 2 * cap * instances() + 50;
-    let started = now_unix();
-    let sent = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..4)
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..SENDERS)
         .map(|_| {
             let http = http.clone();
-            let sent = Arc::clone(&sent);
+            let next = Arc::clone(&next);
             let body = crm_body(&flood_mid, "FLOOD");
             tokio::spawn(async move {
-                while sent.fetch_add(1, Ordering::SeqCst) < total {
+                // (sent, answered) in Unix seconds, per request.
+                let mut spans = Vec::new();
+                while next.fetch_add(1, Ordering::SeqCst) < total {
                     let body = body.replacen("FLOOD", &unique_nonce(), 1);
+                    let sent = now_unix();
                     let answer = post(&http, &crm_url(), &[("X-Signature", &"0".repeat(40))], body).await;
                     assert_eq!(answer.refusal(), (401, "invalid_signature".to_owned()));
+                    spans.push((sent, now_unix()));
                 }
+                spans
             })
         })
         .collect();
-    for worker in workers {
-        worker.await.expect("a flood sender");
+    let mut spans = Vec::with_capacity(total);
+    for sender in senders {
+        spans.extend(sender.await.expect("a flood sender"));
     }
-    let finished = now_unix();
-    let minutes = u64::try_from(finished / 60 - started / 60 + 1).unwrap();
-    let kept = kept_for(Source::Crm, &flood_mid).await.len() as u64;
+    let took = started.elapsed();
+
+    // Which windows the flood touched, and how many of its requests fell wholly inside each
+    // (the functions' clock read between sending and answering).
+    let window_of = |second: i64| CapWindow::containing(second, window_seconds);
+    let mut inside: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut touched = BTreeSet::new();
+    for (sent, answered) in spans {
+        let (first, last) = (window_of(sent), window_of(answered));
+        touched.extend([first.start, last.start]);
+        if first == last {
+            *inside.entry(first.start).or_default() += 1;
+        }
+    }
+
+    // Every forged delivery shows up in the metrics, kept or dropped (log lines land a moment
+    // after the answers).
+    let counter = |log: &str, name: &str, reason: Option<&str>| {
+        let mut dimensions = vec![("source", "crm")];
+        dimensions.extend(reason.map(|reason| ("reason", reason)));
+        emf_counter(log, name, &dimensions)
+    };
+    let patience = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let bytes = std::fs::read(&log_path).expect("the function log");
+        let log = String::from_utf8_lossy(&bytes[usize::try_from(log_offset).unwrap()..]).into_owned();
+        let counted = counter(&log, "quarantined", None) + counter(&log, "quarantine_dropped", None);
+        if counted >= total as u64 || Instant::now() > patience {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let dropped: BTreeMap<&str, u64> = [
+        "rate_limited",
+        "global_cap",
+        "cap_unavailable",
+        "write_failed",
+        "too_large",
+    ]
+    .into_iter()
+    .map(|reason| (reason, counter(&log, "quarantine_dropped", Some(reason))))
+    .collect();
+    let quarantined = counter(&log, "quarantined", None);
+
+    let records = all_records().await;
+    let counts = store().cap_counts().await.expect("the cap counters read");
+    let flood_kept = records
+        .iter()
+        .filter(|record| record.tenant.as_deref() == Some(flood_mid.as_str()))
+        .count() as u64;
     println!(
-        "flood: {total} forged requests from {} to {}, {kept} kept (cap {cap} per instance and \
-         minute, at most {} instances, {minutes} minute window(s))",
-        utc_rfc3339(started),
-        utc_rfc3339(finished),
-        instances()
+        "flood: {total} forged requests from {SENDERS} senders in {:.1} s; {flood_kept} kept \
+         (cap {cap} per {window_seconds} s window); quarantined {quarantined}, dropped {dropped:?}",
+        took.as_secs_f64()
     );
-    assert!(kept >= 1, "the first forged delivery of a fresh minute is kept");
+    assert_eq!(
+        quarantined + dropped.values().sum::<u64>(),
+        total as u64,
+        "every forged delivery is counted, kept or dropped"
+    );
+    assert_eq!(
+        quarantined, flood_kept,
+        "each record of the flood is counted as quarantined"
+    );
+    assert!(dropped["global_cap"] > 0, "the global cap dropped some: {dropped:?}");
+    // A failed record write spends its slot; a failed counter call may have spent one.
+    let failures = dropped["write_failed"] + dropped["cap_unavailable"];
+
+    let mut full_windows = 0;
+    for start in touched {
+        let window = window_of(start);
+        let (from, until) = (window.key(), utc_rfc3339(window.end()));
+        let kept_in_window = records
+            .iter()
+            .filter(|record| (from.as_str()..until.as_str()).contains(&record.received_at.as_str()))
+            .count() as u64;
+        let granted = counts.get(&from).copied().map_or(0, u64::from);
+        let flood_inside = inside.get(&start).copied().unwrap_or(0);
+        println!(
+            "window {from}: {flood_inside} flood requests inside, {granted} slots granted, \
+             {kept_in_window} records (both sources, every tenant)"
+        );
+        assert!(granted <= u64::from(cap), "window {from}: {granted} slots > cap {cap}");
+        assert!(
+            kept_in_window <= granted,
+            "window {from}: {kept_in_window} records > {granted} slots granted"
+        );
+        if flood_inside >= cap as usize {
+            // Enough eligible deliveries to fill the window: the counter reached the cap.
+            full_windows += 1;
+            // Without failures (the usual case) both are exactly the cap.
+            assert!(
+                granted + failures >= u64::from(cap),
+                "window {from} was flooded: {granted} slots granted, {failures} failures, cap {cap}"
+            );
+            assert!(
+                kept_in_window + failures >= u64::from(cap),
+                "window {from}: {kept_in_window} records, {failures} failures, cap {cap}"
+            );
+        }
+    }
     assert!(
-        kept <= cap * instances() * minutes,
-        "{kept} kept > {cap} x {} instances x {minutes} minutes",
-        instances()
+        full_windows >= 1,
+        "the flood of {total} filled at least one window of {cap}"
     );
-    assert!(kept < total, "the cap dropped some of the {total}");
 }

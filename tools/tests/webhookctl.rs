@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
-use shared::quarantine::{QuarantineStore, RefusedDelivery, Source};
+use shared::quarantine::{CapWindow, QuarantineStore, RefusedDelivery, Slot, SlotRequest, Source, CAP_PARTITION};
 use shared::secret::Secret;
 use shared::timefmt::utc_rfc3339;
 use tests::http::{activity_url, client, crm_url, post};
@@ -501,4 +501,70 @@ async fn probe_names_the_scheme_and_a_dry_run_replay_verifies_locally() {
     );
     let output = webhookctl(&["quarantine", "list", "--tenant", &mid], &[]);
     assert!(stdout(&output).contains("not replayed"), "a dry run notes nothing");
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn quarantine_never_lists_shows_or_replays_the_cap_counters() {
+    // A counter of the global cap, as the functions write it, for a window no function uses.
+    let window = CapWindow::containing(0, 3_600);
+    let slot = SlotRequest {
+        window,
+        max: 1_000,
+        expires_at: now_unix() + 86_400,
+    };
+    let quarantine = store();
+    assert_eq!(quarantine.take_slot(&slot).await, Ok(Slot::Granted));
+    let counters = quarantine.cap_counts().await.expect("the cap counters read");
+    assert!(counters.contains_key(&window.key()), "{counters:?}");
+    // A record, so that the listing is not empty.
+    let mid = unique_mid("ctl-cap");
+    quarantine
+        .keep(&fixed_record(&mid, "CAP", 30))
+        .await
+        .expect("the quarantine table takes a record");
+
+    let output = webhookctl(&["quarantine", "list"], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(text.contains(&mid), "{text}");
+    for line in text.lines() {
+        let source = line.split('\t').next().unwrap_or_default();
+        assert!(matches!(source, "crm" | "activity"), "only records are listed: {line}");
+        assert!(
+            !counters.keys().any(|key| line.contains(&format!("\t{key}\t"))),
+            "{line}"
+        );
+    }
+
+    // `#cap` is no source; under a source, the counter's key is no record.
+    for (source, refusal) in [
+        (CAP_PARTITION, "invalid value"),
+        ("crm", "no refused delivery"),
+        ("activity", "no refused delivery"),
+    ] {
+        let output = webhookctl(&["quarantine", "show", source, &window.key()], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.code() == Some(2) && stderr.contains(refusal),
+            "show {source}: {}",
+            describe(&output)
+        );
+    }
+
+    // Selected by its key, a counter is nothing to replay: nothing is posted.
+    let url = crm_url();
+    let output = webhookctl(&["quarantine", "replay", "--id", &window.key(), "--crm-url", &url], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(stdout(&output), "replayed 0 deliveries: none\n");
+    let output = webhookctl(
+        &["quarantine", "replay", "--dry-run", "--tenant", &mid],
+        &[("CRM_WEBHOOK_SECRET", dev_crm_secret())],
+    );
+    assert_eq!(
+        stdout(&output).lines().last(),
+        Some("verified 1 deliveries: 1 verifies"),
+        "{}",
+        describe(&output)
+    );
 }

@@ -299,20 +299,46 @@ async fn a_failing_quarantine_changes_no_answer() {
     assert!(kept.records().is_empty());
 }
 
+/// Posts the seed event 20 times to `app`, whose secret is not the one it is signed with: each
+/// is refused the same way, whatever the quarantine does.
+async fn twenty_forged(app: &App<MemoryStore>) {
+    let event = event_json("crm_seed_124_object_create.json");
+    for _ in 0..20 {
+        assert_eq!(error_code(&call(app, &event).await), (401, "invalid_signature"));
+    }
+}
+
 #[tokio::test]
 async fn the_quarantine_caps_hold_per_instance() {
     let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_MAX_PER_MINUTE", "3")]);
-    let event = event_json("crm_seed_124_object_create.json");
-    for _ in 0..20 {
-        assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
-    }
+    twenty_forged(&app).await;
     // The clock is the system's: the 20 requests may straddle a minute boundary.
     let count = kept.records().len();
     assert!((3..=6).contains(&count), "{count}");
 
     let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_MAX_BODY_BYTES", "100")]);
+    let event = event_json("crm_seed_124_object_create.json");
     assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
     assert!(kept.records().is_empty(), "over the body cap");
+}
+
+#[tokio::test]
+async fn the_global_cap_is_configuration_and_a_failing_counter_changes_no_answer() {
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_GLOBAL_MAX", "2")]);
+    twenty_forged(&app).await;
+    // The clock is the system's: the 20 requests may straddle the end of an hour.
+    let count = kept.records().len();
+    assert!((2..=4).contains(&count), "{count}");
+    assert!(
+        kept.slot_calls.load(Ordering::SeqCst) <= 3 * 2,
+        "no counter call once the window is known to be full"
+    );
+
+    let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other")]);
+    kept.counter_unavailable.store(true, Ordering::SeqCst);
+    let event = event_json("crm_seed_124_object_create.json");
+    assert_eq!(error_code(&call(&app, &event).await), (401, "invalid_signature"));
+    assert!(kept.records().is_empty(), "no slot, no record");
 }
 
 #[tokio::test]

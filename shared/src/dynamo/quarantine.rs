@@ -1,19 +1,23 @@
 //! The `refused_deliveries` table (SPEC 2.4): key `source` (S, `crm` | `activity`) and
 //! `delivery_id` (S, `<received_at>#<body digest>`, so that a source reads in time order), TTL
-//! on `expires_at`. The functions only put records; `webhookctl` lists, reads and annotates them.
+//! on `expires_at`. The functions put records; `webhookctl` lists, reads and annotates them.
+//!
+//! The same table holds the counters of the global cap: one item per window, key `source` =
+//! [`CAP_PARTITION`] and `delivery_id` = the window's start, with `kept` (slots granted) and the
+//! same `expires_at` TTL. A partition of its own keeps the counters out of every per-source
+//! query, hence out of `webhookctl quarantine list`, `show` and `replay`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use crate::error::StoreError;
-use std::sync::Arc;
-
-use crate::quarantine::{QuarantineConfig, QuarantineStore, RefusedDelivery, Source};
+use crate::quarantine::{
+    QuarantineConfig, QuarantineStore, RefusedDelivery, Slot, SlotRequest, Source, StoreFuture, CAP_PARTITION,
+};
 
 type SdkItem = HashMap<String, AttributeValue>;
 
@@ -49,9 +53,9 @@ impl DynamoQuarantineStore {
         &self.table
     }
 
-    /// Every record of `source`, oldest first.
-    pub async fn list(&self, source: Source) -> Result<Vec<RefusedDelivery>, StoreError> {
-        let mut records = Vec::new();
+    /// Every item of one partition (a source, or the cap's counters), in sort-key order.
+    async fn partition(&self, key: &str) -> Result<Vec<SdkItem>, StoreError> {
+        let mut items = Vec::new();
         let mut start: Option<SdkItem> = None;
         loop {
             let page = self
@@ -60,19 +64,23 @@ impl DynamoQuarantineStore {
                 .table_name(&self.table)
                 .key_condition_expression("#source = :source")
                 .expression_attribute_names("#source", "source")
-                .expression_attribute_values(":source", s(source.as_str()))
+                .expression_attribute_values(":source", s(key))
+                .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(unavailable)?;
-            for item in page.items() {
-                records.push(from_item(item)?);
-            }
+            items.extend(page.items().iter().cloned());
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => return Ok(records),
+                _ => return Ok(items),
             }
         }
+    }
+
+    /// Every record of `source`, oldest first.
+    pub async fn list(&self, source: Source) -> Result<Vec<RefusedDelivery>, StoreError> {
+        self.partition(source.as_str()).await?.iter().map(from_item).collect()
     }
 
     pub async fn get(&self, source: Source, delivery_id: &str) -> Result<Option<RefusedDelivery>, StoreError> {
@@ -111,13 +119,32 @@ impl DynamoQuarantineStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    /// The counters of the global cap, by window start (RFC 3339) → slots granted, oldest
+    /// first (for operators and tests; the functions never read them).
+    pub async fn cap_counts(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+        self.partition(CAP_PARTITION)
+            .await?
+            .iter()
+            .map(|item| {
+                let window = item.get("delivery_id").and_then(|v| v.as_s().ok());
+                let kept = item
+                    .get("kept")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok());
+                match (window, kept) {
+                    (Some(window), Some(kept)) => Ok((window.clone(), kept)),
+                    _ => Err(StoreError::Corrupt(format!(
+                        "cap counter without window or kept: {item:?}"
+                    ))),
+                }
+            })
+            .collect()
+    }
 }
 
 impl QuarantineStore for DynamoQuarantineStore {
-    fn keep<'a>(
-        &'a self,
-        delivery: &'a RefusedDelivery,
-    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+    fn keep<'a>(&'a self, delivery: &'a RefusedDelivery) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.client
                 .put_item()
@@ -127,6 +154,38 @@ impl QuarantineStore for DynamoQuarantineStore {
                 .await
                 .map_err(unavailable)?;
             Ok(())
+        })
+    }
+
+    /// One conditional `UpdateItem`: `kept` goes up by one only while it is below `max` (or
+    /// absent: the window's first slot creates the item), so concurrent instances cannot
+    /// overshoot. A failed condition is the answer `Full`, not an error.
+    fn take_slot<'a>(&'a self, slot: &'a SlotRequest) -> StoreFuture<'a, Slot> {
+        Box::pin(async move {
+            let outcome = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("source", s(CAP_PARTITION))
+                .key("delivery_id", s(&slot.window.key()))
+                .update_expression("ADD kept :one SET expires_at = :expires_at")
+                .condition_expression("attribute_not_exists(kept) OR kept < :max")
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":max", AttributeValue::N(slot.max.to_string()))
+                .expression_attribute_values(":expires_at", AttributeValue::N(slot.expires_at.to_string()))
+                .send()
+                .await;
+            match outcome {
+                Ok(_) => Ok(Slot::Granted),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(Slot::Full)
+                }
+                Err(error) => Err(unavailable(error)),
+            }
         })
     }
 }
