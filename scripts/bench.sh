@@ -145,8 +145,8 @@ package_args=()
 for function in "${FUNCTIONS[@]}"; do package_args+=(-p "$function"); done
 
 log "1/4 criterion: cargo bench -p shared --features mimalloc --bench ingest $CRITERION_ARGS"
-# shellcheck disable=SC2086 # CRITERION_ARGS is a list of words
 # With the functions' allocator, so that the figure is what they run.
+# shellcheck disable=SC2086 # CRITERION_ARGS is a list of words
 cargo bench -p shared --features mimalloc --bench ingest -- $CRITERION_ARGS
 
 log "2/4 arm64 bootstraps: cargo lambda build --release --arm64 ${package_args[*]}"
