@@ -253,22 +253,15 @@ pub fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     })
 }
 
-/// A pause before retrying a lost race. The first retry goes at once: the failed put returned
-/// the item as the winner left it, and with two or three writers on an entity (the usual case)
-/// the next put wins. Past that the entity is hot: exponential pauses with full jitter, capped
-/// low enough that a delivery still gets several attempts within the deadline, so that many
-/// writers on one entity spread out instead of colliding again in lockstep.
+/// A pause before retrying a lost race: exponential, capped, with full jitter, so that many
+/// writers racing for one hot entity spread out instead of colliding again in lockstep. In the
+/// hot-key bench (32 writers on one item) this left 35 % of deliveries answered 503; a first
+/// retry at once with a 250 ms cap left 55 %, a 25 ms base 39 % (docs/performance.md).
 async fn conflict_backoff(race: u32) {
-    if race <= 1 {
-        return;
-    }
-    let ceiling_ms = (5u64 << (race - 1).min(6)).min(CONFLICT_BACKOFF_CAP_MS);
+    let ceiling_ms = (10u64 << race.min(7)).min(1_000);
     let pause = Duration::from_micros(jitter() % (ceiling_ms * 1000));
     tokio::time::sleep(pause).await;
 }
-
-/// The longest pause between two attempts on one entity.
-const CONFLICT_BACKOFF_CAP_MS: u64 = 250;
 
 /// A cheap pseudo-random number (no cryptographic use): the clock's nanoseconds mixed with a
 /// per-process counter through splitmix64.
