@@ -11,7 +11,9 @@
 //! `TransactWriteItems` of both (or one `PutItem` of the nonce record for a callback that names
 //! no activity). A duplicate or a replay is answered from the read alone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -80,8 +82,7 @@ impl DynamoActivityStore {
                 .build()
                 .map_err(|error| StoreError::Corrupt(error.to_string()))
         };
-        let mut keys =
-            std::collections::HashMap::from([(self.nonces_table.clone(), consistent(Self::nonce_key(event))?)]);
+        let mut keys = HashMap::from([(self.nonces_table.clone(), consistent(Self::nonce_key(event))?)]);
         if let Some(entity_id) = entity_id {
             keys.insert(
                 self.entities.name.clone(),
@@ -93,12 +94,14 @@ impl DynamoActivityStore {
             nonce_digest: None,
             activity: None,
         };
-        // DynamoDB may leave keys unprocessed under load: ask again for those (the deadline
-        // bounds the loop).
-        while let Some(keys) = request
-            .take()
-            .filter(|keys: &std::collections::HashMap<_, _>| !keys.is_empty())
-        {
+        // DynamoDB may leave keys unprocessed when throttled: ask again for those after a pause
+        // that doubles each round, as DynamoDB advises (the deadline bounds the loop).
+        let mut round = 0u32;
+        while let Some(keys) = request.take().filter(|keys: &HashMap<_, _>| !keys.is_empty()) {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(10 << round.min(6))).await;
+            }
+            round += 1;
             metrics::counter!("store_calls", "source" => "activity", "call" => "BatchGetItem").increment(1);
             let output = self
                 .client()
