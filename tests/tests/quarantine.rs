@@ -224,9 +224,12 @@ async fn flood(http: &reqwest::Client) {
         total as u64,
         "every forged delivery is counted, kept or dropped"
     );
-    assert_eq!(
-        quarantined, flood_kept,
-        "each record of the flood is counted as quarantined"
+    // A record write that ran out of its 800 ms is counted `write_failed`, but DynamoDB may
+    // still commit it after the function gave up: such a record exists without being counted.
+    assert!(
+        quarantined <= flood_kept && flood_kept <= quarantined + dropped["write_failed"],
+        "each record of the flood is counted as quarantined, or as a write that timed out: \
+         {flood_kept} records, {quarantined} quarantined, {dropped:?}"
     );
     assert!(dropped["global_cap"] > 0, "the global cap dropped some: {dropped:?}");
     // A failed record write spends its slot; a failed counter call may have spent one.
