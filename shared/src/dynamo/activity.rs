@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValuesOnConditionChe
 use aws_sdk_dynamodb::Client;
 
 use super::attr::{self, key, n, s, SdkItem, EXPIRES_AT, MERGE};
-use super::entity::{decode, entity_write, within_deadline, Apply, EntityTable, Tracked};
+use super::entity::{entity_write, read_entity, within_deadline, Apply, EntityTable, Tracked};
 use crate::activity::{ActivityEvent, ActivityState};
 use crate::clock::Clock;
 use crate::error::StoreError;
@@ -115,7 +115,7 @@ impl DynamoActivityStore {
                     found.nonce_digest = record.get("body_digest").and_then(|d| d.as_s().ok()).cloned();
                 }
                 if let Some(item) = responses.get(&self.entities.name).and_then(|items| items.first()) {
-                    found.activity = Some(decode(item)?);
+                    found.activity = Some(read_entity(item)?);
                 }
             }
             request = output.unprocessed_keys().cloned();

@@ -225,7 +225,7 @@ pub fn read_entity<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreErro
     decode(item)
 }
 
-pub fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
+fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(what);
     let number = |name: &str| -> Option<u64> { item.get(name)?.as_n().ok()?.parse().ok() };
     match number(FORMAT) {
