@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValuesOnConditionChe
 use aws_sdk_dynamodb::Client;
 
 use super::attr::{self, key, n, s, SdkItem, EXPIRES_AT, MERGE};
-use super::entity::{entity_write, read_entity, within_deadline, Apply, EntityTable, Tracked};
+use super::entity::{entity_write, read_entity, within_deadline, Apply, EntityTable, Race, Tracked};
 use crate::activity::{ActivityEvent, ActivityState};
 use crate::clock::Clock;
 use crate::error::StoreError;
@@ -205,7 +205,7 @@ impl DynamoActivityStore {
         let now = self.clock.now_unix();
         let updated_at = utc_rfc3339(now);
         let entity_id = event.activity_id();
-        let mut races = 0;
+        let mut race = Race::start();
         loop {
             let found = self.read(event, entity_id).await?;
             if let Some(recorded) = &found.nonce_digest {
@@ -221,11 +221,10 @@ impl DynamoActivityStore {
                 stamp: event.stamp(),
                 updated_at: &updated_at,
             };
-            if self.commit(event, &found, &apply, now).await? {
+            if race.timed(self.commit(event, &found, &apply, now)).await? {
                 return Ok(NonceOutcome::Accepted);
             }
-            races += 1;
-            self.entities.lost_race(races).await?;
+            self.entities.lost_race(&mut race).await?;
         }
     }
 }

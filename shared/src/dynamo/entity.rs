@@ -11,7 +11,7 @@
 //! delivery which meets an outage at its first call writes nothing at all (the outage suite
 //! checks exactly this); a write is only sent once the table has just answered.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -27,6 +27,33 @@ use crate::merge::{Delivery, Mergeable, Stamp};
 /// How many times a write that lost a race against another writer is retried before giving up
 /// with 503.
 pub const MAX_CONFLICT_RETRIES: u32 = 32;
+
+/// One delivery's contest for its entity, what the pause after a lost race is computed from.
+pub struct Race {
+    started: Instant,
+    lost: u32,
+    /// How long the last write took. Under contention that is mostly the time it waited behind
+    /// the other writers' calls, so it measures the crowd without counting it.
+    last_call: Duration,
+}
+
+impl Race {
+    pub fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            lost: 0,
+            last_call: Duration::ZERO,
+        }
+    }
+
+    /// Runs one write, remembering how long it took.
+    pub async fn timed<T>(&mut self, write: impl std::future::Future<Output = T>) -> T {
+        let sent = Instant::now();
+        let answer = write.await;
+        self.last_call = sent.elapsed();
+        answer
+    }
+}
 
 /// A stored entity: the state and its bookkeeping, as read.
 #[derive(Debug, Clone)]
@@ -98,18 +125,17 @@ impl EntityTable {
     where
         S: Registers + Mergeable + Clone,
     {
+        let mut race = Race::start();
         let mut current = self.read(apply.mid, apply.entity_id).await?;
-        let mut races = 0;
         loop {
             if current.as_ref().is_some_and(|t| t.applied.contains(&apply.stamp)) {
                 return Ok(Delivery::Duplicate);
             }
             let write = entity_write(current.as_ref(), apply, &to_item)?;
-            match self.put(write).await? {
+            match race.timed(self.put(write)).await? {
                 Written::Yes => return Ok(Delivery::Accepted),
                 Written::Conflict(now) => {
-                    races += 1;
-                    self.lost_race(races).await?;
+                    self.lost_race(&mut race).await?;
                     current = now;
                 }
             }
@@ -117,12 +143,14 @@ impl EntityTable {
     }
 
     /// Counts a lost race and pauses before the next attempt, or gives up past the bound.
-    pub async fn lost_race(&self, races: u32) -> Result<(), StoreError> {
+    pub async fn lost_race(&self, race: &mut Race) -> Result<(), StoreError> {
         metrics::counter!("store_conflicts", "source" => self.source).increment(1);
-        if races > MAX_CONFLICT_RETRIES {
+        race.lost += 1;
+        if race.lost > MAX_CONFLICT_RETRIES {
             return Err(StoreError::TooManyConflicts(MAX_CONFLICT_RETRIES));
         }
-        conflict_backoff(races).await;
+        let window = backoff_window(race.lost, race.last_call, race.started.elapsed());
+        tokio::time::sleep(jittered(window)).await;
         metrics::counter!("store_retries", "source" => self.source).increment(1);
         Ok(())
     }
@@ -253,29 +281,35 @@ fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     })
 }
 
-/// A pause before retrying a lost race: exponential, capped, with full jitter, so that many
-/// writers racing for one hot entity spread out instead of colliding again in lockstep. In the
-/// hot-key bench (32 writers on one item) this left 35 % of deliveries answered 503; a first
-/// retry at once with a 250 ms cap left 55 %, a 25 ms base 39 % (docs/performance.md).
-async fn conflict_backoff(race: u32) {
-    let ceiling_ms = (10u64 << race.min(7)).min(1_000);
-    let pause = Duration::from_micros(jitter() % (ceiling_ms * 1000));
-    tokio::time::sleep(pause).await;
+/// A delivery this old retries a lost race at once: it is near its deadline
+/// ([`super::DEADLINE`]), and the younger contenders make room for it.
+const YIELDS_UNTIL: Duration = Duration::from_secs(3);
+
+/// The longest pause after a lost race.
+const MAX_PAUSE: Duration = Duration::from_secs(3);
+
+/// The window a retry after `lost` lost races is paused within (uniformly, [`jittered`]).
+///
+/// - It scales with how long the failed write took (`last_call`), not with a fixed base: on a
+///   contended item the calls queue behind each other, so the latency grows with the number of
+///   writers, and the pauses with it, until few writes are in flight and most of them win.
+/// - It doubles with each lost race, from four times the latency, up to 300 times.
+/// - It shrinks linearly with the delivery's age, to nothing at [`YIELDS_UNTIL`]: an old
+///   delivery retries sooner than the fresh ones it races, so it wins before its deadline. With
+///   the same window for all (the exponential backoff from 10 ms this replaced) fresh
+///   deliveries kept winning and old ones ran out of time: 48 % of the hot-key bench's
+///   deliveries were answered 503 (docs/performance.md).
+pub fn backoff_window(lost: u32, last_call: Duration, age: Duration) -> Duration {
+    let growth = (1u32 << lost.saturating_add(2).min(9)).min(300);
+    let youth = 1.0 - (age.as_secs_f64() / YIELDS_UNTIL.as_secs_f64()).min(1.0);
+    (last_call * growth).mul_f64(youth).min(MAX_PAUSE)
 }
 
-/// A cheap pseudo-random number (no cryptographic use): the clock's nanoseconds mixed with a
-/// per-process counter through splitmix64.
-fn jitter() -> u64 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut z = nanos
-        .wrapping_add(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// A pause drawn uniformly from `[0, window)`: writers that lost the same race spread out
+/// instead of colliding again in lockstep.
+fn jittered(window: Duration) -> Duration {
+    let micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(if micros == 0 { 0 } else { fastrand::u64(..micros) })
 }
 
 /// Bounds a whole store operation by [`super::DEADLINE`].
@@ -288,4 +322,49 @@ pub async fn within_deadline<T>(
             u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_window_doubles_with_each_lost_race_from_four_times_the_latency() {
+        let windows: Vec<Duration> = (1..=4).map(|lost| backoff_window(lost, 10 * MS, Duration::ZERO)).collect();
+        assert_eq!(windows, [80 * MS, 160 * MS, 320 * MS, 640 * MS]);
+    }
+
+    #[test]
+    fn the_window_scales_with_the_latency_of_the_failed_write() {
+        assert_eq!(backoff_window(1, 2 * MS, Duration::ZERO), 16 * MS);
+        assert_eq!(backoff_window(1, 20 * MS, Duration::ZERO), 160 * MS);
+    }
+
+    #[test]
+    fn growth_stops_at_300_times_the_latency_and_the_pause_at_three_seconds() {
+        assert_eq!(backoff_window(7, MS, Duration::ZERO), 300 * MS);
+        assert_eq!(backoff_window(MAX_CONFLICT_RETRIES, MS, Duration::ZERO), 300 * MS);
+        assert_eq!(backoff_window(7, 50 * MS, Duration::ZERO), MAX_PAUSE);
+    }
+
+    #[test]
+    fn an_older_delivery_gets_a_smaller_window_and_none_past_three_seconds() {
+        let young = backoff_window(3, 10 * MS, Duration::ZERO);
+        let half = backoff_window(3, 10 * MS, Duration::from_millis(1_500));
+        assert_eq!(half, young / 2);
+        assert_eq!(backoff_window(3, 10 * MS, YIELDS_UNTIL), Duration::ZERO);
+        assert_eq!(backoff_window(3, 10 * MS, Duration::from_secs(10)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_pause_lies_within_its_window() {
+        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
+        let pauses: Vec<Duration> = (0..1_000).map(|_| jittered(10 * MS)).collect();
+        assert!(pauses.iter().all(|pause| *pause < 10 * MS));
+        // Spread over the window, not stuck at one end.
+        assert!(pauses.iter().any(|pause| *pause < 2 * MS));
+        assert!(pauses.iter().any(|pause| *pause > 8 * MS));
+    }
 }
