@@ -332,7 +332,9 @@ mod tests {
 
     #[test]
     fn the_window_doubles_with_each_lost_race_from_four_times_the_latency() {
-        let windows: Vec<Duration> = (1..=4).map(|lost| backoff_window(lost, 10 * MS, Duration::ZERO)).collect();
+        let windows: Vec<Duration> = (1..=4)
+            .map(|lost| backoff_window(lost, 10 * MS, Duration::ZERO))
+            .collect();
         assert_eq!(windows, [80 * MS, 160 * MS, 320 * MS, 640 * MS]);
     }
 
