@@ -281,7 +281,10 @@ fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     })
 }
 
-/// A delivery this old retries a lost race at once: it is near its deadline
+/// Lost races that are paused for on the exponential rule; from this many on, on the crowd rule.
+const CROWD_AFTER_LOSSES: u32 = 5;
+
+/// From this age on, a delivery that meets a crowd retries at once: it is near its deadline
 /// ([`super::DEADLINE`]), and the younger contenders make room for it.
 const YIELDS_UNTIL: Duration = Duration::from_secs(3);
 
@@ -290,17 +293,24 @@ const MAX_PAUSE: Duration = Duration::from_secs(3);
 
 /// The window a retry after `lost` lost races is paused within (uniformly, [`jittered`]).
 ///
-/// - It scales with how long the failed write took (`last_call`), not with a fixed base: on a
-///   contended item the calls queue behind each other, so the latency grows with the number of
-///   writers, and the pauses with it, until few writes are in flight and most of them win.
-/// - It doubles with each lost race, from four times the latency, up to 300 times.
-/// - It shrinks linearly with the delivery's age, to nothing at [`YIELDS_UNTIL`]: an old
-///   delivery retries sooner than the fresh ones it races, so it wins before its deadline. With
-///   the same window for all (the exponential backoff from 10 ms this replaced) fresh
-///   deliveries kept winning and old ones ran out of time: 48 % of the hot-key bench's
-///   deliveries were answered 503 (docs/performance.md).
+/// - The first four lost races are paused for exponentially from 10 ms (20, 40, 80, 160 ms):
+///   a few writers on one entity sort themselves out quickly, whatever else loads the table.
+/// - From the fifth, the entity has a crowd, and the window follows it: it scales with how long
+///   the failed write took (calls on a contended item queue behind each other, so that time
+///   grows with the number of writers), doubles with each lost race (64× to 300× that time, at
+///   most 3 s), and shrinks linearly with the delivery's age to nothing at [`YIELDS_UNTIL`],
+///   so that the oldest contender retries first and wins before its deadline. With the
+///   exponential rule alone, fresh deliveries kept winning and old ones ran out of time (48 %
+///   of the hot-key bench's deliveries answered 503, docs/performance.md).
+/// - Why not the crowd rule from the first loss: when the table is slow for other reasons
+///   (many other items written at once), a write's time says nothing about this entity, and
+///   windows of seconds after one lost race ran deliveries past their deadline (the soak's
+///   convergence suite; `scripts/contention_model.py` compares the rules).
 pub fn backoff_window(lost: u32, last_call: Duration, age: Duration) -> Duration {
-    let growth = (1u32 << lost.saturating_add(2).min(9)).min(300);
+    if lost < CROWD_AFTER_LOSSES {
+        return Duration::from_millis(10 << lost);
+    }
+    let growth = (1u32 << lost.saturating_add(1).min(9)).min(300);
     let youth = 1.0 - (age.as_secs_f64() / YIELDS_UNTIL.as_secs_f64()).min(1.0);
     (last_call * growth).mul_f64(youth).min(MAX_PAUSE)
 }
@@ -331,33 +341,36 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn the_window_doubles_with_each_lost_race_from_four_times_the_latency() {
-        let windows: Vec<Duration> = (1..=4)
-            .map(|lost| backoff_window(lost, 10 * MS, Duration::ZERO))
-            .collect();
-        assert_eq!(windows, [80 * MS, 160 * MS, 320 * MS, 640 * MS]);
+    fn the_first_four_lost_races_pause_exponentially_from_ten_milliseconds_whatever_the_latency() {
+        for latency in [MS, 500 * MS] {
+            let windows: Vec<Duration> = (1..=4)
+                .map(|lost| backoff_window(lost, latency, Duration::from_millis(100)))
+                .collect();
+            assert_eq!(windows, [20 * MS, 40 * MS, 80 * MS, 160 * MS]);
+        }
     }
 
     #[test]
-    fn the_window_scales_with_the_latency_of_the_failed_write() {
-        assert_eq!(backoff_window(1, 2 * MS, Duration::ZERO), 16 * MS);
-        assert_eq!(backoff_window(1, 20 * MS, Duration::ZERO), 160 * MS);
+    fn from_the_fifth_the_window_scales_with_the_latency_and_doubles() {
+        assert_eq!(backoff_window(5, MS, Duration::ZERO), 64 * MS);
+        assert_eq!(backoff_window(5, 2 * MS, Duration::ZERO), 128 * MS);
+        assert_eq!(backoff_window(6, 2 * MS, Duration::ZERO), 256 * MS);
     }
 
     #[test]
     fn growth_stops_at_300_times_the_latency_and_the_pause_at_three_seconds() {
-        assert_eq!(backoff_window(7, MS, Duration::ZERO), 300 * MS);
+        assert_eq!(backoff_window(8, MS, Duration::ZERO), 300 * MS);
         assert_eq!(backoff_window(MAX_CONFLICT_RETRIES, MS, Duration::ZERO), 300 * MS);
-        assert_eq!(backoff_window(7, 50 * MS, Duration::ZERO), MAX_PAUSE);
+        assert_eq!(backoff_window(8, 50 * MS, Duration::ZERO), MAX_PAUSE);
     }
 
     #[test]
-    fn an_older_delivery_gets_a_smaller_window_and_none_past_three_seconds() {
-        let young = backoff_window(3, 10 * MS, Duration::ZERO);
-        let half = backoff_window(3, 10 * MS, Duration::from_millis(1_500));
+    fn in_a_crowd_an_older_delivery_gets_a_smaller_window_and_none_past_three_seconds() {
+        let young = backoff_window(6, 10 * MS, Duration::ZERO);
+        let half = backoff_window(6, 10 * MS, Duration::from_millis(1_500));
         assert_eq!(half, young / 2);
-        assert_eq!(backoff_window(3, 10 * MS, YIELDS_UNTIL), Duration::ZERO);
-        assert_eq!(backoff_window(3, 10 * MS, Duration::from_secs(10)), Duration::ZERO);
+        assert_eq!(backoff_window(6, 10 * MS, YIELDS_UNTIL), Duration::ZERO);
+        assert_eq!(backoff_window(6, 10 * MS, Duration::from_secs(10)), Duration::ZERO);
     }
 
     #[test]
