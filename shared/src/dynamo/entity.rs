@@ -381,8 +381,89 @@ pub async fn within_deadline<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crm::{CrmEvent, CrmState};
+    use crate::envelope::Envelope;
+    use crate::timefmt::SourceOffset;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// The lead as format 1 stored it after its whole history (fixtures/format1/, written by
+    /// the format-1 code), and its events.
+    fn format1_lead() -> (SdkItem, Vec<String>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/format1/crm_lead.json");
+        let mut history: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let item: Item = serde_json::from_value(history["snapshots"][2]["item"].take()).unwrap();
+        let events = serde_json::from_value(history["events"].take()).unwrap();
+        (attr::item_to_sdk(item), events)
+    }
+
+    fn crm_event(body: &str) -> CrmEvent {
+        CrmEvent::from_envelope(Envelope::parse(body.as_bytes()).unwrap(), SourceOffset::BEIJING).unwrap()
+    }
+
+    #[test]
+    fn a_format_1_item_is_written_as_format_2_on_condition_of_its_merge_state() {
+        let (stored, events) = format1_lead();
+        let read = read_entity::<CrmState>(&stored).unwrap();
+        assert_eq!(read.version, 15);
+        let newest = crm_event(events.last().unwrap());
+        assert!(read.applied.contains(&newest.stamp()));
+        let mut body: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+        body["create_time"] = 1_700_000_000.into();
+        let event = crm_event(&body.to_string());
+        let apply = Apply {
+            mid: &event.mid,
+            entity_id: &event.entity_id,
+            event: &event,
+            stamp: event.stamp(),
+            updated_at: "2026-12-03T10:00:00Z",
+        };
+        let write = entity_write(Some(&read), &apply, CrmState::to_item).unwrap();
+
+        let condition = write.condition();
+        assert_eq!(condition.expression, "#bookkeeping = :read");
+        assert_eq!(
+            condition.names,
+            Some(HashMap::from([("#bookkeeping".to_owned(), MERGE_STATE.to_owned())]))
+        );
+        assert_eq!(
+            condition.values,
+            Some(HashMap::from([(":read".to_owned(), stored[MERGE_STATE].clone())])),
+            "the merge_state exactly as read"
+        );
+        assert!(!write.item.contains_key(MERGE_STATE), "the put drops merge_state");
+        assert_eq!(write.item[FORMAT], n(FORMAT_VERSION));
+
+        let written = read_entity::<CrmState>(&write.item).unwrap();
+        assert_eq!(written.version, 16);
+        assert_eq!(written.state.event_count, 16);
+        assert_eq!(written.state.last.stamp, event.stamp());
+        assert!(written.applied.contains(&event.stamp()) && written.applied.contains(&newest.stamp()));
+        assert_eq!(
+            written.read,
+            AsRead::Merge(write.item[MERGE].as_b().unwrap().as_ref().to_vec()),
+            "the write after that is conditional on the format-2 bookkeeping"
+        );
+        let next = entity_write(Some(&written), &apply, CrmState::to_item).unwrap();
+        assert_eq!(next.condition().names.unwrap()["#bookkeeping"], MERGE);
+    }
+
+    #[test]
+    fn an_item_of_neither_format_is_corrupt() {
+        let (stored, _) = format1_lead();
+        let mut neither = stored.clone();
+        neither.remove(MERGE_STATE);
+        let mut both = stored.clone();
+        both.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
+        let mut damaged = stored;
+        damaged.insert(MERGE_STATE.to_owned(), AttributeValue::S("{}".to_owned()));
+        for item in [neither, both, damaged] {
+            assert!(matches!(
+                read_entity::<CrmState>(&item),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+    }
 
     #[test]
     fn the_window_doubles_with_each_lost_race_from_four_times_the_latency() {
