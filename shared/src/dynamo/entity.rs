@@ -2,7 +2,9 @@
 //! of applied events (storage format 2, docs/items.md), read once and then written with one
 //! conditional `PutItem`. When the condition fails, the failed put returns the current item
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which is merged into at once: a lost race
-//! costs one more put, never a read and never an update.
+//! costs one more put, never a read and never an update. An item still in storage format 1 is
+//! migrated when it is read ([`crate::format1`]): its next write stores it as format 2,
+//! conditional on the format-1 `merge_state` read.
 //!
 //! Why every delivery reads before it writes, even for an entity it creates: a write sent to a
 //! DynamoDB that has stopped answering is not cancelled by the client's timeout. It waits in
@@ -11,11 +13,10 @@
 //! delivery which meets an outage at its first call writes nothing at all (the outage suite
 //! checks exactly this); a write is only sent once the table has just answered.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
