@@ -159,7 +159,10 @@ fn further_events_merge_as_if_always_format_2<S>(
         let (mut applied, mut state) = format1::read::<S>(merge_state, &visible).unwrap();
         let mut bytes = Vec::new();
         for event in &events[snapshot.events_applied..] {
-            assert!(!applied.contains(&stamp(event)), "{file}: a new event is not a duplicate");
+            assert!(
+                !applied.contains(&stamp(event)),
+                "{file}: a new event is not a duplicate"
+            );
             state = S::merge(Some(state), event);
             applied.record(stamp(event), &state);
             bytes = bookkeeping::encode(&applied, &state).unwrap();
@@ -176,7 +179,10 @@ fn further_events_merge_as_if_always_format_2<S>(
             "{file} from {at} events: read back"
         );
         for event in &events[at..] {
-            assert!(applied.contains(&stamp(event)), "{file}: every event since the upgrade is known");
+            assert!(
+                applied.contains(&stamp(event)),
+                "{file}: every event since the upgrade is known"
+            );
         }
     }
 }
@@ -207,7 +213,11 @@ fn an_activity_merges_further_events_as_if_always_format_2() {
 #[test]
 fn a_migrated_lead_knows_the_events_its_values_come_from() {
     let history = history("crm_lead.json");
-    let events: Vec<CrmEvent> = history.events.iter().map(|body| crm_event(body, &history.mid)).collect();
+    let events: Vec<CrmEvent> = history
+        .events
+        .iter()
+        .map(|body| crm_event(body, &history.mid))
+        .collect();
     let last = history.snapshots.last().unwrap();
     assert_eq!(last.events_applied, events.len());
     let (_, merge_state, visible) = last.parts();
@@ -223,7 +233,12 @@ fn a_migrated_lead_knows_the_events_its_values_come_from() {
         let again = CrmState::merge(Some(state.clone()), event);
         let mut expected = state.clone();
         expected.event_count += 1;
-        assert_eq!(again, expected, "{}: only event_count changes", event.event_type.as_str());
+        assert_eq!(
+            again,
+            expected,
+            "{}: only event_count changes",
+            event.event_type.as_str()
+        );
     }
 }
 

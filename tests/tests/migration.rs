@@ -119,7 +119,11 @@ async fn a_format_1_lead_becomes_format_2_at_its_next_event_and_knows_its_visibl
         ledger.apply(&parse_crm(body));
     }
     let merged = ledger.state.unwrap();
-    assert_shows(&stored, merged.to_item("x"), "every event merged, as today's code merges them");
+    assert_shows(
+        &stored,
+        merged.to_item("x"),
+        "every event merged, as today's code merges them",
+    );
 
     // An event from before the upgrade whose values the item still shows is a duplicate.
     let record = read_entity::<CrmState>(&stored).unwrap().applied;

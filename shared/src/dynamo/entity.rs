@@ -459,10 +459,7 @@ mod tests {
         let mut damaged = stored;
         damaged.insert(MERGE_STATE.to_owned(), AttributeValue::S("{}".to_owned()));
         for item in [neither, both, damaged] {
-            assert!(matches!(
-                read_entity::<CrmState>(&item),
-                Err(StoreError::Corrupt(_))
-            ));
+            assert!(matches!(read_entity::<CrmState>(&item), Err(StoreError::Corrupt(_))));
         }
     }
 
