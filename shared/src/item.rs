@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One DynamoDB attribute value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One DynamoDB attribute value. Its serde form is DynamoDB's JSON (`{"S": "…"}`, `{"N": "1"}`,
+/// …), except `NULL`, written as the bare string `"NULL"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AttrValue {
     S(String),
     /// A number, in DynamoDB's decimal-string form.

@@ -13,6 +13,7 @@ pub mod crm;
 pub mod digest;
 pub mod envelope;
 pub mod error;
+pub mod format1;
 pub mod item;
 pub mod json;
 pub mod merge;

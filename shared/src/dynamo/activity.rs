@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::attr::{self, key, n, s, SdkItem, EXPIRES_AT, MERGE};
+use super::attr::{self, key, n, s, SdkItem, EXPIRES_AT};
 use super::entity::{entity_write, read_entity, within_deadline, Apply, EntityTable, Race, Tracked};
 use crate::activity::{ActivityEvent, ActivityState};
 use crate::clock::Clock;
@@ -162,16 +162,13 @@ impl DynamoActivityStore {
     ) -> Result<bool, StoreError> {
         let build = |error: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(error.to_string());
         let write = entity_write(found.activity.as_ref(), apply, ActivityState::to_item)?;
-        let (condition, value) = write.condition();
-        let mut item_put = Put::builder()
+        let condition = write.condition();
+        let item_put = Put::builder()
             .table_name(&self.entities.name)
             .set_item(Some(write.item))
-            .condition_expression(condition);
-        if let Some((name, value)) = value {
-            item_put = item_put
-                .expression_attribute_names("#merge", MERGE)
-                .expression_attribute_values(name, value);
-        }
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(condition.names)
+            .set_expression_attribute_values(condition.values);
         let nonce_put = Put::builder()
             .table_name(&self.nonces_table)
             .set_item(Some(self.nonce_record(event, now)))

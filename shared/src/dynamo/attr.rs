@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::StoreError;
+use crate::format1::MERGE_STATE;
 use crate::item::{AttrValue, Item};
 
 /// Number of distinct events merged into the item: every write increments it.
@@ -93,10 +94,11 @@ pub fn from_sdk(value: &AttributeValue) -> Option<AttrValue> {
     })
 }
 
-/// The visible attributes of a stored item (the bookkeeping left out) as a pure item.
+/// The visible attributes of a stored item (the bookkeeping of either format left out) as a
+/// pure item.
 pub fn visible_item(item: &SdkItem) -> Result<Item, StoreError> {
     item.iter()
-        .filter(|(name, _)| ![VERSION, FORMAT, MERGE].contains(&name.as_str()))
+        .filter(|(name, _)| ![VERSION, FORMAT, MERGE, MERGE_STATE].contains(&name.as_str()))
         .map(|(name, value)| {
             from_sdk(value)
                 .map(|value| (name.clone(), value))

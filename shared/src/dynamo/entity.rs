@@ -2,7 +2,9 @@
 //! of applied events (storage format 2, docs/items.md), read once and then written with one
 //! conditional `PutItem`. When the condition fails, the failed put returns the current item
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which is merged into at once: a lost race
-//! costs one more put, never a read and never an update.
+//! costs one more put, never a read and never an update. An item still in storage format 1 is
+//! migrated when it is read ([`crate::format1`]): its next write stores it as format 2,
+//! conditional on the format-1 `merge_state` read.
 //!
 //! Why every delivery reads before it writes, even for an entity it creates: a write sent to a
 //! DynamoDB that has stopped answering is not cancelled by the client's timeout. It waits in
@@ -11,6 +13,7 @@
 //! delivery which meets an outage at its first call writes nothing at all (the outage suite
 //! checks exactly this); a write is only sent once the table has just answered.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -21,6 +24,7 @@ use aws_sdk_dynamodb::Client;
 use super::attr::{self, key, n, SdkItem, FORMAT, MERGE, VERSION};
 use crate::bookkeeping::{self, Applied, Registers, FORMAT_VERSION};
 use crate::error::StoreError;
+use crate::format1::{self, Format1, MERGE_STATE};
 use crate::item::Item;
 use crate::merge::{Delivery, Mergeable, Stamp};
 
@@ -62,7 +66,25 @@ pub struct Tracked<S> {
     pub applied: Applied,
     pub state: S,
     /// The bookkeeping exactly as stored: the next write is conditional on it.
-    merge: Vec<u8>,
+    read: AsRead,
+}
+
+/// An entity's bookkeeping exactly as it was read, which the next write of the entity is
+/// conditional on: the item must still hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AsRead {
+    /// Storage format 2: the `merge` bytes.
+    Merge(Vec<u8>),
+    /// Storage format 1, migrated on read: the `merge_state` JSON. The next write replaces the
+    /// whole item with a format-2 one, which has no `merge_state`.
+    MergeState(String),
+}
+
+/// A condition of a write, with its placeholders, as `PutItem` and a transaction's `Put` take it.
+pub struct Condition {
+    pub expression: &'static str,
+    pub names: Option<HashMap<String, String>>,
+    pub values: Option<HashMap<String, AttributeValue>>,
 }
 
 /// One table of entity items.
@@ -83,23 +105,33 @@ pub struct Apply<'a, E> {
     pub updated_at: &'a str,
 }
 
-/// The write that merges one event into an entity: the whole new item, and the condition that
-/// the entity is still as it was read.
+/// The write that merges one event into an entity: the whole new item (always format 2), and
+/// the condition that the entity is still as it was read.
 pub struct EntityWrite {
     pub item: SdkItem,
-    /// `None`: the item must not exist; `Some`: its bookkeeping must still be these bytes.
-    pub expected_merge: Option<Vec<u8>>,
+    /// `None`: the item must not exist; `Some`: its bookkeeping must still be as read.
+    expected: Option<AsRead>,
 }
 
 impl EntityWrite {
-    /// The condition expression, with its names and values (`#merge`, `:read`).
-    pub fn condition(&self) -> (&'static str, Option<(&'static str, AttributeValue)>) {
-        match &self.expected_merge {
-            None => ("attribute_not_exists(mid)", None),
-            Some(read) => (
-                "#merge = :read",
-                Some((":read", AttributeValue::B(Blob::new(read.clone())))),
-            ),
+    /// The condition expression, with its names and values: the item does not exist, or its
+    /// bookkeeping is exactly the one read: `merge` (format 2) or `merge_state` (format 1).
+    pub fn condition(&self) -> Condition {
+        let (name, read) = match &self.expected {
+            None => {
+                return Condition {
+                    expression: "attribute_not_exists(mid)",
+                    names: None,
+                    values: None,
+                }
+            }
+            Some(AsRead::Merge(bytes)) => (MERGE, AttributeValue::B(Blob::new(bytes.clone()))),
+            Some(AsRead::MergeState(json)) => (MERGE_STATE, AttributeValue::S(json.clone())),
+        };
+        Condition {
+            expression: "#bookkeeping = :read",
+            names: Some(HashMap::from([("#bookkeeping".to_owned(), name.to_owned())])),
+            values: Some(HashMap::from([(":read".to_owned(), read)])),
         }
     }
 }
@@ -123,7 +155,7 @@ impl EntityTable {
         to_item: impl Fn(&S, &str) -> Item,
     ) -> Result<Delivery, StoreError>
     where
-        S: Registers + Mergeable + Clone,
+        S: Format1 + Mergeable + Clone,
     {
         let mut race = Race::start();
         let mut current = self.read(apply.mid, apply.entity_id).await?;
@@ -156,7 +188,7 @@ impl EntityTable {
     }
 
     /// The stored entity, read consistently, or `None`.
-    pub async fn read<S: Registers>(&self, mid: &str, entity_id: &str) -> Result<Option<Tracked<S>>, StoreError> {
+    pub async fn read<S: Format1>(&self, mid: &str, entity_id: &str) -> Result<Option<Tracked<S>>, StoreError> {
         metrics::counter!("store_calls", "source" => self.source, "call" => "GetItem").increment(1);
         let output = self
             .client
@@ -171,20 +203,17 @@ impl EntityTable {
     }
 
     /// Writes the entity, conditional on it being as read.
-    async fn put<S: Registers>(&self, write: EntityWrite) -> Result<Written<S>, StoreError> {
-        let (condition, value) = write.condition();
-        let mut put = self
+    async fn put<S: Format1>(&self, write: EntityWrite) -> Result<Written<S>, StoreError> {
+        let condition = write.condition();
+        let put = self
             .client
             .put_item()
             .table_name(&self.name)
             .set_item(Some(write.item))
-            .condition_expression(condition)
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(condition.names)
+            .set_expression_attribute_values(condition.values)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some((name, value)) = value {
-            put = put
-                .expression_attribute_names("#merge", MERGE)
-                .expression_attribute_values(name, value);
-        }
         metrics::counter!("store_calls", "source" => self.source, "call" => "PutItem").increment(1);
         match put.send().await {
             Ok(_) => Ok(Written::Yes),
@@ -198,7 +227,9 @@ impl EntityTable {
     }
 }
 
-/// The write that merges the event into `current` (`None`: a new entity), size-checked.
+/// The write that merges the event into `current` (`None`: a new entity), size-checked. The
+/// item written is format 2 whatever the format read: PutItem replaces the whole item, so a
+/// format-1 `merge_state` is not carried over.
 pub fn entity_write<S: Registers + Mergeable + Clone>(
     current: Option<&Tracked<S>>,
     apply: &Apply<'_, S::Event>,
@@ -208,19 +239,26 @@ pub fn entity_write<S: Registers + Mergeable + Clone>(
     let mut item: SdkItem = attr::item_to_sdk(to_item(&next.state, apply.updated_at));
     item.insert(VERSION.to_owned(), n(next.version));
     item.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
-    item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(next.merge.clone())));
+    item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(next.merge)));
     check_size(&item)?;
     Ok(EntityWrite {
         item,
-        expected_merge: current.map(|read| read.merge.clone()),
+        expected: current.map(|read| read.read.clone()),
     })
+}
+
+/// An entity after an event, to be written: its version, state and format-2 bookkeeping.
+struct Merged<S> {
+    version: u64,
+    state: S,
+    merge: Vec<u8>,
 }
 
 /// The entity after the event: merged state, the event recorded, the version counted.
 fn merged<S: Registers + Mergeable + Clone>(
     current: Option<&Tracked<S>>,
     apply: &Apply<'_, S::Event>,
-) -> Result<Tracked<S>, StoreError> {
+) -> Result<Merged<S>, StoreError> {
     let (version, mut applied, state) = match current {
         Some(t) => (t.version, t.applied.clone(), Some(t.state.clone())),
         None => (0, Applied::default(), None),
@@ -228,9 +266,8 @@ fn merged<S: Registers + Mergeable + Clone>(
     let state = S::merge(state, apply.event);
     applied.record(apply.stamp, &state);
     let merge = bookkeeping::encode(&applied, &state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Tracked {
+    Ok(Merged {
         version: version + 1,
-        applied,
         state,
         merge,
     })
@@ -248,14 +285,32 @@ pub fn check_size(item: &SdkItem) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// An entity item as stored (format 2): its version, record of applied events and state.
-pub fn read_entity<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
+/// An entity item as stored: its version, record of applied events and state. A format-1 item
+/// (no `format`, a JSON `merge_state`) is migrated on read ([`crate::format1`]): its next write
+/// stores it as format 2, conditional on its `merge_state`.
+pub fn read_entity<S: Format1>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     decode(item)
 }
 
-fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
+fn decode<S: Format1>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(what);
     let number = |name: &str| -> Option<u64> { item.get(name)?.as_n().ok()?.parse().ok() };
+    let version = || number(VERSION).ok_or_else(|| corrupt(format!("`{VERSION}` is missing or not a number")));
+    if !item.contains_key(FORMAT) && !item.contains_key(MERGE) {
+        if let Some(merge_state) = item.get(MERGE_STATE) {
+            let merge_state = merge_state
+                .as_s()
+                .map_err(|_| corrupt(format!("format 1 `{MERGE_STATE}` is not a string")))?;
+            let visible = attr::visible_item(item)?;
+            let (applied, state) = format1::read(merge_state, &visible).map_err(|e| corrupt(e.to_string()))?;
+            return Ok(Tracked {
+                version: version()?,
+                applied,
+                state,
+                read: AsRead::MergeState(merge_state.clone()),
+            });
+        }
+    }
     match number(FORMAT) {
         Some(format) if format == u64::from(FORMAT_VERSION) => {}
         other => {
@@ -264,7 +319,7 @@ fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
             )))
         }
     }
-    let version = number(VERSION).ok_or_else(|| corrupt(format!("`{VERSION}` is missing or not a number")))?;
+    let version = version()?;
     let merge = item
         .get(MERGE)
         .and_then(|v| v.as_b().ok())
@@ -277,7 +332,7 @@ fn decode<S: Registers>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
         version,
         applied,
         state,
-        merge,
+        read: AsRead::Merge(merge),
     })
 }
 
@@ -337,8 +392,86 @@ pub async fn within_deadline<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crm::{CrmEvent, CrmState};
+    use crate::envelope::Envelope;
+    use crate::timefmt::SourceOffset;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// The lead as format 1 stored it after its whole history (fixtures/format1/, written by
+    /// the format-1 code), and its events.
+    fn format1_lead() -> (SdkItem, Vec<String>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/format1/crm_lead.json");
+        let mut history: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let item: Item = serde_json::from_value(history["snapshots"][2]["item"].take()).unwrap();
+        let events = serde_json::from_value(history["events"].take()).unwrap();
+        (attr::item_to_sdk(item), events)
+    }
+
+    fn crm_event(body: &str) -> CrmEvent {
+        CrmEvent::from_envelope(Envelope::parse(body.as_bytes()).unwrap(), SourceOffset::BEIJING).unwrap()
+    }
+
+    #[test]
+    fn a_format_1_item_is_written_as_format_2_on_condition_of_its_merge_state() {
+        let (stored, events) = format1_lead();
+        let read = read_entity::<CrmState>(&stored).unwrap();
+        assert_eq!(read.version, 15);
+        let newest = crm_event(events.last().unwrap());
+        assert!(read.applied.contains(&newest.stamp()));
+        let mut body: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+        body["create_time"] = 1_700_000_000.into();
+        let event = crm_event(&body.to_string());
+        let apply = Apply {
+            mid: &event.mid,
+            entity_id: &event.entity_id,
+            event: &event,
+            stamp: event.stamp(),
+            updated_at: "2026-12-03T10:00:00Z",
+        };
+        let write = entity_write(Some(&read), &apply, CrmState::to_item).unwrap();
+
+        let condition = write.condition();
+        assert_eq!(condition.expression, "#bookkeeping = :read");
+        assert_eq!(
+            condition.names,
+            Some(HashMap::from([("#bookkeeping".to_owned(), MERGE_STATE.to_owned())]))
+        );
+        assert_eq!(
+            condition.values,
+            Some(HashMap::from([(":read".to_owned(), stored[MERGE_STATE].clone())])),
+            "the merge_state exactly as read"
+        );
+        assert!(!write.item.contains_key(MERGE_STATE), "the put drops merge_state");
+        assert_eq!(write.item[FORMAT], n(FORMAT_VERSION));
+
+        let written = read_entity::<CrmState>(&write.item).unwrap();
+        assert_eq!(written.version, 16);
+        assert_eq!(written.state.event_count, 16);
+        assert_eq!(written.state.last.stamp, event.stamp());
+        assert!(written.applied.contains(&event.stamp()) && written.applied.contains(&newest.stamp()));
+        assert_eq!(
+            written.read,
+            AsRead::Merge(write.item[MERGE].as_b().unwrap().as_ref().to_vec()),
+            "the write after that is conditional on the format-2 bookkeeping"
+        );
+        let next = entity_write(Some(&written), &apply, CrmState::to_item).unwrap();
+        assert_eq!(next.condition().names.unwrap()["#bookkeeping"], MERGE);
+    }
+
+    #[test]
+    fn an_item_of_neither_format_is_corrupt() {
+        let (stored, _) = format1_lead();
+        let mut neither = stored.clone();
+        neither.remove(MERGE_STATE);
+        let mut both = stored.clone();
+        both.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
+        let mut damaged = stored;
+        damaged.insert(MERGE_STATE.to_owned(), AttributeValue::S("{}".to_owned()));
+        for item in [neither, both, damaged] {
+            assert!(matches!(read_entity::<CrmState>(&item), Err(StoreError::Corrupt(_))));
+        }
+    }
 
     #[test]
     fn the_first_four_lost_races_pause_exponentially_from_ten_milliseconds_whatever_the_latency() {

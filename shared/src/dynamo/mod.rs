@@ -11,6 +11,7 @@ mod crm;
 mod entity;
 mod quarantine;
 
+pub use crate::format1::MERGE_STATE;
 pub use activity::DynamoActivityStore;
 pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
