@@ -111,7 +111,10 @@ impl EventDigest {
             .into_inner()
             .map_err(|e| e.into_error())
             .expect("hashing cannot fail");
-        Self(hex::encode(hasher.finalize()).into())
+        // Hex on the stack, then the one allocation of the shared string.
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(hasher.finalize(), &mut hex).expect("64 hex digits for 32 bytes");
+        Self(std::str::from_utf8(&hex).expect("hex digits are ASCII").into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -150,6 +153,15 @@ mod tests {
     #[test]
     fn the_digest_is_the_sha256_of_the_canonical_json() {
         let value: Value = serde_json::from_str(r#"{"x": {"q": "\u0001", "p": [1.5, -2]}, "mid": "1"}"#).unwrap();
+        let expected = hex::encode(Sha256::digest(canonical_json(&value).as_bytes()));
+        assert_eq!(EventDigest::of(&Node::from(&value)).as_str(), expected);
+    }
+
+    #[test]
+    fn pieces_larger_than_the_hash_buffer_and_many_small_ones_hash_as_one_text() {
+        let long = "x".repeat(3 * HASH_BUFFER_BYTES + 7);
+        let small: Vec<u32> = (0..400).collect();
+        let value = serde_json::json!({"a": long, "b": small, "c": "y".repeat(HASH_BUFFER_BYTES - 3)});
         let expected = hex::encode(Sha256::digest(canonical_json(&value).as_bytes()));
         assert_eq!(EventDigest::of(&Node::from(&value)).as_str(), expected);
     }

@@ -65,6 +65,42 @@ fn activity_event(body: &str, mid: &str) -> ActivityEvent {
     ActivityEvent::from_envelope(envelope, mid, &signed.nonce, signed.timestamp, SourceOffset::BEIJING).unwrap()
 }
 
+/// One source as these tests read it: its recorded history, and how its events are parsed,
+/// ordered and shown as an item.
+struct Source<S: Mergeable> {
+    file: &'static str,
+    parse: fn(&str, &str) -> S::Event,
+    stamp: fn(&S::Event) -> Stamp,
+    to_item: fn(&S, &str) -> Item,
+}
+
+const CRM: Source<CrmState> = Source {
+    file: "crm_lead.json",
+    parse: crm_event,
+    stamp: CrmEvent::stamp,
+    to_item: CrmState::to_item,
+};
+
+const ACTIVITY: Source<ActivityState> = Source {
+    file: "activity.json",
+    parse: activity_event,
+    stamp: ActivityEvent::stamp,
+    to_item: ActivityState::to_item,
+};
+
+impl<S: Mergeable> Source<S> {
+    /// The recorded history, and its events parsed in delivery order.
+    fn history(&self) -> (History, Vec<S::Event>) {
+        let history = history(self.file);
+        let events = history
+            .events
+            .iter()
+            .map(|body| (self.parse)(body, &history.mid))
+            .collect();
+        (history, events)
+    }
+}
+
 /// What today's code holds after `events`: the state and the record of applied events.
 fn merged<S: Mergeable + Registers>(events: &[S::Event], stamp: impl Fn(&S::Event) -> Stamp) -> (Applied, S) {
     let mut state = None;
@@ -87,16 +123,14 @@ fn referenced<S: Registers>(state: &S) -> BTreeSet<Stamp> {
 
 /// Each snapshot of `file` read as format 1 is the state today's code merges from the same
 /// events, shows the same item, and records exactly the events its registers refer to.
-fn converts_to_the_state_merged_today<S>(
-    file: &str,
-    parse: fn(&str, &str) -> S::Event,
-    stamp: fn(&S::Event) -> Stamp,
-    to_item: fn(&S, &str) -> Item,
-) where
+fn converts_to_the_state_merged_today<S>(source: &Source<S>)
+where
     S: Format1 + Mergeable + PartialEq + std::fmt::Debug,
 {
-    let history = history(file);
-    let events: Vec<S::Event> = history.events.iter().map(|body| parse(body, &history.mid)).collect();
+    let Source {
+        file, stamp, to_item, ..
+    } = *source;
+    let (history, events) = source.history();
     assert!(history.snapshots.len() >= 2, "{file}: a prefix and the whole history");
     for snapshot in &history.snapshots {
         let applied_events = &events[..snapshot.events_applied];
@@ -126,32 +160,25 @@ fn converts_to_the_state_merged_today<S>(
 
 #[test]
 fn a_crm_lead_converts_to_the_state_merged_today() {
-    converts_to_the_state_merged_today::<CrmState>("crm_lead.json", crm_event, CrmEvent::stamp, CrmState::to_item);
+    converts_to_the_state_merged_today(&CRM);
 }
 
 #[test]
 fn an_activity_converts_to_the_state_merged_today() {
-    converts_to_the_state_merged_today::<ActivityState>(
-        "activity.json",
-        activity_event,
-        ActivityEvent::stamp,
-        ActivityState::to_item,
-    );
+    converts_to_the_state_merged_today(&ACTIVITY);
 }
 
 /// From every snapshot but the last, the rest of the history merged into the converted entity
 /// (as the adapter does: merge, record, encode) gives what today's code gives for the whole
 /// history: the same state, the same item, and bookkeeping that reads back to that state.
-fn further_events_merge_as_if_always_format_2<S>(
-    file: &str,
-    parse: fn(&str, &str) -> S::Event,
-    stamp: fn(&S::Event) -> Stamp,
-    to_item: fn(&S, &str) -> Item,
-) where
+fn further_events_merge_as_if_always_format_2<S>(source: &Source<S>)
+where
     S: Format1 + Mergeable + PartialEq + std::fmt::Debug,
 {
-    let history = history(file);
-    let events: Vec<S::Event> = history.events.iter().map(|body| parse(body, &history.mid)).collect();
+    let Source {
+        file, stamp, to_item, ..
+    } = *source;
+    let (history, events) = source.history();
     let (_, whole) = merged::<S>(&events, stamp);
     let updated_at = &history.updated_at;
     for snapshot in &history.snapshots[..history.snapshots.len() - 1] {
@@ -189,22 +216,12 @@ fn further_events_merge_as_if_always_format_2<S>(
 
 #[test]
 fn a_crm_lead_merges_further_events_as_if_always_format_2() {
-    further_events_merge_as_if_always_format_2::<CrmState>(
-        "crm_lead.json",
-        crm_event,
-        CrmEvent::stamp,
-        CrmState::to_item,
-    );
+    further_events_merge_as_if_always_format_2(&CRM);
 }
 
 #[test]
 fn an_activity_merges_further_events_as_if_always_format_2() {
-    further_events_merge_as_if_always_format_2::<ActivityState>(
-        "activity.json",
-        activity_event,
-        ActivityEvent::stamp,
-        ActivityState::to_item,
-    );
+    further_events_merge_as_if_always_format_2(&ACTIVITY);
 }
 
 /// After the upgrade, a redelivered event whose stamp a register of the migrated lead still
@@ -212,12 +229,7 @@ fn an_activity_merges_further_events_as_if_always_format_2() {
 /// and is merged again, which changes `event_count` alone (docs/items.md).
 #[test]
 fn a_migrated_lead_knows_the_events_its_values_come_from() {
-    let history = history("crm_lead.json");
-    let events: Vec<CrmEvent> = history
-        .events
-        .iter()
-        .map(|body| crm_event(body, &history.mid))
-        .collect();
+    let (history, events) = CRM.history();
     let last = history.snapshots.last().unwrap();
     assert_eq!(last.events_applied, events.len());
     let (_, merge_state, visible) = last.parts();
@@ -247,12 +259,7 @@ fn a_migrated_lead_knows_the_events_its_values_come_from() {
 /// merged again.
 #[test]
 fn a_migrated_activity_is_unchanged_by_an_event_it_does_not_record() {
-    let history = history("activity.json");
-    let events: Vec<ActivityEvent> = history
-        .events
-        .iter()
-        .map(|body| activity_event(body, &history.mid))
-        .collect();
+    let (history, events) = ACTIVITY.history();
     let (_, merge_state, visible) = history.snapshots.last().unwrap().parts();
     let (applied, state) = format1::read::<ActivityState>(merge_state, &visible).unwrap();
     assert!(state.deleted(), "the tombstone survives the migration");

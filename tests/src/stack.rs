@@ -3,10 +3,12 @@
 //! it; `make test` runs them (`--include-ignored`). Run without the stack, they fail saying so
 //! rather than pass vacuously.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 fn required(name: &str) -> String {
@@ -47,6 +49,20 @@ pub fn activity_nonces_table() -> String {
 /// configure theirs: what the store tests give the adapters.
 pub fn dynamodb_client() -> Client {
     client_for(&dynamodb_endpoint())
+}
+
+/// The item `(mid, entity_id)` of an entity table, read consistently from the local DynamoDB.
+pub async fn entity_item(table: &str, mid: &str, entity_id: &str) -> Option<HashMap<String, AttributeValue>> {
+    dynamodb_client()
+        .get_item()
+        .table_name(table)
+        .key("mid", AttributeValue::S(mid.into()))
+        .key("entity_id", AttributeValue::S(entity_id.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("the local DynamoDB answers")
+        .item
 }
 
 pub fn client_for(endpoint: &str) -> Client {

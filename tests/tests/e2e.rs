@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use tests::http::{activity_url, client, dev_activity_secret, dev_crm_secret, post, post_crm, signed_activity};
 use tests::signing::{now_unix, unique_nonce};
@@ -14,19 +13,6 @@ const ACTIVITY_ID: &str = "b80bb752931811eeaeb42ef5b77e53xx";
 
 fn fixture(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{path}")).unwrap()).unwrap()
-}
-
-async fn item(table: &str, mid: &str, entity_id: &str) -> Option<HashMap<String, AttributeValue>> {
-    stack::dynamodb_client()
-        .get_item()
-        .table_name(table)
-        .key("mid", AttributeValue::S(mid.into()))
-        .key("entity_id", AttributeValue::S(entity_id.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("the local DynamoDB answers")
-        .item
 }
 
 fn crm_fixtures() -> Vec<(String, Value)> {
@@ -65,7 +51,7 @@ async fn every_crm_fixture_is_accepted_and_stored() {
         );
         let count = counts.entry(entity_id.clone()).or_default();
         *count += 1;
-        let stored = item(&stack::crm_table(), &mid, &entity_id)
+        let stored = stack::entity_item(&stack::crm_table(), &mid, &entity_id)
             .await
             .expect("the item exists");
         assert_eq!(stored["event_count"].as_n().unwrap(), &count.to_string(), "{name}");
@@ -77,7 +63,9 @@ async fn every_crm_fixture_is_accepted_and_stored() {
         let event_type = payload["event_type"].as_str().unwrap();
         assert_eq!(stored["last_event_type"].as_s().unwrap(), event_type, "{name}");
     }
-    let lead = item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.unwrap();
+    let lead = stack::entity_item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f")
+        .await
+        .unwrap();
     assert_eq!(lead["voided"].as_bool().unwrap(), &false, "voided, then restored");
     assert_eq!(lead["lead_pool"].as_s().unwrap(), "sales");
     assert_eq!(lead["team_members"].as_ss().unwrap().len(), 1);
@@ -96,14 +84,18 @@ async fn a_second_delivery_is_a_duplicate() {
         post_crm(&http, &body, dev_crm_secret()).await.json()["status"],
         "accepted"
     );
-    let before = item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.unwrap();
+    let before = stack::entity_item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f")
+        .await
+        .unwrap();
     let again = post_crm(&http, &body, dev_crm_secret()).await;
     assert_eq!(
         (again.status, again.json()["status"].as_str()),
         (200, Some("duplicate"))
     );
     assert_eq!(
-        item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f").await.unwrap(),
+        stack::entity_item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f")
+            .await
+            .unwrap(),
         before
     );
 }
@@ -119,7 +111,7 @@ async fn a_wrong_signature_is_401_and_writes_nothing() {
     assert_eq!(answer.refusal(), (401, "invalid_signature".into()));
     let unsigned = post(&http, &tests::http::crm_url(), &[], payload.to_string()).await;
     assert_eq!(unsigned.refusal(), (401, "missing_signature".into()));
-    assert!(item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f")
+    assert!(stack::entity_item(&stack::crm_table(), &mid, "NttdW4NoJfD2cX6f7rg52f")
         .await
         .is_none());
 }
@@ -138,7 +130,9 @@ async fn a_tenant_with_its_own_secret_refuses_the_default_one() {
         (401, "invalid_signature".into())
     );
     let entity_id = payload["extra_data"]["entity_id"].as_str().unwrap();
-    assert!(item(&stack::crm_table(), "900", entity_id).await.is_none());
+    assert!(stack::entity_item(&stack::crm_table(), "900", entity_id)
+        .await
+        .is_none());
     let accepted = post_crm(&http, &body, own.split(',').next().unwrap()).await;
     assert_eq!(
         (accepted.status, accepted.json()["mid"].as_str()),
@@ -161,7 +155,7 @@ async fn activity_tenant_comes_from_the_path_and_the_answer_is_plain_success() {
     );
     let answer = post(&http, &activity_url(&mid), &[], body.clone()).await;
     assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
-    let stored = item(&stack::activity_table(), &mid, ACTIVITY_ID)
+    let stored = stack::entity_item(&stack::activity_table(), &mid, ACTIVITY_ID)
         .await
         .expect("stored under the path's tenant");
     assert_eq!(stored["title"].as_s().unwrap(), "新建活动回调");
@@ -179,7 +173,12 @@ async fn activity_tenant_comes_from_the_path_and_the_answer_is_plain_success() {
     replay["attributes"]["title"] = "replayed".into();
     let refused = post(&http, &activity_url(&mid), &[], replay.to_string()).await;
     assert_eq!(refused.refusal(), (401, "replayed_nonce".into()));
-    assert_eq!(item(&stack::activity_table(), &mid, ACTIVITY_ID).await.unwrap(), stored);
+    assert_eq!(
+        stack::entity_item(&stack::activity_table(), &mid, ACTIVITY_ID)
+            .await
+            .unwrap(),
+        stored
+    );
 }
 
 #[tokio::test]
@@ -204,7 +203,9 @@ async fn delete_then_late_edit_is_still_deleted() {
         let answer = post(&http, &activity_url(&mid), &[], body).await;
         assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
     }
-    let stored = item(&stack::activity_table(), &mid, ACTIVITY_ID).await.unwrap();
+    let stored = stack::entity_item(&stack::activity_table(), &mid, ACTIVITY_ID)
+        .await
+        .unwrap();
     assert_eq!(stored["deleted"].as_bool().unwrap(), &true);
     assert_eq!(stored["last_action"].as_s().unwrap(), "event/delete");
     // The tombstone still says what was deleted: the content of the newest add or edit.
@@ -226,5 +227,7 @@ async fn a_forged_activity_sign_is_401_and_writes_nothing() {
         post(&http, &activity_url(&mid), &[], body).await.refusal(),
         (401, "invalid_signature".into())
     );
-    assert!(item(&stack::activity_table(), &mid, ACTIVITY_ID).await.is_none());
+    assert!(stack::entity_item(&stack::activity_table(), &mid, ACTIVITY_ID)
+        .await
+        .is_none());
 }

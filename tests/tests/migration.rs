@@ -67,17 +67,10 @@ async fn put_format1(table: &str, item: &Item) -> SdkItem {
     item
 }
 
+/// The entity's item, which the test has written.
 async fn get(table: &str, mid: &str, entity_id: &str) -> SdkItem {
-    stack::dynamodb_client()
-        .get_item()
-        .table_name(table)
-        .key("mid", AttributeValue::S(mid.into()))
-        .key("entity_id", AttributeValue::S(entity_id.into()))
-        .consistent_read(true)
-        .send()
+    stack::entity_item(table, mid, entity_id)
         .await
-        .expect("the local DynamoDB answers")
-        .item
         .expect("the item exists")
 }
 

@@ -39,8 +39,11 @@ impl CrmIntake {
     ) -> Result<CrmEvent, ApiError> {
         let envelope = Envelope::parse(body)?;
         let mid = tenant_of(&envelope.object)?;
-        let secrets = secrets.for_tenant(&mid).ok_or(AuthError::NoSecret(mid))?;
-        self.scheme.verify(body, &self.signature_header, signature, secrets)?;
-        Ok(CrmEvent::from_envelope(envelope, self.offset)?)
+        let Some(tenant_secrets) = secrets.for_tenant(&mid) else {
+            return Err(AuthError::NoSecret(mid).into());
+        };
+        self.scheme
+            .verify(body, &self.signature_header, signature, tenant_secrets)?;
+        Ok(CrmEvent::from_tenant_envelope(mid, envelope, self.offset)?)
     }
 }
