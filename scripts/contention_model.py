@@ -33,11 +33,12 @@ def exponential(lost, last_call, age):
 
 def crowd(lost, last_call, age):
     """The backoff used now (shared/src/dynamo/entity.rs, `backoff_window`): exponential for
-    four lost races, then scaled by the failed write's time and shrinking with age."""
+    four lost races, then scaled by the failed write's time and shrinking with age to nothing
+    at 2.25 s (modelled at 7.8 ms a call: 15 % answered 503 with 3 s, 7 % with 2.25 s)."""
     if lost < 5:
         return 0.010 * 2**lost
     growth = min(2 ** min(lost + 1, 9), 300)
-    youth = 1.0 - min(age / 3.0, 1.0)
+    youth = 1.0 - min(age / 2.25, 1.0)
     return min(last_call * growth * youth, 3.0)
 
 
