@@ -121,107 +121,107 @@ fn referenced<S: Registers>(state: &S) -> BTreeSet<Stamp> {
     stamps
 }
 
-/// Each snapshot of `file` read as format 1 is the state today's code merges from the same
-/// events, shows the same item, and records exactly the events its registers refer to.
-fn converts_to_the_state_merged_today<S>(source: &Source<S>)
+/// The two properties every source's recorded history must have.
+impl<S> Source<S>
 where
     S: Format1 + Mergeable + PartialEq + std::fmt::Debug,
 {
-    let Source {
-        file, stamp, to_item, ..
-    } = *source;
-    let (history, events) = source.history();
-    assert!(history.snapshots.len() >= 2, "{file}: a prefix and the whole history");
-    for snapshot in &history.snapshots {
-        let applied_events = &events[..snapshot.events_applied];
-        let (version, merge_state, visible) = snapshot.parts();
-        let (applied, state) = format1::read::<S>(merge_state, &visible).unwrap();
-        let (_, today) = merged::<S>(applied_events, stamp);
-        let at = snapshot.events_applied;
-        assert_eq!(state, today, "{file} after {at} events: the state");
-        assert_eq!(
-            to_item(&state, &history.updated_at),
-            visible,
-            "{file} after {at} events: the visible item is the one format 1 stored"
-        );
-        assert_eq!(version, at as u64, "{file}: one version per event");
-        let recorded: BTreeSet<Stamp> = applied.stamps().iter().copied().collect();
-        assert_eq!(recorded, referenced(&state), "{file} after {at} events: the record");
-        let all: BTreeSet<Stamp> = applied_events.iter().map(stamp).collect();
-        assert!(recorded.is_subset(&all), "{file} after {at} events");
-        if at == events.len() {
-            assert!(
-                recorded.len() < all.len(),
-                "{file}: some events were written over, so the record is partial"
+    /// Each snapshot of `file` read as format 1 is the state today's code merges from the same
+    /// events, shows the same item, and records exactly the events its registers refer to.
+    fn converts_to_the_state_merged_today(&self) {
+        let Source {
+            file, stamp, to_item, ..
+        } = *self;
+        let (history, events) = self.history();
+        assert!(history.snapshots.len() >= 2, "{file}: a prefix and the whole history");
+        for snapshot in &history.snapshots {
+            let applied_events = &events[..snapshot.events_applied];
+            let (version, merge_state, visible) = snapshot.parts();
+            let (applied, state) = format1::read::<S>(merge_state, &visible).unwrap();
+            let (_, today) = merged::<S>(applied_events, stamp);
+            let at = snapshot.events_applied;
+            assert_eq!(state, today, "{file} after {at} events: the state");
+            assert_eq!(
+                to_item(&state, &history.updated_at),
+                visible,
+                "{file} after {at} events: the visible item is the one format 1 stored"
             );
+            assert_eq!(version, at as u64, "{file}: one version per event");
+            let recorded: BTreeSet<Stamp> = applied.stamps().iter().copied().collect();
+            assert_eq!(recorded, referenced(&state), "{file} after {at} events: the record");
+            let all: BTreeSet<Stamp> = applied_events.iter().map(stamp).collect();
+            assert!(recorded.is_subset(&all), "{file} after {at} events");
+            if at == events.len() {
+                assert!(
+                    recorded.len() < all.len(),
+                    "{file}: some events were written over, so the record is partial"
+                );
+            }
+        }
+    }
+
+    /// From every snapshot but the last, the rest of the history merged into the converted entity
+    /// (as the adapter does: merge, record, encode) gives what today's code gives for the whole
+    /// history: the same state, the same item, and bookkeeping that reads back to that state.
+    fn further_events_merge_as_if_always_format_2(&self) {
+        let Source {
+            file, stamp, to_item, ..
+        } = *self;
+        let (history, events) = self.history();
+        let (_, whole) = merged::<S>(&events, stamp);
+        let updated_at = &history.updated_at;
+        for snapshot in &history.snapshots[..history.snapshots.len() - 1] {
+            let (_, merge_state, visible) = snapshot.parts();
+            let (mut applied, mut state) = format1::read::<S>(merge_state, &visible).unwrap();
+            let mut bytes = Vec::new();
+            for event in &events[snapshot.events_applied..] {
+                assert!(
+                    !applied.contains(&stamp(event)),
+                    "{file}: a new event is not a duplicate"
+                );
+                state = S::merge(Some(state), event);
+                applied.record(stamp(event), &state);
+                bytes = bookkeeping::encode(&applied, &state).unwrap();
+            }
+            let at = snapshot.events_applied;
+            assert_eq!(state, whole, "{file} from {at} events");
+            let item = to_item(&state, updated_at);
+            assert_eq!(item, to_item(&whole, updated_at), "{file} from {at} events");
+            let (read_applied, read_state) = bookkeeping::decode::<S>(&bytes, &item).unwrap();
+            assert_eq!(read_applied, applied, "{file} from {at} events: the record as written");
+            assert_eq!(
+                to_item(&read_state, updated_at),
+                item,
+                "{file} from {at} events: read back"
+            );
+            for event in &events[at..] {
+                assert!(
+                    applied.contains(&stamp(event)),
+                    "{file}: every event since the upgrade is known"
+                );
+            }
         }
     }
 }
 
 #[test]
 fn a_crm_lead_converts_to_the_state_merged_today() {
-    converts_to_the_state_merged_today(&CRM);
+    CRM.converts_to_the_state_merged_today();
 }
 
 #[test]
 fn an_activity_converts_to_the_state_merged_today() {
-    converts_to_the_state_merged_today(&ACTIVITY);
-}
-
-/// From every snapshot but the last, the rest of the history merged into the converted entity
-/// (as the adapter does: merge, record, encode) gives what today's code gives for the whole
-/// history: the same state, the same item, and bookkeeping that reads back to that state.
-fn further_events_merge_as_if_always_format_2<S>(source: &Source<S>)
-where
-    S: Format1 + Mergeable + PartialEq + std::fmt::Debug,
-{
-    let Source {
-        file, stamp, to_item, ..
-    } = *source;
-    let (history, events) = source.history();
-    let (_, whole) = merged::<S>(&events, stamp);
-    let updated_at = &history.updated_at;
-    for snapshot in &history.snapshots[..history.snapshots.len() - 1] {
-        let (_, merge_state, visible) = snapshot.parts();
-        let (mut applied, mut state) = format1::read::<S>(merge_state, &visible).unwrap();
-        let mut bytes = Vec::new();
-        for event in &events[snapshot.events_applied..] {
-            assert!(
-                !applied.contains(&stamp(event)),
-                "{file}: a new event is not a duplicate"
-            );
-            state = S::merge(Some(state), event);
-            applied.record(stamp(event), &state);
-            bytes = bookkeeping::encode(&applied, &state).unwrap();
-        }
-        let at = snapshot.events_applied;
-        assert_eq!(state, whole, "{file} from {at} events");
-        let item = to_item(&state, updated_at);
-        assert_eq!(item, to_item(&whole, updated_at), "{file} from {at} events");
-        let (read_applied, read_state) = bookkeeping::decode::<S>(&bytes, &item).unwrap();
-        assert_eq!(read_applied, applied, "{file} from {at} events: the record as written");
-        assert_eq!(
-            to_item(&read_state, updated_at),
-            item,
-            "{file} from {at} events: read back"
-        );
-        for event in &events[at..] {
-            assert!(
-                applied.contains(&stamp(event)),
-                "{file}: every event since the upgrade is known"
-            );
-        }
-    }
+    ACTIVITY.converts_to_the_state_merged_today();
 }
 
 #[test]
 fn a_crm_lead_merges_further_events_as_if_always_format_2() {
-    further_events_merge_as_if_always_format_2(&CRM);
+    CRM.further_events_merge_as_if_always_format_2();
 }
 
 #[test]
 fn an_activity_merges_further_events_as_if_always_format_2() {
-    further_events_merge_as_if_always_format_2(&ACTIVITY);
+    ACTIVITY.further_events_merge_as_if_always_format_2();
 }
 
 /// After the upgrade, a redelivered event whose stamp a register of the migrated lead still
