@@ -24,6 +24,7 @@ import heapq
 import random
 
 MAX_CONFLICT_RETRIES = 32
+DEADLINE = 4.0  # seconds: shared/src/dynamo/client.rs
 
 
 def exponential(lost, last_call, age):
@@ -31,15 +32,24 @@ def exponential(lost, last_call, age):
     return min(0.010 * 2 ** min(lost, 7), 1.0)
 
 
-def crowd(lost, last_call, age):
-    """The backoff used now (shared/src/dynamo/entity.rs, `backoff_window`): exponential for
-    four lost races, then scaled by the failed write's time and shrinking with age to nothing
-    at 2.25 s (modelled at 7.8 ms a call: 15 % answered 503 with 3 s, 7 % with 2.25 s)."""
+def crowd_unreserved(lost, last_call, age):
+    """The backoff before the reserve: exponential for four lost races, then scaled by the
+    failed write's time and shrinking with age to nothing at 2.25 s (modelled at 7.8 ms a
+    call: 15 % answered 503 with 3 s, 7 % with 2.25 s)."""
     if lost < 5:
         return 0.010 * 2**lost
     growth = min(2 ** min(lost + 1, 9), 300)
     youth = 1.0 - min(age / 2.25, 1.0)
     return min(last_call * growth * youth, 3.0)
+
+
+def crowd(lost, last_call, age):
+    """The backoff used now (shared/src/dynamo/entity.rs, `backoff_window`): the rule above,
+    but a window always ends three writes (at the last one's pace) before the deadline. With
+    `--senders 16 --items 24 --events 720 --service-ms 6` (make test's convergence suite) the
+    rule above answers 503 in some runs; this one in none of 120."""
+    window = crowd_unreserved(lost, last_call, age)
+    return max(0.0, min(window, DEADLINE - age - 3 * last_call))
 
 
 def latency_and_age(lost, last_call, age):
@@ -49,7 +59,12 @@ def latency_and_age(lost, last_call, age):
     return min(last_call * growth * youth, 3.0)
 
 
-POLICIES = {"exponential": exponential, "latency-and-age": latency_and_age, "crowd (kept)": crowd}
+POLICIES = {
+    "exponential": exponential,
+    "latency-and-age": latency_and_age,
+    "crowd, unreserved": crowd_unreserved,
+    "crowd (kept)": crowd,
+}
 
 
 def simulate(policy, senders, events, service, deadline, seed, items=1):
@@ -133,22 +148,27 @@ def simulate(policy, senders, events, service, deadline, seed, items=1):
 
 
 def main():
+    global DEADLINE  # the policies read it: --deadline moves it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--senders", type=int, default=32)
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--service-ms", type=float, default=10.0)
     parser.add_argument("--items", type=int, default=1, help="events are spread over this many items")
-    parser.add_argument("--deadline", type=float, default=4.0)
+    parser.add_argument("--deadline", type=float, default=DEADLINE)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
+    DEADLINE = args.deadline
     for name, policy in POLICIES.items():
         runs = [
             simulate(policy, args.senders, args.events, args.service_ms / 1000, args.deadline, seed, args.items)
             for seed in range(args.seeds)
         ]
         mean = {key: sum(run[key] for run in runs) / len(runs) for key in runs[0]}
+        # What decides whether a test suite passes: did any delivery of a run answer 503?
+        failed_runs = sum(1 for run in runs if run["share_503"] > 0)
         print(
-            f"{name:>16}: 503 {mean['share_503']:6.1%}  calls/event {mean['calls_per_event']:5.2f}  "
+            f"{name:>17}: 503 {mean['share_503']:6.1%} (runs with one: {failed_runs}/{len(runs)})  "
+            f"calls/event {mean['calls_per_event']:5.2f}  "
             f"accepted after: median {mean['p50'] * 1000:6.0f} ms, p99 {mean['p99'] * 1000:6.0f} ms"
         )
 

@@ -291,6 +291,64 @@ async fn concurrent_writers_on_one_entity_lose_no_update() {
 
 #[tokio::test]
 #[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn concurrent_callbacks_on_one_activity_lose_no_update_and_copies_are_duplicates() {
+    // A lost race is retried from the item its cancelled transaction returned, without a read:
+    // that must still merge every callback once, and still see a copy's nonce recorded meanwhile.
+    let store = Arc::new(activity_store());
+    let mid = unique_mid("activity-race");
+    let base: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/activity/event_edit.json")).unwrap())
+            .unwrap();
+    const CALLBACKS: i64 = 8;
+    let callbacks: Vec<ActivityEvent> = (0..CALLBACKS)
+        .map(|i| {
+            let mut value = base.clone();
+            value["nonce"] = format!("race-nonce-{i}").into();
+            value["timestamp"] = (value["timestamp"].as_i64().unwrap() + i).into();
+            value["attributes"]["title"] = format!("title {i}").into();
+            parse_activity(&value.to_string(), &mid)
+        })
+        .collect();
+    let tasks: Vec<_> = callbacks
+        .iter()
+        .chain(&callbacks)
+        .cloned()
+        .map(|event| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { (event.nonce.clone(), store.apply(&event).await) })
+        })
+        .collect();
+    let mut answers: HashMap<String, Vec<NonceOutcome>> = HashMap::new();
+    for task in tasks {
+        let (nonce, answer) = task.await.unwrap();
+        answers.entry(nonce).or_default().push(answer.unwrap());
+    }
+    for (nonce, mut outcomes) in answers {
+        outcomes.sort_by_key(|outcome| format!("{outcome:?}"));
+        assert_eq!(
+            outcomes,
+            [NonceOutcome::Accepted, NonceOutcome::Duplicate],
+            "{nonce}: one copy accepted, the other a duplicate"
+        );
+    }
+    let entity_id = callbacks[0].activity_id().unwrap();
+    let item = get(&stack::activity_table(), &[("mid", &mid), ("entity_id", entity_id)])
+        .await
+        .unwrap();
+    assert_eq!(
+        item["title"].as_s().unwrap(),
+        &format!("title {}", CALLBACKS - 1),
+        "the newest callback"
+    );
+    assert_eq!(
+        n(&item, "version"),
+        CALLBACKS,
+        "one version per accepted callback: conflicts were retried, not merged blindly"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn activity_nonces_distinguish_duplicates_from_replays() {
     let store = activity_store();
     let mid = unique_mid("nonce");

@@ -9,7 +9,11 @@
 //!
 //! Calls per callback: one consistent `BatchGetItem` of the nonce record and the item, then one
 //! `TransactWriteItems` of both (or one `PutItem` of the nonce record for a callback that names
-//! no activity). A duplicate or a replay is answered from the read alone.
+//! no activity). A duplicate or a replay is answered from the read alone. A transaction whose
+//! condition failed returns the current nonce record or item in its cancellation reasons
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD` on both puts), so a lost race costs one more
+//! transaction, not a read and a transaction: each lost race took two calls before, and the
+//! deliveries that lost five or more races in `make test`'s convergence suite were activities.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +21,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    CancellationReason, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 
 use super::attr::{self, key, n, s, SdkItem, EXPIRES_AT};
@@ -35,7 +41,9 @@ pub struct DynamoActivityStore {
     clock: Arc<dyn Clock>,
 }
 
-/// What one read found: the digest the nonce was recorded with, and the activity's item.
+/// What one read found, or a cancelled transaction returned: the digest the nonce was recorded
+/// with, and the activity's item.
+#[derive(Debug)]
 struct Found {
     nonce_digest: Option<String>,
     activity: Option<Tracked<ActivityState>>,
@@ -152,14 +160,14 @@ impl DynamoActivityStore {
     }
 
     /// Writes the nonce record and the merged item together, each conditional on what was
-    /// read. `false`: another writer changed one of them meanwhile.
+    /// read.
     async fn commit(
         &self,
         event: &ActivityEvent,
         found: &Found,
         apply: &Apply<'_, ActivityEvent>,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let build = |error: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(error.to_string());
         let write = entity_write(found.activity.as_ref(), apply, ActivityState::to_item)?;
         let condition = write.condition();
@@ -168,11 +176,13 @@ impl DynamoActivityStore {
             .set_item(Some(write.item))
             .condition_expression(condition.expression)
             .set_expression_attribute_names(condition.names)
-            .set_expression_attribute_values(condition.values);
+            .set_expression_attribute_values(condition.values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let nonce_put = Put::builder()
             .table_name(&self.nonces_table)
             .set_item(Some(self.nonce_record(event, now)))
             .condition_expression("attribute_not_exists(nonce)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build)?;
         metrics::counter!("store_calls", "source" => "activity", "call" => "TransactWriteItems").increment(1);
@@ -189,10 +199,11 @@ impl DynamoActivityStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Committed::Yes),
             Err(error) => match error.as_service_error() {
-                // A failed condition, or a concurrent transaction on either item: read again.
-                Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    Ok(cancelled_by(cancelled.cancellation_reasons())?.map_or(Committed::Unknown, Committed::Conflict))
+                }
                 _ => Err(attr::unavailable(error)),
             },
         }
@@ -203,8 +214,8 @@ impl DynamoActivityStore {
         let updated_at = utc_rfc3339(now);
         let entity_id = event.activity_id();
         let mut race = Race::start();
+        let mut found = self.read(event, entity_id).await?;
         loop {
-            let found = self.read(event, entity_id).await?;
             if let Some(recorded) = &found.nonce_digest {
                 return Ok(seen_before(&event.digest, Some(recorded)));
             }
@@ -218,12 +229,54 @@ impl DynamoActivityStore {
                 stamp: event.stamp(),
                 updated_at: &updated_at,
             };
-            if race.timed(self.commit(event, &found, &apply, now)).await? {
+            let committed = race.timed(self.commit(event, &found, &apply, now)).await?;
+            if let Committed::Yes = committed {
                 return Ok(NonceOutcome::Accepted);
             }
             self.entities.lost_race(&mut race).await?;
+            found = match committed {
+                Committed::Conflict(now_found) => now_found,
+                _ => self.read(event, Some(entity_id)).await?,
+            };
         }
     }
+}
+
+/// What became of a transaction of the nonce record and the item.
+enum Committed {
+    Yes,
+    /// A condition failed; the nonce record and the item as they are now.
+    Conflict(Found),
+    /// Cancelled for another reason (a concurrent transaction on either item, say): read again.
+    Unknown,
+}
+
+/// What a cancelled transaction says of its two puts, in the order they were sent (the nonce
+/// record, then the item): `None` when no condition failed, so there is nothing to go on.
+/// A failed condition returns the item as it is (ALL_OLD); no item means it does not exist.
+fn cancelled_by(reasons: &[CancellationReason]) -> Result<Option<Found>, StoreError> {
+    /// `Some` when the put's condition failed, with the item it returned.
+    fn failed(reason: Option<&CancellationReason>) -> Option<Option<&SdkItem>> {
+        reason
+            .filter(|reason| reason.code() == Some("ConditionalCheckFailed"))
+            .map(CancellationReason::item)
+    }
+    let (nonce, activity) = (failed(reasons.first()), failed(reasons.get(1)));
+    if let Some(record) = nonce {
+        // Recorded meanwhile: a duplicate or a replay, whatever became of the item.
+        let digest = record.and_then(|record| record.get("body_digest")?.as_s().ok().cloned());
+        return Ok(digest.map(|digest| Found {
+            nonce_digest: Some(digest),
+            activity: None,
+        }));
+    }
+    let Some(activity) = activity else {
+        return Ok(None);
+    };
+    Ok(Some(Found {
+        nonce_digest: None,
+        activity: activity.map(read_entity).transpose()?,
+    }))
 }
 
 /// A nonce recorded before: with this body's digest a duplicate, with another a replay.
@@ -238,5 +291,91 @@ fn seen_before(digest: &crate::digest::EventDigest, recorded: Option<&str>) -> N
 impl ActivityStore for DynamoActivityStore {
     async fn apply(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
         within_deadline(self.apply_within_deadline(event)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::timefmt::SourceOffset;
+
+    const NOT_FAILED: &str = "None";
+    const FAILED: &str = "ConditionalCheckFailed";
+
+    fn reason(code: &str, item: Option<SdkItem>) -> CancellationReason {
+        CancellationReason::builder().code(code).set_item(item).build()
+    }
+
+    /// The activity's item as a writer stored it after the `event_add` fixture.
+    fn stored_activity() -> SdkItem {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/activity/event_add.json");
+        let body = std::fs::read(path).unwrap();
+        let event = ActivityEvent::from_envelope(
+            Envelope::parse(&body).unwrap(),
+            "124",
+            "nonce-1",
+            1_701_744_489,
+            SourceOffset::BEIJING,
+        )
+        .unwrap();
+        let apply = Apply {
+            mid: &event.mid,
+            entity_id: event.activity_id().unwrap(),
+            event: &event,
+            stamp: event.stamp(),
+            updated_at: "2026-12-03T10:00:00Z",
+        };
+        entity_write(None, &apply, ActivityState::to_item).unwrap().item
+    }
+
+    #[test]
+    fn a_nonce_recorded_meanwhile_answers_from_its_digest_whatever_the_item() {
+        let record = HashMap::from([("body_digest".to_owned(), s("d1"))]);
+        for item_reason in [reason(NOT_FAILED, None), reason(FAILED, Some(stored_activity()))] {
+            let found = cancelled_by(&[reason(FAILED, Some(record.clone())), item_reason])
+                .unwrap()
+                .unwrap();
+            assert_eq!(found.nonce_digest.as_deref(), Some("d1"));
+            assert!(found.activity.is_none());
+        }
+    }
+
+    #[test]
+    fn an_item_changed_meanwhile_comes_back_to_be_merged_into() {
+        let stored = stored_activity();
+        let found = cancelled_by(&[reason(NOT_FAILED, None), reason(FAILED, Some(stored))])
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.nonce_digest, None);
+        assert_eq!(found.activity.unwrap().version, 1);
+        // Deleted meanwhile: nothing comes back, and the next write creates it.
+        let found = cancelled_by(&[reason(NOT_FAILED, None), reason(FAILED, None)])
+            .unwrap()
+            .unwrap();
+        assert!(found.nonce_digest.is_none() && found.activity.is_none());
+    }
+
+    #[test]
+    fn a_transaction_cancelled_for_another_reason_says_nothing_to_go_on() {
+        for reasons in [
+            vec![reason("TransactionConflict", None), reason(NOT_FAILED, None)],
+            vec![reason(NOT_FAILED, None), reason("TransactionConflict", None)],
+            vec![],
+            // A recorded nonce without its digest cannot tell a duplicate from a replay.
+            vec![reason(FAILED, Some(SdkItem::new())), reason(NOT_FAILED, None)],
+        ] {
+            assert!(cancelled_by(&reasons).unwrap().is_none(), "{reasons:?}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_item_in_a_cancellation_is_corrupt_not_a_retry() {
+        let mut damaged = stored_activity();
+        damaged.remove(super::super::attr::MERGE);
+        assert!(matches!(
+            cancelled_by(&[reason(NOT_FAILED, None), reason(FAILED, Some(damaged))]),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }
