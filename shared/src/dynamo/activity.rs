@@ -202,7 +202,8 @@ impl DynamoActivityStore {
             Ok(_) => Ok(Committed::Yes),
             Err(error) => match error.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    Ok(cancelled_by(cancelled.cancellation_reasons())?.map_or(Committed::Unknown, Committed::Conflict))
+                    let found = cancelled_by(cancelled.cancellation_reasons())?;
+                    Ok(found.map_or(Committed::Unknown, |found| Committed::Conflict(Box::new(found))))
                 }
                 _ => Err(attr::unavailable(error)),
             },
@@ -235,7 +236,7 @@ impl DynamoActivityStore {
             }
             self.entities.lost_race(&mut race).await?;
             found = match committed {
-                Committed::Conflict(now_found) => now_found,
+                Committed::Conflict(now_found) => *now_found,
                 _ => self.read(event, Some(entity_id)).await?,
             };
         }
@@ -246,7 +247,7 @@ impl DynamoActivityStore {
 enum Committed {
     Yes,
     /// A condition failed; the nonce record and the item as they are now.
-    Conflict(Found),
+    Conflict(Box<Found>),
     /// Cancelled for another reason (a concurrent transaction on either item, say): read again.
     Unknown,
 }
