@@ -12,8 +12,8 @@
 //! no activity). A duplicate or a replay is answered from the read alone. A transaction whose
 //! condition failed returns the current nonce record or item in its cancellation reasons
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD` on both puts), so a lost race costs one more
-//! transaction, not a read and a transaction: each lost race took two calls before, and the
-//! deliveries that lost five or more races in `make test`'s convergence suite were activities.
+//! transaction, not a read and a transaction (docs/performance.md: before, the deliveries that
+//! lost most races in `make test`'s convergence suite were activities).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -230,14 +230,15 @@ impl DynamoActivityStore {
                 stamp: event.stamp(),
                 updated_at: &updated_at,
             };
-            let committed = race.timed(self.commit(event, &found, &apply, now)).await?;
-            if let Committed::Yes = committed {
-                return Ok(NonceOutcome::Accepted);
-            }
-            self.entities.lost_race(&mut race).await?;
-            found = match committed {
-                Committed::Conflict(now_found) => *now_found,
-                _ => self.read(event, Some(entity_id)).await?,
+            let returned = match race.timed(self.commit(event, &found, &apply, now)).await? {
+                Committed::Yes => return Ok(NonceOutcome::Accepted),
+                Committed::Conflict(current) => Some(*current),
+                Committed::Unknown => None,
+            };
+            self.entities.lost_race(&mut race, &event.mid, entity_id).await?;
+            found = match returned {
+                Some(current) => current,
+                None => self.read(event, Some(entity_id)).await?,
             };
         }
     }

@@ -167,15 +167,16 @@ impl EntityTable {
             match race.timed(self.put(write)).await? {
                 Written::Yes => return Ok(Delivery::Accepted),
                 Written::Conflict(now) => {
-                    self.lost_race(&mut race).await?;
+                    self.lost_race(&mut race, apply.mid, apply.entity_id).await?;
                     current = now;
                 }
             }
         }
     }
 
-    /// Counts a lost race and pauses before the next attempt, or gives up past the bound.
-    pub async fn lost_race(&self, race: &mut Race) -> Result<(), StoreError> {
+    /// Counts a lost race on entity `entity_id` of tenant `mid` and pauses before the next
+    /// attempt, or gives up past the bound.
+    pub async fn lost_race(&self, race: &mut Race, mid: &str, entity_id: &str) -> Result<(), StoreError> {
         metrics::counter!("store_conflicts", "source" => self.source).increment(1);
         race.lost += 1;
         if race.lost > MAX_CONFLICT_RETRIES {
@@ -186,11 +187,15 @@ impl EntityTable {
         if race.lost >= CROWD_AFTER_LOSSES {
             // A hot entity: many writers at once. Rare outside one, and what to look at when
             // deliveries of one entity answer 503.
+            let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
             tracing::info!(
+                source = self.source,
+                mid,
+                entity_id,
                 lost = race.lost,
-                last_write_ms = race.last_call.as_millis(),
-                age_ms = age.as_millis(),
-                pause_ms = pause.as_millis(),
+                last_write_ms = millis(race.last_call),
+                age_ms = millis(age),
+                pause_ms = millis(pause),
                 "a crowd of writers on one entity: pausing before the next write"
             );
         }
