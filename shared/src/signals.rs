@@ -105,10 +105,11 @@ async fn within<T>(
     deadline: tokio::time::Instant,
     call: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    let millis = u64::try_from(QUARANTINE_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
     tokio::time::timeout_at(deadline, call)
         .await
-        .unwrap_or(Err(StoreError::Timeout(millis)))
+        .unwrap_or(Err(StoreError::Timeout(crate::timefmt::whole_millis(
+            QUARANTINE_TIMEOUT,
+        ))))
 }
 
 /// Logs and counts an eligible delivery that was not kept (`NotEligible` is neither).

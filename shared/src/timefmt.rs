@@ -58,6 +58,12 @@ impl FromStr for SourceOffset {
     }
 }
 
+/// A duration in whole milliseconds, as logs, metrics and error messages state it (saturating:
+/// no duration this service measures comes near `u64::MAX` ms).
+pub fn whole_millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A Unix time as RFC 3339 in UTC (`updated_at`).
 pub fn utc_rfc3339(seconds: i64) -> String {
     OffsetDateTime::from_unix_timestamp(seconds)
@@ -73,6 +79,14 @@ fn format_rfc3339(at: OffsetDateTime) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_whole_milliseconds_rounded_down_and_saturating() {
+        use std::time::Duration;
+        assert_eq!(whole_millis(Duration::from_micros(1_999)), 1);
+        assert_eq!(whole_millis(Duration::from_secs(4)), 4_000);
+        assert_eq!(whole_millis(Duration::MAX), u64::MAX);
+    }
 
     #[test]
     fn create_time_and_created_timestamp_agree_at_beijing_time() {

@@ -27,6 +27,7 @@ use crate::error::StoreError;
 use crate::format1::{self, Format1, MERGE_STATE};
 use crate::item::Item;
 use crate::merge::{Delivery, Mergeable, Stamp};
+use crate::timefmt::whole_millis;
 
 /// How many times a write that lost a race against another writer is retried before giving up
 /// with 503.
@@ -187,15 +188,14 @@ impl EntityTable {
         if race.lost >= CROWD_AFTER_LOSSES {
             // A hot entity: many writers at once. Rare outside one, and what to look at when
             // deliveries of one entity answer 503.
-            let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
             tracing::info!(
                 source = self.source,
                 mid,
                 entity_id,
                 lost = race.lost,
-                last_write_ms = millis(race.last_call),
-                age_ms = millis(age),
-                pause_ms = millis(pause),
+                last_write_ms = whole_millis(race.last_call),
+                age_ms = whole_millis(age),
+                pause_ms = whole_millis(pause),
                 "a crowd of writers on one entity: pausing before the next write"
             );
         }
@@ -423,11 +423,9 @@ pub async fn within_deadline<T>(
     operation: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     let deadline = super::DEADLINE;
-    tokio::time::timeout(deadline, operation).await.unwrap_or_else(|_| {
-        Err(StoreError::Timeout(
-            u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-        ))
-    })
+    tokio::time::timeout(deadline, operation)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Timeout(whole_millis(deadline))))
 }
 
 #[cfg(test)]
