@@ -2,5 +2,6 @@
 //! of `make fuzz` (whose short run is `tools/tests/fuzz.rs`).
 
 pub mod coldstart;
+pub mod entity;
 pub mod fuzz;
 pub mod probe;

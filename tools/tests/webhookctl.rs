@@ -568,3 +568,182 @@ async fn quarantine_never_lists_shows_or_replays_the_cap_counters() {
         describe(&output)
     );
 }
+
+/// The tie-break of an event (docs/items.md, "Stamp"): the first 8 bytes of the SHA-256 of its
+/// canonical JSON, in hex.
+fn tie_break(body: &str) -> String {
+    use sha2::Digest;
+    let canonical = shared::digest::canonical_json(&serde_json::from_str(body).unwrap());
+    hex_prefix(&sha2::Sha256::digest(canonical.as_bytes())[..8])
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn entity_show_list_and_export_read_back_what_was_applied() {
+    let mid = unique_mid("ctl-entity");
+    let entity = "NttdW4NoJfD2cX6f7rg52f";
+    let http = client();
+    // The seed lead as `make run`'s curl sends it (tenant aside), then an update of its name.
+    let create = crm_body(&mid, entity);
+    let update = serde_json::json!({
+        "mid": mid,
+        "event_category": "object_v2",
+        "event_type": "object_update",
+        "action_keyword": "object_update",
+        "create_time": 1_677_481_405,
+        "extra_data": {
+            "entity_id": entity,
+            "object_id": "628",
+            "object_name": "lead",
+            "mapping_data": {"name": ["ceshi-webhook-001", "renamed"]},
+            "mapping_data_text": {"name": "改名"},
+        },
+    })
+    .to_string();
+    for body in [&create, &update] {
+        let answer = tests::http::post_crm(&http, body, dev_crm_secret()).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.json()["status"], "accepted");
+    }
+    let table = tests::stack::crm_table();
+    let stored = tests::stack::entity_item(&table, &mid, entity).await.expect("the lead is stored");
+    let updated_at = stored["updated_at"].as_s().unwrap().clone();
+
+    // show: the visible item and the two applied events, oldest first, with what each holds.
+    let output = webhookctl(&["entity", "show", "crm", &mid, entity, "--table", &table], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let shown: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(shown["source"], "crm");
+    assert_eq!(shown["format"], 2);
+    assert_eq!(shown["version"], 2);
+    assert_eq!(shown["item"]["event_count"], 2);
+    assert_eq!(shown["item"]["fields"]["name"], "renamed");
+    assert_eq!(shown["item"]["field_labels"]["name"], "改名");
+    assert_eq!(shown["item"]["fields"]["mobile"], "17894892831");
+    assert_eq!(shown["item"]["life_status"], "baby_lead");
+    assert_eq!(shown["item"]["last_event_type"], "object_update");
+    let events = shown["applied_events"].as_array().expect("applied events");
+    assert_eq!(events.len(), 2, "{shown:#}");
+    assert_eq!(events[0]["time"], 1_677_481_345);
+    assert_eq!(events[0]["at"], "2023-02-27T07:02:25Z");
+    assert_eq!(events[0]["tie_break"], tie_break(&create));
+    assert_eq!(events[1]["time"], 1_677_481_405);
+    assert_eq!(events[1]["at"], "2023-02-27T07:03:25Z");
+    assert_eq!(events[1]["tie_break"], tie_break(&update));
+    let holds = |event: &Value| -> Vec<String> {
+        event["holds"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(
+        holds(&events[0]),
+        [
+            "business_type",
+            "business_type_name",
+            "created_at",
+            "fields.business_type",
+            "fields.lead_pool",
+            "fields.life_status",
+            "fields.mobile",
+            "fields.to_baby_lead_timestamp",
+            "lead_omni_user_uuid",
+            "lead_pool",
+            "life_status",
+        ]
+    );
+    assert_eq!(holds(&events[1]), ["fields.name", "last", "object_id", "object_name"]);
+
+    // An entity that is not stored: exit 1, nothing printed.
+    let output = webhookctl(&["entity", "show", "crm", &mid, "NOPE", "--table", &table], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(stdout(&output), "");
+
+    // list: one line for the tenant's one lead.
+    let output = webhookctl(&["entity", "list", "crm", &mid], &[("CRM_TABLE_NAME", &table)]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(stdout(&output), format!("{entity}\tlead\tobject_update\t2\t{updated_at}\n"));
+
+    // export: the item exactly, as JSON Lines and as CSV.
+    let expected = serde_json::json!({
+        "business_type": "FcKtzPvUzZ4dDEi7gNGZqa",
+        "business_type_name": "jeffery创建新的",
+        "created_at": "2023-02-27T15:02:25+08:00",
+        "entity_id": entity,
+        "event_count": 2,
+        "event_time": 1_677_481_405,
+        "field_labels": {
+            "business_type": "jeffery创建新的",
+            "lead_pool": "市场公海",
+            "life_status": "线索宝宝122222",
+            "mobile": "17894892831",
+            "name": "改名",
+            "to_baby_lead_timestamp": "2023-02-27 15:02:25",
+        },
+        "fields": {
+            "business_type": "FcKtzPvUzZ4dDEi7gNGZqa",
+            "lead_pool": "market",
+            "life_status": "baby_lead",
+            "mobile": "17894892831",
+            "name": "renamed",
+            "to_baby_lead_timestamp": "2023-02-27 15:02:25",
+        },
+        "last_action_keyword": "object_update",
+        "last_event_type": "object_update",
+        "last_raw": update,
+        "lead_omni_user_uuid": "2GRhJU3V7VstF3SbdRS4MC",
+        "lead_pool": "market",
+        "life_status": "baby_lead",
+        "mid": mid,
+        "object_id": "628",
+        "object_name": "lead",
+        "updated_at": updated_at,
+    });
+    let sorted: BTreeMap<String, Value> = expected.as_object().unwrap().clone().into_iter().collect();
+    let file = std::env::temp_dir().join(format!("webhookctl-{}-export.jsonl", unique_nonce()));
+    let output = webhookctl(
+        &["entity", "export", "crm", &mid, "--object-name", "lead", "--output", file.to_str().unwrap()],
+        &[("CRM_TABLE_NAME", &table)],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let written = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(written, serde_json::to_string(&sorted).unwrap() + "\n");
+
+    let output = webhookctl(
+        &["entity", "export", "crm", &mid, "--format", "csv", "--table", &table],
+        &[],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let header = "mid,entity_id,object_name,object_id,owner,life_status,lead_pool,leads_status,business_type,\
+                  business_type_name,lead_omni_user_uuid,team_members,voided,created_at,last_event_type,\
+                  last_action_keyword,event_time,event_count,updated_at,fields.business_type,fields.lead_pool,\
+                  fields.life_status,fields.mobile,fields.name,fields.to_baby_lead_timestamp";
+    let row = format!(
+        "{mid},{entity},lead,628,,baby_lead,market,,FcKtzPvUzZ4dDEi7gNGZqa,jeffery创建新的,\
+         2GRhJU3V7VstF3SbdRS4MC,,,2023-02-27T15:02:25+08:00,object_update,object_update,1677481405,2,\
+         {updated_at},FcKtzPvUzZ4dDEi7gNGZqa,market,baby_lead,17894892831,renamed,2023-02-27 15:02:25"
+    );
+    assert_eq!(stdout(&output), format!("{header}\n{row}\n"));
+
+    // Another object name: nothing exported.
+    let output = webhookctl(
+        &["entity", "export", "crm", &mid, "--object-name", "account", "--table", &table],
+        &[],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(stdout(&output), "");
+}
+
+#[test]
+fn entity_help_documents_show_list_and_export() {
+    let output = webhookctl(&["entity", "--help"], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    for subcommand in ["show", "list", "export"] {
+        assert!(stdout(&output).contains(subcommand), "{subcommand}");
+        let output = webhookctl(&["entity", subcommand, "--help"], &[]);
+        assert!(output.status.success(), "{subcommand}: {}", describe(&output));
+        assert!(stdout(&output).contains("--table"), "{subcommand}");
+    }
+}

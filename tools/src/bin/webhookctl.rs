@@ -52,6 +52,8 @@ enum Command {
     /// `sha1=`/`sha256=` prefix, and prints the configuration that selects the match. Exits 0
     /// when something matches, 1 otherwise.
     Probe(ProbeArgs),
+    /// Show, list and export the stored leads, accounts and activities of a tenant.
+    Entity(tools::entity::EntityArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -252,6 +254,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Send(args) => send(&args).await,
         Command::Quarantine(args) => quarantine(args.command).await,
         Command::Probe(args) => probe_command(&args),
+        Command::Entity(args) => tools::entity::run(args).await,
     }
 }
 
