@@ -1,6 +1,6 @@
 //! Storage format 1, read so that its items are migrated on their next write (docs/items.md).
 //!
-//! Format 1 (until issue 11) stored an entity item with `version` (N) and `merge_state` (S): the
+//! Format 1 (versions before 0.3.0) stored an entity item with `version` (N) and `merge_state` (S): the
 //! JSON of the whole merge state, every value with the stamp of the event that wrote it, a stamp
 //! being `{"time": …, "digest": "<64 hex digits: SHA-256 of the canonical body>"}`. The raw body
 //! of the newest event was not in it (`last_raw` is an attribute of its own), and the item had

@@ -12,8 +12,7 @@
 //! no activity). A duplicate or a replay is answered from the read alone. A transaction whose
 //! condition failed returns the current nonce record or item in its cancellation reasons
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD` on both puts), so a lost race costs one more
-//! transaction, not a read and a transaction (docs/performance.md: before, the deliveries that
-//! lost most races in `make test`'s convergence suite were activities).
+//! transaction, not a read and a transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -357,9 +357,9 @@ fn decode<S: Format1>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
 const CROWD_AFTER_LOSSES: u32 = 5;
 
 /// From this age on, a delivery that meets a crowd retries at once: it is near its deadline
-/// ([`super::DEADLINE`]), and the younger contenders make room for it. At 3 s, old deliveries
-/// had too little time left on a slower local DynamoDB (7 ms a call): 7.4 % of the hot-key
-/// bench's deliveries answered 503, against 6.0 % and 5.1 % at 2.25 s (docs/performance.md).
+/// ([`super::DEADLINE`]), and the younger contenders make room for it. Yielding later leaves old
+/// deliveries too little time on a slow table (7 ms a call); yielding earlier wastes more puts
+/// (`scripts/contention_model.py` compares the choices, docs/performance.md the hot key).
 const YIELDS_UNTIL: Duration = Duration::from_millis(2_250);
 
 /// The longest pause after a lost race.
@@ -369,17 +369,16 @@ const MAX_PAUSE: Duration = Duration::from_secs(3);
 /// least [`RESERVED_TIME`], before the deadline: a pause that leaves no time to win only turns a
 /// late acceptance into a 503.
 ///
-/// Without it, deliveries in `make test`'s convergence suite that lost five races to three or
-/// four other writers on a table slowed by everything else (100–250 ms a call) drew windows of
-/// up to 3 s at about 1 s of age, then lost more races to fresh deliveries, which do not yield:
-/// in 8 clean runs, one answered after 3.94 s, 60 ms short of a 503. With three writes alone,
-/// one still answered after 3.96 s (it lost three more races after a 1.8 s pause, 100 ms a
-/// call). The time floor leaves every paused delivery six or more writes at that pace.
+/// Without it, a delivery that lost five races to three or four other writers on a table slowed
+/// by everything else (100–250 ms a call, as in `make test`'s convergence suite) can draw a
+/// window of up to 3 s at about 1 s of age, then lose more races to fresh deliveries, which do
+/// not yield, and answer within a few tens of ms of the 4 s deadline. The time floor leaves
+/// every paused delivery six or more writes at that pace.
 const RESERVED_WRITES: u32 = 3;
 
-/// See [`RESERVED_WRITES`]. The hot-key bench (`storage-bench` alone, 3 runs each, this
-/// machine) answered 503 to 3.8 % of deliveries without the floor, 3.8 % with 1 s and 4.5 %
-/// with 1.5 s: the crowd still pauses long enough for the oldest to win.
+/// See [`RESERVED_WRITES`]. A floor of 1 s leaves the hot-key bench's share of 503s where it is
+/// without one, while a longer floor raises it: the crowd still pauses long enough for the
+/// oldest to win.
 const RESERVED_TIME: Duration = Duration::from_secs(1);
 
 /// The window a retry after `lost` lost races is paused within (uniformly, [`jittered`]).
@@ -391,8 +390,8 @@ const RESERVED_TIME: Duration = Duration::from_secs(1);
 ///   grows with the number of writers), doubles with each lost race (64× to 300× that time, at
 ///   most 3 s), and shrinks linearly with the delivery's age to nothing at [`YIELDS_UNTIL`],
 ///   so that the oldest contender retries first and wins before its deadline. With the
-///   exponential rule alone, fresh deliveries kept winning and old ones ran out of time (48 %
-///   of the hot-key bench's deliveries answered 503, docs/performance.md).
+///   exponential rule alone, fresh deliveries keep winning and old ones run out of time (about
+///   half of the hot-key bench's deliveries answer 503).
 /// - Why not the crowd rule from the first loss: when the table is slow for other reasons
 ///   (many other items written at once), a write's time says nothing about this entity, and
 ///   windows of seconds after one lost race ran deliveries past their deadline (the soak's
