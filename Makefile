@@ -54,6 +54,8 @@ test: venv
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/stack.sh test
 	python scripts/check_answers.py --ledger .local/test/answers
+	python scripts/check_docs_test.py
+	python scripts/check_docs.py
 	@$(MAKE) --no-print-directory validate
 
 validate: venv

@@ -208,7 +208,11 @@ pub async fn run(args: EntityArgs) -> Result<ExitCode, Failure> {
             for item in &items {
                 println!("{}", list_line(source, item));
             }
-            eprintln!("{} {} entities of tenant {mid} in {table}", items.len(), source.as_str());
+            eprintln!(
+                "{} {} entities of tenant {mid} in {table}",
+                items.len(),
+                source.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
         EntityCommand::Export {
@@ -235,10 +239,16 @@ pub async fn run(args: EntityArgs) -> Result<ExitCode, Failure> {
                 ExportFormat::Csv => csv_text(source, &rows)?,
             };
             match &output {
-                Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                Some(path) => {
+                    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?
+                }
                 None => std::io::stdout().write_all(text.as_bytes())?,
             }
-            eprintln!("exported {} {} entities of tenant {mid} from {table}", rows.len(), source.as_str());
+            eprintln!(
+                "exported {} {} entities of tenant {mid} from {table}",
+                rows.len(),
+                source.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -356,9 +366,9 @@ fn registers(value: &Value, path: &str, holders: &mut BTreeMap<(i64, u64), Vec<S
     let Value::Object(map) = value else {
         return;
     };
-    let stamp = map.get("stamp").and_then(|stamp| {
-        Some((stamp.get("time")?.as_i64()?, stamp.get("tie")?.as_u64()?))
-    });
+    let stamp = map
+        .get("stamp")
+        .and_then(|stamp| Some((stamp.get("time")?.as_i64()?, stamp.get("tie")?.as_u64()?)));
     if let (Some(stamp), true) = (stamp, map.len() == 2 && map.contains_key("value")) {
         holders.entry(stamp).or_default().push(path.to_owned());
         return;
@@ -378,7 +388,11 @@ fn list_line(source: EntitySource, item: &SdkItem) -> String {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map_or("-", String::as_str);
     let flag = |name: &str| item.get(name).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
     let (kind, last, gone) = match source {
-        EntitySource::Crm => (text("object_name"), text("last_event_type"), flag("voided").then_some("voided")),
+        EntitySource::Crm => (
+            text("object_name"),
+            text("last_event_type"),
+            flag("voided").then_some("voided"),
+        ),
         EntitySource::Activity => ("activity", text("last_action"), flag("deleted").then_some("deleted")),
     };
     let version = stored_number(item, VERSION).map_or_else(|| "-".to_owned(), |v| v.to_string());

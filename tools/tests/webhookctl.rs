@@ -610,7 +610,9 @@ async fn entity_show_list_and_export_read_back_what_was_applied() {
         assert_eq!(answer.json()["status"], "accepted");
     }
     let table = tests::stack::crm_table();
-    let stored = tests::stack::entity_item(&table, &mid, entity).await.expect("the lead is stored");
+    let stored = tests::stack::entity_item(&table, &mid, entity)
+        .await
+        .expect("the lead is stored");
     let updated_at = stored["updated_at"].as_s().unwrap().clone();
 
     // show: the visible item and the two applied events, oldest first, with what each holds.
@@ -635,7 +637,12 @@ async fn entity_show_list_and_export_read_back_what_was_applied() {
     assert_eq!(events[1]["at"], "2023-02-27T07:03:25Z");
     assert_eq!(events[1]["tie_break"], tie_break(&update));
     let holds = |event: &Value| -> Vec<String> {
-        event["holds"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect()
+        event["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(
         holds(&events[0]),
@@ -663,7 +670,10 @@ async fn entity_show_list_and_export_read_back_what_was_applied() {
     // list: one line for the tenant's one lead.
     let output = webhookctl(&["entity", "list", "crm", &mid], &[("CRM_TABLE_NAME", &table)]);
     assert!(output.status.success(), "{}", describe(&output));
-    assert_eq!(stdout(&output), format!("{entity}\tlead\tobject_update\t2\t{updated_at}\n"));
+    assert_eq!(
+        stdout(&output),
+        format!("{entity}\tlead\tobject_update\t2\t{updated_at}\n")
+    );
 
     // export: the item exactly, as JSON Lines and as CSV.
     let expected = serde_json::json!({
@@ -703,7 +713,16 @@ async fn entity_show_list_and_export_read_back_what_was_applied() {
     let sorted: BTreeMap<String, Value> = expected.as_object().unwrap().clone().into_iter().collect();
     let file = std::env::temp_dir().join(format!("webhookctl-{}-export.jsonl", unique_nonce()));
     let output = webhookctl(
-        &["entity", "export", "crm", &mid, "--object-name", "lead", "--output", file.to_str().unwrap()],
+        &[
+            "entity",
+            "export",
+            "crm",
+            &mid,
+            "--object-name",
+            "lead",
+            "--output",
+            file.to_str().unwrap(),
+        ],
         &[("CRM_TABLE_NAME", &table)],
     );
     assert!(output.status.success(), "{}", describe(&output));
@@ -729,7 +748,16 @@ async fn entity_show_list_and_export_read_back_what_was_applied() {
 
     // Another object name: nothing exported.
     let output = webhookctl(
-        &["entity", "export", "crm", &mid, "--object-name", "account", "--table", &table],
+        &[
+            "entity",
+            "export",
+            "crm",
+            &mid,
+            "--object-name",
+            "account",
+            "--table",
+            &table,
+        ],
         &[],
     );
     assert!(output.status.success(), "{}", describe(&output));

@@ -13,8 +13,8 @@ mod quarantine;
 
 pub use crate::format1::MERGE_STATE;
 pub use activity::DynamoActivityStore;
-pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
 pub use attr::visible_item;
+pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;
 pub use entity::{read_entity, Tracked, MAX_CONFLICT_RETRIES};
