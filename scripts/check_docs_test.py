@@ -93,8 +93,8 @@ class CheckDocs(unittest.TestCase):
         )
 
     def test_a_link_out_of_the_repository_is_reported(self) -> None:
-        self.edit("README.md", "docs/endpoints.md", "../elsewhere/SPEC.md")
-        self.assertEqual(problems(self.root), ["README.md: link `../elsewhere/SPEC.md` leaves the repository"])
+        self.edit("README.md", "docs/endpoints.md", "../elsewhere/contract.md")
+        self.assertEqual(problems(self.root), ["README.md: link `../elsewhere/contract.md` leaves the repository"])
 
     def test_an_undocumented_variable_is_reported(self) -> None:
         self.edit("docs/configuration.md", "`SOURCE_UTC_OFFSET`, ", "")

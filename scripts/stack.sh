@@ -22,7 +22,7 @@
 # REUSE_DYNAMODB=1 (run mode): use the DynamoDB already answering on DYNAMODB_PORT (started
 # by `scripts/stack.sh dynamodb`) instead of starting one, so that its data survives restarts.
 #
-# Every variable of SPEC section 5 that is set (non-empty) in the environment reaches
+# Every variable of docs/contract.md section 5 that is set (non-empty) in the environment reaches
 # the functions, except the secrets. Defaults: the table names (crm_entities,
 # activities, activity_nonces), CRM_WEBHOOK_SECRET=dev-crm-secret,
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
