@@ -23,7 +23,7 @@ What it asserts (each failure names the resource and what is wrong):
   rewrite the whole document, tenants included, whenever either changed); the NoEcho seed
   parameters reach nothing but the SecretSeed custom resource; each secret has a resource
   policy denying GetSecretValue to all but its function's role (and the listed readers), and
-  follows KmsKeyArn. The seed function's inline code is run against moto's Secrets Manager:
+  follows KmsKeyArn. Every checkov skip in the template carries its reason. The seed function's inline code is run against moto's Secrets Manager:
   it seeds an empty secret once, never rewrites one that has a value (tenants kept through an
   Update with another seed), answers CloudFormation on every path, and never echoes a seed.
 """
@@ -365,6 +365,12 @@ def check(template: dict, emitted: Emitted, monitoring_doc: str) -> list[str]:
             if name not in resources and name not in parameters and not name.startswith("AWS::"):
                 problems.append(f"Dashboard: ${{{name}}} names nothing in the template")
 
+    # --- checkov: a skipped check says why
+    for lid, resource in sorted(resources.items()):
+        for skip in ((resource.get("Metadata") or {}).get("checkov") or {}).get("skip", []):
+            if not str(skip.get("id", "")).startswith("CKV") or len(str(skip.get("comment") or "").strip()) < 20:
+                problems.append(f"{lid}: checkov skip {skip.get('id')} without a one-line reason")
+
     problems += check_seed_function(template)
     return problems
 
@@ -499,49 +505,97 @@ def self_test(path: Path, emitted: Emitted, monitoring_doc: str) -> list[str]:
         props = t["Resources"]["Dashboard"]["Properties"]
         props["DashboardBody"]["Fn::Sub"] = edit(props["DashboardBody"]["Fn::Sub"])
 
+    def seed_code(t, edit):
+        code = t["Resources"][SEED_FUNCTION]["Properties"]["Code"]
+        code["ZipFile"] = edit(code["ZipFile"])
+
+    def drop_p99(s):
+        return s.replace('"stat": "p99", "label": "crm', '"stat": "p90", "label": "crm').replace(
+            '"stat": "p99", "label": "activity', '"stat": "p90", "label": "activity'
+        )
+
+    resources = lambda t: t["Resources"]  # noqa: E731
     breaks = {
-        "an alarm without TreatMissingData": lambda t: alarm(t).pop("TreatMissingData"),
-        "an alarm whose description hides its missing-data choice": lambda t: alarm(t).update(
-            AlarmDescription=alarm(t)["AlarmDescription"].replace("Missing data", "Absent data")
+        "an alarm without TreatMissingData": (
+            "TreatMissingData is None",
+            lambda t: alarm(t).pop("TreatMissingData"),
         ),
-        "an alarm missing-data choice the docs do not give": lambda t: alarm(t).update(TreatMissingData="ignore"),
-        "no alarm on a quarantine drop reason": lambda t: t["Resources"].pop("QuarantineWriteFailuresAlarm"),
-        "a quarantine put without its partition condition": lambda t: crm_put(t).pop("Condition"),
-        "a quarantine put under the other source's partition": lambda t: crm_put(t).update(
-            Condition={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["activity"]}}
+        "an alarm whose description hides its missing-data choice": (
+            "AlarmDescription does not say",
+            lambda t: alarm(t).update(AlarmDescription=alarm(t)["AlarmDescription"].replace("Missing data", "Absent data")),
         ),
-        "a secret document built from a parameter": lambda t: t["Resources"]["CrmWebhookSecrets"]["Properties"].update(
-            SecretString={"Fn::Sub": '{"default": "${CrmWebhookSecret}", "tenants": {}}'}
+        "an alarm missing-data choice the docs do not give": (
+            "docs/monitoring.md does not give",
+            lambda t: alarm(t).update(TreatMissingData="ignore"),
         ),
-        "a seed parameter fed to a function": lambda t: t["Resources"]["CrmWebhookFunction"]["Properties"]["Environment"][
-            "Variables"
-        ].update(CRM_WEBHOOK_SECRET={"Ref": "CrmWebhookSecret"}),
-        "a secret policy that exempts every principal": lambda t: t["Resources"]["CrmWebhookSecretsPolicy"]["Properties"][
-            "ResourcePolicy"
-        ]["Statement"][0].update(Effect="Allow"),
-        "a dashboard metric the code does not emit": lambda t: dashboard(t, lambda s: s.replace('"store_retries"', '"store_retry_count"')),
-        "a dashboard outcome the code does not write": lambda t: dashboard(t, lambda s: s.replace('"storage_unavailable"', '"storage_down"', 1)),
-        "an alarm on a drop reason the code does not write": lambda t: t["Resources"]["QuarantineCapDropsAlarm"]["Properties"][
-            "Metrics"
-        ][1]["MetricStat"]["Metric"]["Dimensions"][1].update(Value="over_cap"),
-        "a dashboard without p99 latency": lambda t: dashboard(t, lambda s: s.replace('"stat": "p99", "label": "crm', '"stat": "p90", "label": "crm').replace('"stat": "p99", "label": "activity', '"stat": "p90", "label": "activity')),
-        "a seed function that rewrites a secret with a value": lambda t: t["Resources"][SEED_FUNCTION]["Properties"]["Code"].update(
-            ZipFile=t["Resources"][SEED_FUNCTION]["Properties"]["Code"]["ZipFile"].replace("continue\n", "pass\n")
+        "no alarm on a quarantine drop reason": (
+            "no alarm reads quarantine_dropped",
+            lambda t: resources(t).pop("QuarantineWriteFailuresAlarm"),
         ),
-        "a seed function that echoes its seed": lambda t: t["Resources"][SEED_FUNCTION]["Properties"]["Code"].update(
-            ZipFile=t["Resources"][SEED_FUNCTION]["Properties"]["Code"]["ZipFile"].replace(
-                '"Data": {},', '"Data": {"seeds": [s.get("Seed") for s in event["ResourceProperties"]["Secrets"]]},'
-            )
+        "a quarantine put without its partition condition": (
+            "PutItem on RefusedDeliveriesTable under None",
+            lambda t: crm_put(t).pop("Condition"),
+        ),
+        "a quarantine put under the other source's partition": (
+            "PutItem on RefusedDeliveriesTable under {",
+            lambda t: crm_put(t).update(Condition={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["activity"]}}),
+        ),
+        "a secret document built from a parameter": (
+            "has SecretString",
+            lambda t: resources(t)["CrmWebhookSecrets"]["Properties"].update(
+                SecretString={"Fn::Sub": '{"default": "${CrmWebhookSecret}", "tenants": {}}'}
+            ),
+        ),
+        "a seed parameter fed to a function": (
+            "references the seed parameter",
+            lambda t: resources(t)["CrmWebhookFunction"]["Properties"]["Environment"]["Variables"].update(
+                CRM_WEBHOOK_SECRET={"Ref": "CrmWebhookSecret"}
+            ),
+        ),
+        "a secret policy that denies nobody": (
+            "resource policy must deny",
+            lambda t: resources(t)["CrmWebhookSecretsPolicy"]["Properties"]["ResourcePolicy"]["Statement"][0].update(Effect="Allow"),
+        ),
+        "a dashboard metric the code does not emit": (
+            "'store_retry_count' is not emitted",
+            lambda t: dashboard(t, lambda s: s.replace('"store_retries"', '"store_retry_count"')),
+        ),
+        "a dashboard outcome the code does not write": (
+            "outcome='storage_down'",
+            lambda t: dashboard(t, lambda s: s.replace('"storage_unavailable"', '"storage_down"', 1)),
+        ),
+        "an alarm on a drop reason the code does not write": (
+            "reason='over_cap'",
+            lambda t: resources(t)["QuarantineCapDropsAlarm"]["Properties"]["Metrics"][1]["MetricStat"]["Metric"]["Dimensions"][1].update(
+                Value="over_cap"
+            ),
+        ),
+        "a checkov skip without a reason": (
+            "without a one-line reason",
+            lambda t: resources(t)["CrmWebhookFunction"]["Metadata"]["checkov"]["skip"][0].pop("comment"),
+        ),
+        "a dashboard without p99 latency": ("no handler_latency_ms p99", lambda t: dashboard(t, drop_p99)),
+        "a seed function that rewrites a secret with a value": (
+            "rewrote a document",
+            lambda t: seed_code(t, lambda c: c.replace("continue\n", "pass\n")),
+        ),
+        "a seed function that echoes its seed": (
+            "quotes a seed",
+            lambda t: seed_code(
+                t,
+                lambda c: c.replace('"Data": {},', '"Data": {"seeds": [s.get("Seed") for s in event["ResourceProperties"]["Secrets"]]},'),
+            ),
         ),
     }
-    for name, breaking in breaks.items():
+    for name, (expected, breaking) in breaks.items():
         broken = copy.deepcopy(base)
         breaking(broken)
         if broken == base:
             failures.append(f"self-test '{name}': the break changed nothing (the template moved on?)")
             continue
-        if not check(broken, emitted, monitoring_doc):
-            failures.append(f"self-test '{name}': not detected")
+        found = check(broken, emitted, monitoring_doc)
+        if not any(expected in problem for problem in found):
+            failures.append(f"self-test '{name}': not detected as {expected!r} (reported: {found})")
         else:
             print(f"self-test: detected {name}")
     return failures
