@@ -4,3 +4,4 @@
 pub mod coldstart;
 pub mod fuzz;
 pub mod probe;
+pub mod secrets;

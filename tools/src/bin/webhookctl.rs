@@ -52,6 +52,9 @@ enum Command {
     /// `sha1=`/`sha256=` prefix, and prints the configuration that selects the match. Exits 0
     /// when something matches, 1 otherwise.
     Probe(ProbeArgs),
+    /// Show and change the tenant-secret documents in AWS Secrets Manager (never printing a
+    /// secret value); check a document before it is put.
+    Secrets(tools::secrets::SecretsArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -252,6 +255,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Send(args) => send(&args).await,
         Command::Quarantine(args) => quarantine(args.command).await,
         Command::Probe(args) => probe_command(&args),
+        Command::Secrets(args) => tools::secrets::run(args).await,
     }
 }
 
