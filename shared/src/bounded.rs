@@ -60,7 +60,10 @@ mod tests {
             let text = format!("{}{}", "x".repeat(prefix), "中".repeat(200));
             let cut = bounded(&text);
             let head = cut.split('…').next().unwrap();
-            assert!(head.len() <= MAX_LOGGED_BYTES && head.len() > MAX_LOGGED_BYTES - 3, "{prefix}");
+            assert!(
+                head.len() <= MAX_LOGGED_BYTES && head.len() > MAX_LOGGED_BYTES - 3,
+                "{prefix}"
+            );
             assert!(text.starts_with(head));
         }
     }

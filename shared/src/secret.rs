@@ -330,14 +330,20 @@ mod tests {
         ] {
             let secrets = TenantSecrets::from_json(document).unwrap();
             assert!(secrets.default_set().is_none(), "{document}");
-            assert_eq!(secrets.for_tenant("124").unwrap().primary().expose(), b"own", "{document}");
+            assert_eq!(
+                secrets.for_tenant("124").unwrap().primary().expose(),
+                b"own",
+                "{document}"
+            );
             assert_eq!(secrets.for_tenant("124").unwrap().count(), 1, "{document}");
             assert!(secrets.for_tenant("125").is_none(), "{document}: listed empty");
             assert!(secrets.for_tenant("941").is_none(), "{document}: not listed");
             assert_eq!((secrets.tenant_count(), secrets.blocked_count()), (1, 1), "{document}");
         }
         // Only blocked tenants: nobody is accepted.
-        assert!(TenantSecrets::from_json(r#"{"tenants": {"125": []}}"#).unwrap().is_empty());
+        assert!(TenantSecrets::from_json(r#"{"tenants": {"125": []}}"#)
+            .unwrap()
+            .is_empty());
         // Two spellings of one tenant are a mistake, not a silent choice between two lists.
         let error = TenantSecrets::from_json(r#"{"tenants": {"124": ["a"], " 124": []}}"#).unwrap_err();
         assert!(error.to_string().contains("twice"), "{error}");

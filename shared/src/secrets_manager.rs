@@ -181,7 +181,10 @@ impl CachedSecret {
         let outcome = match tokio::time::timeout(wait, &mut read).await {
             Err(_) => {
                 state.in_flight = Some(read);
-                Err(ReadFailure::Unreachable(format!("no answer within {} ms", wait.as_millis())))
+                Err(ReadFailure::Unreachable(format!(
+                    "no answer within {} ms",
+                    wait.as_millis()
+                )))
             }
             Ok(Err(join_error)) => Err(ReadFailure::Unreachable(format!("the read task failed: {join_error}"))),
             Ok(Ok(result)) => result,
@@ -422,7 +425,9 @@ mod tests {
             let (result, reads) = resolved(current, text(GOOD)).await;
             let resolved = result.unwrap();
             assert_eq!(resolved.stage, Stage::Previous);
-            let reason = resolved.current_malformed.expect("why the current version was passed over");
+            let reason = resolved
+                .current_malformed
+                .expect("why the current version was passed over");
             assert!(!reason.contains("hunter3"), "{reason}");
             let tenant = resolved.secrets.for_tenant("124").unwrap();
             assert_eq!(tenant.primary().expose(), b"tenant-secret");
@@ -440,7 +445,10 @@ mod tests {
             let failure = result.unwrap_err();
             assert!(matches!(failure, ReadFailure::Malformed { .. }), "{failure:?}");
             let message = failure.to_string();
-            assert!(message.contains("AWSCURRENT") && message.contains("AWSPREVIOUS"), "{message}");
+            assert!(
+                message.contains("AWSCURRENT") && message.contains("AWSPREVIOUS"),
+                "{message}"
+            );
             assert!(!message.contains("hunter"), "{message}");
         }
     }
@@ -449,7 +457,11 @@ mod tests {
     async fn an_unreachable_store_is_not_a_malformed_document() {
         let (result, reads) = resolved(None, text(GOOD)).await;
         assert!(matches!(result.unwrap_err(), ReadFailure::Unreachable(_)));
-        assert_eq!(reads, [Stage::Current], "the previous version is no fallback for an outage");
+        assert_eq!(
+            reads,
+            [Stage::Current],
+            "the previous version is no fallback for an outage"
+        );
         let (result, reads) = resolved(text("{"), None).await;
         assert!(matches!(result.unwrap_err(), ReadFailure::Unreachable(_)));
         assert_eq!(reads, [Stage::Current, Stage::Previous]);

@@ -220,12 +220,16 @@ async fn a_malformed_document_resolves_to_the_previous_version_on_every_instance
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", required("TEST_SECRETS_ENDPOINT").as_str()),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            required("TEST_SECRETS_ENDPOINT").as_str(),
+        ),
     ]
     .into_iter()
     .collect();
     let fresh_client = shared::secrets_manager::client_from_env(&env);
-    let resolved = shared::secrets_manager::resolve(|stage| shared::secrets_manager::fetch(&fresh_client, &id, stage)).await;
+    let resolved =
+        shared::secrets_manager::resolve(|stage| shared::secrets_manager::fetch(&fresh_client, &id, stage)).await;
     let fresh = shared::secrets_manager::CachedSecret::new(fresh_client.clone(), &id, Duration::from_secs(60), "crm")
         .current()
         .await;
@@ -304,16 +308,27 @@ async fn an_oversized_tenant_and_user_agent_are_cut_in_the_log_and_the_metrics()
             .filter(|line| line.get("fields").is_some() || line.get("_aws").is_some())
             .filter(|line| line.to_string().contains(&mid[..40]))
             .collect();
-        let refusal = ours.iter().find(|line| line["fields"]["code"] == "missing_signature").cloned();
+        let refusal = ours
+            .iter()
+            .find(|line| line["fields"]["code"] == "missing_signature")
+            .cloned();
         let metrics = ours.iter().find(|line| line.get("_aws").is_some()).cloned();
         if let (Some(refusal), Some(metrics)) = (refusal, metrics) {
             for line in &ours {
                 let text = line.to_string();
-                assert!(!text.contains(&mid) && !text.contains(&user_agent), "uncut: {}", &text[..400.min(text.len())]);
+                assert!(
+                    !text.contains(&mid) && !text.contains(&user_agent),
+                    "uncut: {}",
+                    &text[..400.min(text.len())]
+                );
             }
             break (refusal, metrics);
         }
-        assert!(started.elapsed() < PATIENCE, "the refusal of {} never reached {log_path}", &mid[..40]);
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the refusal of {} never reached {log_path}",
+            &mid[..40]
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(refusal["fields"]["mid"], want_mid.as_str());

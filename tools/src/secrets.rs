@@ -341,7 +341,10 @@ async fn change_tenant(
         .into());
     }
     let new_version = put_document(client, secret_id, changed.expose_secret()).await?;
-    let describe = |secrets: &TenantSecrets| match (secrets.tenants().iter().any(|(m, _)| *m == mid), secrets.for_tenant(mid)) {
+    let describe = |secrets: &TenantSecrets| match (
+        secrets.tenants().iter().any(|(m, _)| *m == mid),
+        secrets.for_tenant(mid),
+    ) {
         (true, Some(set)) => format!("own list of {}", describe_set(set)),
         (true, None) => "blocked (refused no_secret)".to_owned(),
         (false, Some(set)) => format!("the default list ({})", describe_set(set)),

@@ -118,7 +118,10 @@ fn help_documents_the_secrets_subcommands() {
         .unwrap();
     assert!(output.status.success(), "{}", printed(&output));
     for subcommand in ["show", "set-tenant", "remove-tenant", "validate"] {
-        assert!(String::from_utf8_lossy(&output.stdout).contains(subcommand), "{subcommand}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains(subcommand),
+            "{subcommand}"
+        );
     }
 }
 
@@ -135,7 +138,10 @@ async fn show_and_tenant_changes_print_no_value_and_keep_the_rest_of_the_documen
     let stdout = String::from_utf8_lossy(&shown.stdout).into_owned();
     assert!(stdout.contains("AWSCURRENT"), "{stdout}");
     assert!(
-        stdout.contains(&format!("default\t1 secret [{}]", fingerprint(&Secret::new(&v.default)))),
+        stdout.contains(&format!(
+            "default\t1 secret [{}]",
+            fingerprint(&Secret::new(&v.default))
+        )),
         "{stdout}"
     );
     assert!(
@@ -184,7 +190,10 @@ async fn show_and_tenant_changes_print_no_value_and_keep_the_rest_of_the_documen
     );
     let secrets = TenantSecrets::from_json(&text).unwrap();
     assert!(secrets.for_tenant("124").is_none(), "blocked");
-    assert_eq!(secrets.for_tenant("125").unwrap().primary().expose(), v.default.as_bytes());
+    assert_eq!(
+        secrets.for_tenant("125").unwrap().primary().expose(),
+        v.default.as_bytes()
+    );
 
     let shown = webhookctl(&["show", "crm", "--secret-id", &id], &[], "");
     assert!(shown.status.success(), "{}", printed(&shown));
@@ -226,7 +235,11 @@ async fn an_invalid_document_is_refused_before_any_put() {
         std::fs::remove_file(&path).unwrap();
         for output in [&checked, &put, &piped] {
             assert_eq!(output.status.code(), Some(1), "{invalid}: {}", printed(output));
-            assert!(String::from_utf8_lossy(&output.stdout).contains("invalid"), "{}", printed(output));
+            assert!(
+                String::from_utf8_lossy(&output.stdout).contains("invalid"),
+                "{}",
+                printed(output)
+            );
             prints_none_of(output, &all);
         }
         assert_eq!(version_count(&id).await, 1, "{invalid}: nothing put");
@@ -257,10 +270,18 @@ async fn an_invalid_document_is_refused_before_any_put() {
 
     // A valid document passes and, with --put, becomes the current version.
     let fixed = json!({"tenants": {"124": [v.own]}});
-    let put = webhookctl(&["validate", "-", "--put", "crm", "--secret-id", &id], &[], &fixed.to_string());
+    let put = webhookctl(
+        &["validate", "-", "--put", "crm", "--secret-id", &id],
+        &[],
+        &fixed.to_string(),
+    );
     assert!(put.status.success(), "{}", printed(&put));
     prints_none_of(&put, &all);
-    assert!(String::from_utf8_lossy(&put.stdout).contains("no default list"), "{}", printed(&put));
+    assert!(
+        String::from_utf8_lossy(&put.stdout).contains("no default list"),
+        "{}",
+        printed(&put)
+    );
     assert_eq!(version_count(&id).await, 3);
     assert_eq!(serde_json::from_str::<Value>(&current_text(&id).await).unwrap(), fixed);
 }
