@@ -211,7 +211,7 @@ async fn a_malformed_document_resolves_to_the_previous_version_on_every_instance
     every_instance_refreshed().await;
     // Each instance re-reads on its next request, waiting a moment only: wake them, then let
     // their reads land.
-    let warm_up = bursts(&http, &mid, "dev-crm-secret", 2, 8).await;
+    let warm_up = bursts(&http, &unique_mid("malformed-default"), "dev-crm-secret", 2, 8).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = bursts(&http, &mid, &own, 3, 8).await;
 
@@ -310,9 +310,9 @@ async fn an_oversized_tenant_and_user_agent_are_cut_in_the_log_and_the_metrics()
             .collect();
         let refusal = ours
             .iter()
-            .find(|line| line["fields"]["code"] == "missing_signature")
+            .find(|line| line["fields"]["message"] == "request refused")
             .cloned();
-        let metrics = ours.iter().find(|line| line.get("_aws").is_some()).cloned();
+        let metrics = ours.iter().find(|line| line.get("requests").is_some()).cloned();
         if let (Some(refusal), Some(metrics)) = (refusal, metrics) {
             for line in &ours {
                 let text = line.to_string();
