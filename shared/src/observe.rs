@@ -5,8 +5,8 @@
 //!   `requests`, `handler_latency_ms` and `cold_start` with the dimensions `source` and
 //!   `outcome`, and the request id, `mid` and `entity_id` as properties (not dimensions: they
 //!   are unbounded). Metrics other modules record during the request (`store_conflicts`,
-//!   `store_retries`, `schema_drift`, `quarantined`, `secrets_refresh_failures`, `secrets_malformed_current`, ...) are
-//!   written by the same flush;
+//!   `store_retries`, `schema_drift`, `quarantined`, `secrets_refresh_failures`,
+//!   `secrets_malformed_current`, ...) are written by the same flush;
 //! - one JSON log line per refusal, with what a diagnosis needs and no secret: the request id,
 //!   source, code, `mid` when known, source IP, user agent and the *names* of the headers present.
 //!
