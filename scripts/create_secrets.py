@@ -7,7 +7,9 @@
         webhook-ingest/activity-secrets), from the same environment variables the
         functions accept: CRM_WEBHOOK_SECRET (the default list) and
         CRM_WEBHOOK_SECRET_<mid> (per tenant), likewise ACTIVITY_CALLBACK_SECRET[_<mid>].
-        Idempotent: an existing secret gets a new version.
+        A tenant variable set but empty lists that tenant with an empty list (blocked:
+        refused no_secret), as the functions read the variable. Idempotent: an existing
+        secret gets a new version.
 
     create_secrets.py [--endpoint URL] set-tenant {crm,activity} MID LIST
         Gives one tenant its own list (comma-separated, newest first) in the current
@@ -16,7 +18,7 @@
 
 The document shape (docs/operations.md, "Secrets"):
 
-    {"default": ["newest", "previous"], "tenants": {"124": ["own-secret"]}}
+    {"default": ["newest", "previous"], "tenants": {"124": ["own-secret"], "125": []}}
 
 No secret value is ever printed.
 """
@@ -50,9 +52,8 @@ def document_from_env(prefix: str, environ: dict[str, str]) -> dict:
         document["default"] = default
     for name, value in sorted(environ.items()):
         if name.startswith(prefix + "_") and len(name) > len(prefix) + 1:
-            secrets = secret_list(value)
-            if secrets:
-                document["tenants"][name[len(prefix) + 1 :]] = secrets
+            # An empty list blocks the tenant, as an empty variable does for the functions.
+            document["tenants"][name[len(prefix) + 1 :]] = secret_list(value)
     return document
 
 
@@ -74,8 +75,12 @@ def put(sm, name: str, document: dict) -> None:
     except sm.exceptions.ResourceNotFoundException:
         sm.create_secret(Name=name, SecretString=text)
         action = "created"
-    tenants = len(document.get("tenants", {}))
-    print(f"secret {name} {action} (default list: {'yes' if document.get('default') else 'no'}, {tenants} tenant lists)")
+    tenants = document.get("tenants", {})
+    blocked = sum(1 for secrets in tenants.values() if not secrets)
+    print(
+        f"secret {name} {action} (default list: {'yes' if document.get('default') else 'no'}, "
+        f"{len(tenants) - blocked} tenant lists, {blocked} tenants blocked)"
+    )
 
 
 def secret_name(source: str) -> str:

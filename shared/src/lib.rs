@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod bookkeeping;
+pub mod bounded;
 pub mod clock;
 pub mod config;
 pub mod crm;

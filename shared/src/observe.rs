@@ -5,10 +5,13 @@
 //!   `requests`, `handler_latency_ms` and `cold_start` with the dimensions `source` and
 //!   `outcome`, and the request id, `mid` and `entity_id` as properties (not dimensions: they
 //!   are unbounded). Metrics other modules record during the request (`store_conflicts`,
-//!   `store_retries`, `schema_drift`, `quarantined`, `secrets_refresh_failures`, ...) are
-//!   written by the same flush;
+//!   `store_retries`, `schema_drift`, `quarantined`, `secrets_refresh_failures`,
+//!   `secrets_malformed_current`, ...) are written by the same flush;
 //! - one JSON log line per refusal, with what a diagnosis needs and no secret: the request id,
 //!   source, code, `mid` when known, source IP, user agent and the *names* of the headers present.
+//!
+//! Every text a request chose (tenant, entity id, user agent, header names, the error's message
+//! that may quote them) is cut to [`crate::bounded::MAX_LOGGED_BYTES`] on the way out.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use metrics::Unit;
 use metrics_cloudwatch_embedded::Collector;
 
+use crate::bounded::{bounded, bounded_opt};
 use crate::error::ApiError;
 use crate::http::error_response;
 use crate::merge::Delivery;
@@ -74,6 +78,7 @@ fn describe() {
         "quarantined",
         "quarantine_dropped",
         "secrets_refresh_failures",
+        "secrets_malformed_current",
     ] {
         metrics::describe_counter!(counter, Unit::Count, "");
     }
@@ -123,7 +128,7 @@ pub fn answer(
     if let Some(collector) = COLLECTOR.get() {
         for (name, value) in [("request_id", request_id), ("mid", mid), ("entity_id", entity_id)] {
             if let Some(value) = value {
-                collector.set_property(name, value);
+                collector.set_property(name, bounded(&value).into_owned());
             }
         }
     }
@@ -171,6 +176,9 @@ fn log_refusal(source: Source, request: &Request, request_id: Option<&str>, mid:
         .headers()
         .get(lambda_http::http::header::USER_AGENT)
         .and_then(|value| value.to_str().ok());
+    let (mid, user_agent) = (bounded_opt(mid), bounded_opt(user_agent));
+    let source_ip = bounded_opt(source_ip(request));
+    let (headers, error_text) = (header_names(request), error.to_string());
     macro_rules! refusal {
         ($level:ident, $message:literal) => {
             tracing::$level!(
@@ -178,11 +186,11 @@ fn log_refusal(source: Source, request: &Request, request_id: Option<&str>, mid:
                 source = source.as_str(),
                 code = error.code(),
                 status = error.status(),
-                mid,
-                source_ip = source_ip(request),
-                user_agent,
-                headers = %header_names(request),
-                error = %error,
+                mid = mid.as_deref(),
+                source_ip = source_ip.as_deref(),
+                user_agent = user_agent.as_deref(),
+                headers = %bounded(&headers),
+                error = %bounded(&error_text),
                 $message
             )
         };

@@ -1,37 +1,34 @@
-//! Shared secrets, per tenant, with rotation. Secrets never show in `Debug` output or errors.
+//! Shared secrets, per tenant, with rotation. Secrets live in `secrecy` boxes: never in `Debug`
+//! output or errors, zeroed when dropped, and without equality (nothing can compare a secret
+//! with `==` and leak its bytes through timing).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::Value;
 
 use crate::error::SecretsError;
 
 /// One shared secret. Its bytes are only reachable through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Box<[u8]>);
+#[derive(Clone, Debug)]
+pub struct Secret(SecretSlice<u8>);
 
 impl Secret {
     pub fn new(value: impl AsRef<[u8]>) -> Self {
-        Self(value.as_ref().into())
+        Self(SecretSlice::from(value.as_ref().to_vec()))
     }
 
     /// The raw bytes, for the signature code only.
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-/// The secrets valid for one tenant at once: during a rotation the old and the new one.
-#[derive(Clone, PartialEq, Eq)]
+/// The secrets valid for one tenant at once: during a rotation the old and the new one. Never
+/// empty.
+#[derive(Clone, Debug)]
 pub struct SecretSet(Vec<Secret>);
 
 impl SecretSet {
@@ -51,29 +48,34 @@ impl SecretSet {
         self.0.iter()
     }
 
+    /// How many secrets the set holds (at least one).
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
     /// The first (newest, by convention) secret: the one the signing tools use.
     pub fn primary(&self) -> &Secret {
         &self.0[0]
     }
 }
 
-impl fmt::Debug for SecretSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretSet({} redacted)", self.0.len())
-    }
-}
-
-/// A default secret set overridden per tenant, as read from `PREFIX` and `PREFIX_<mid>` variables.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A default secret set overridden per tenant, as read from `PREFIX` and `PREFIX_<mid>` variables
+/// or from the JSON document of AWS Secrets Manager.
+///
+/// Tenancy is strict where the configuration says so: without a default, only the tenants listed
+/// are accepted; a tenant listed with no secret at all (an empty variable, an empty list) is
+/// refused (`no_secret`), whatever the default. So a tenant can be blocked by emptying its list.
+#[derive(Clone, Debug, Default)]
 pub struct TenantSecrets {
     default: Option<SecretSet>,
-    per_tenant: HashMap<String, SecretSet>,
+    /// The tenants listed on their own: their secrets, or `None` when listed with none (blocked).
+    per_tenant: HashMap<String, Option<SecretSet>>,
 }
 
 impl TenantSecrets {
-    /// Collects `prefix` (the default) and `prefix_<mid>` (per tenant) from variables.
-    /// A variable that holds no secret (empty, only commas) is ignored, so it cannot
-    /// accidentally open a tenant up: a tenant with no secret is always refused.
+    /// Collects `prefix` (the default) and `prefix_<mid>` (per tenant) from variables. A default
+    /// that holds no secret (empty, only commas) is no default; a tenant variable that holds none
+    /// blocks that tenant. Neither can open a tenant up.
     pub fn from_vars<K, V>(prefix: &str, vars: impl IntoIterator<Item = (K, V)>) -> Self
     where
         K: AsRef<str>,
@@ -83,37 +85,42 @@ impl TenantSecrets {
         let tenant_prefix = format!("{prefix}_");
         for (key, value) in vars {
             let (key, value) = (key.as_ref(), value.as_ref());
-            let Some(set) = SecretSet::parse(value) else { continue };
             if key == prefix {
-                secrets.default = Some(set);
+                secrets.default = SecretSet::parse(value);
             } else if let Some(mid) = key.strip_prefix(&tenant_prefix) {
                 if !mid.is_empty() {
-                    secrets.per_tenant.insert(mid.to_owned(), set);
+                    secrets.per_tenant.insert(mid.to_owned(), SecretSet::parse(value));
                 }
             }
         }
         secrets
     }
 
-    /// The secrets for `mid`: its own override if there is one, else the default.
+    /// The secrets for `mid`: its own list if it is listed (none if that list is empty), else
+    /// the default.
     pub fn for_tenant(&self, mid: &str) -> Option<&SecretSet> {
-        self.per_tenant.get(mid).or(self.default.as_ref())
+        match self.per_tenant.get(mid) {
+            Some(own) => own.as_ref(),
+            None => self.default.as_ref(),
+        }
     }
 
+    /// No secret anywhere: every request is refused.
     pub fn is_empty(&self) -> bool {
-        self.default.is_none() && self.per_tenant.is_empty()
+        self.default.is_none() && self.per_tenant.values().all(Option::is_none)
     }
 
     /// Reads the JSON document one AWS Secrets Manager secret holds per source:
     ///
     /// ```json
-    /// {"default": ["newest", "previous"], "tenants": {"124": ["own-secret"]}}
+    /// {"default": ["newest", "previous"], "tenants": {"124": ["own-secret"], "125": []}}
     /// ```
     ///
     /// Both keys are optional. A list is an array of strings or one comma-separated string (as
-    /// in the environment variables); the first entry is the newest. Empty lists configure
-    /// nothing, as with the variables. Errors name the offending key, never a value: the
-    /// document is a secret, and serde's own messages would quote it.
+    /// in the environment variables); the first entry is the newest. An empty default is no
+    /// default (strict tenancy); an empty tenant list blocks that tenant (here `125`). Errors
+    /// name the offending key, never a value: the document is a secret, and serde's own messages
+    /// would quote it.
     pub fn from_json(text: &str) -> Result<Self, SecretShapeError> {
         let document: Value =
             serde_json::from_str(text).map_err(|_| SecretShapeError("the value is not JSON".to_owned()))?;
@@ -133,8 +140,9 @@ impl TenantSecrets {
                         if mid.is_empty() {
                             return Err(SecretShapeError("`tenants` has an empty tenant id".to_owned()));
                         }
-                        if let Some(set) = set_of(list, &format!("tenants.{mid}"))? {
-                            secrets.per_tenant.insert(mid.to_owned(), set);
+                        let set = set_of(list, &format!("tenants.{mid}"))?;
+                        if secrets.per_tenant.insert(mid.to_owned(), set).is_some() {
+                            return Err(SecretShapeError(format!("`tenants` lists `{mid}` twice")));
                         }
                     }
                 }
@@ -144,9 +152,30 @@ impl TenantSecrets {
         Ok(secrets)
     }
 
-    /// How many tenants have a list of their own (logged on refresh; no secret in it).
+    /// The default list, if there is one.
+    pub fn default_set(&self) -> Option<&SecretSet> {
+        self.default.as_ref()
+    }
+
+    /// The tenants listed on their own, sorted: their list, or `None` for a blocked tenant.
+    pub fn tenants(&self) -> Vec<(&str, Option<&SecretSet>)> {
+        let mut tenants: Vec<_> = self
+            .per_tenant
+            .iter()
+            .map(|(mid, set)| (mid.as_str(), set.as_ref()))
+            .collect();
+        tenants.sort_unstable_by_key(|(mid, _)| *mid);
+        tenants
+    }
+
+    /// How many tenants have a list of their own with secrets in it (logged on refresh).
     pub fn tenant_count(&self) -> usize {
-        self.per_tenant.len()
+        self.per_tenant.values().filter(|set| set.is_some()).count()
+    }
+
+    /// How many tenants are listed with no secret, and so refused (logged on refresh).
+    pub fn blocked_count(&self) -> usize {
+        self.per_tenant.values().filter(|set| set.is_none()).count()
     }
 }
 
@@ -211,7 +240,9 @@ mod tests {
         for secret in ["hunter2", "opensesame", "tenant-only"] {
             assert!(!shown.contains(secret), "{shown}");
         }
-        assert!(shown.contains("redacted"));
+        assert!(shown.contains("REDACTED"), "{shown}");
+        let one = Secret::new("hunter2");
+        assert_eq!(format!("{one:?}"), "Secret(SecretBox<[u8]>([REDACTED]))");
     }
 
     #[test]
@@ -239,9 +270,10 @@ mod tests {
         };
         assert_eq!(listed("124"), [b"own".to_vec()]);
         assert_eq!(listed("900"), [b"a".to_vec(), b"b".to_vec()]);
-        // An empty list configures nothing: the tenant falls back to the default.
-        assert_eq!(listed("901"), [b"new-default".to_vec(), b"old-default".to_vec()]);
-        assert_eq!(secrets.tenant_count(), 2);
+        // An empty list blocks the tenant: it does not fall back to the default.
+        assert!(secrets.for_tenant("901").is_none());
+        assert_eq!(listed("941"), [b"new-default".to_vec(), b"old-default".to_vec()]);
+        assert_eq!((secrets.tenant_count(), secrets.blocked_count()), (2, 1));
         let only_tenants = TenantSecrets::from_json(r#"{"tenants": {"124": ["own"]}}"#).unwrap();
         assert!(only_tenants.for_tenant("941").is_none());
         assert!(TenantSecrets::from_json("{}").unwrap().is_empty());
@@ -266,10 +298,55 @@ mod tests {
     }
 
     #[test]
-    fn empty_values_configure_nothing() {
+    fn empty_values_open_nothing() {
         let secrets = TenantSecrets::from_vars("S", [("S", " , ,"), ("S_124", ""), ("S_", "x")]);
         assert!(secrets.is_empty());
         assert!(secrets.for_tenant("124").is_none());
+        assert!(secrets.default_set().is_none());
+        assert_eq!((secrets.tenant_count(), secrets.blocked_count()), (0, 1));
+    }
+
+    #[test]
+    fn an_empty_tenant_variable_blocks_the_tenant_despite_a_default() {
+        let secrets = TenantSecrets::from_vars("S", [("S", "default-a"), ("S_124", " , "), ("S_125", "own")]);
+        assert!(secrets.for_tenant("124").is_none(), "blocked");
+        assert_eq!(secrets.for_tenant("125").unwrap().count(), 1);
+        assert_eq!(secrets.for_tenant("941").unwrap().primary().expose(), b"default-a");
+        assert!(!secrets.is_empty());
+        let listed: Vec<(&str, Option<usize>)> = secrets
+            .tenants()
+            .into_iter()
+            .map(|(mid, set)| (mid, set.map(SecretSet::count)))
+            .collect();
+        assert_eq!(listed, [("124", None), ("125", Some(1))]);
+    }
+
+    #[test]
+    fn strict_tenancy_without_a_default_accepts_only_the_tenants_listed() {
+        for document in [
+            r#"{"tenants": {"124": ["own"], "125": []}}"#,
+            r#"{"default": [], "tenants": {"124": "own", "125": " , "}}"#,
+            r#"{"default": "", "tenants": {"124": ["own", " "], "125": [""]}}"#,
+        ] {
+            let secrets = TenantSecrets::from_json(document).unwrap();
+            assert!(secrets.default_set().is_none(), "{document}");
+            assert_eq!(
+                secrets.for_tenant("124").unwrap().primary().expose(),
+                b"own",
+                "{document}"
+            );
+            assert_eq!(secrets.for_tenant("124").unwrap().count(), 1, "{document}");
+            assert!(secrets.for_tenant("125").is_none(), "{document}: listed empty");
+            assert!(secrets.for_tenant("941").is_none(), "{document}: not listed");
+            assert_eq!((secrets.tenant_count(), secrets.blocked_count()), (1, 1), "{document}");
+        }
+        // Only blocked tenants: nobody is accepted.
+        assert!(TenantSecrets::from_json(r#"{"tenants": {"125": []}}"#)
+            .unwrap()
+            .is_empty());
+        // Two spellings of one tenant are a mistake, not a silent choice between two lists.
+        let error = TenantSecrets::from_json(r#"{"tenants": {"124": ["a"], " 124": []}}"#).unwrap_err();
+        assert!(error.to_string().contains("twice"), "{error}");
     }
 
     #[test]

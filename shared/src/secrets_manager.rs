@@ -15,7 +15,21 @@
 //! - a failed refresh keeps the secrets already read (logged, counted in
 //!   `secrets_refresh_failures`) and is retried after [`RETRY_AFTER_FAILURE`]: an outage of
 //!   Secrets Manager does not refuse authentic events.
+//!
+//! Which version is read ([`resolve`]): every instance must verify with the same document, so
+//! the choice depends on what Secrets Manager holds, never on what one instance read before:
+//! - the current version (`AWSCURRENT`) when it reads as a document;
+//! - else (malformed JSON, a wrong shape, no string value) the previous version (`AWSPREVIOUS`,
+//!   which Secrets Manager keeps on every put), logged at ERROR and counted in
+//!   `secrets_malformed_current`: the put that broke the document changes nothing;
+//! - when neither reads as a document, there is no document every instance agrees on: an
+//!   instance keeps the one it read before (a version that was in force), an instance that has
+//!   none answers `503 secrets_unavailable` (the sender retries; nothing authentic is refused as
+//!   unauthenticated), each refresh counting in `secrets_malformed_current` and
+//!   `secrets_refresh_failures` until a valid document is put;
+//! - Secrets Manager unreachable or denying the read: as for any failed read above.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +40,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::config::Region;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -126,7 +141,7 @@ struct State {
     /// When the value is to be read again.
     next_read: Instant,
     /// A read that outlived the wait of the request that started it.
-    in_flight: Option<JoinHandle<Result<TenantSecrets, String>>>,
+    in_flight: Option<JoinHandle<Result<Resolved, ReadFailure>>>,
 }
 
 impl CachedSecret {
@@ -166,16 +181,37 @@ impl CachedSecret {
         let outcome = match tokio::time::timeout(wait, &mut read).await {
             Err(_) => {
                 state.in_flight = Some(read);
-                Err(format!("no answer within {} ms", wait.as_millis()))
+                Err(ReadFailure::Unreachable(format!(
+                    "no answer within {} ms",
+                    wait.as_millis()
+                )))
             }
-            Ok(Err(join_error)) => Err(format!("the read task failed: {join_error}")),
+            Ok(Err(join_error)) => Err(ReadFailure::Unreachable(format!("the read task failed: {join_error}"))),
             Ok(Ok(result)) => result,
         };
+        let current_malformed = match &outcome {
+            Ok(resolved) => resolved.current_malformed.as_deref(),
+            Err(ReadFailure::Malformed { current, .. }) => Some(current.as_str()),
+            Err(ReadFailure::Unreachable(_)) => None,
+        };
+        if let Some(reason) = current_malformed {
+            metrics::counter!("secrets_malformed_current", "source" => self.source).increment(1);
+            tracing::error!(
+                source = self.source,
+                secret_id = %self.secret_id,
+                reason,
+                "the current version of the tenant secrets is not a valid document; put a valid one (webhookctl secrets validate)"
+            );
+        }
         match outcome {
-            Ok(secrets) => {
+            Ok(resolved) => {
+                let secrets = resolved.secrets;
                 tracing::info!(
                     source = self.source,
+                    version = resolved.stage.label(),
+                    default_list = secrets.default_set().is_some(),
                     tenants = secrets.tenant_count(),
+                    blocked_tenants = secrets.blocked_count(),
                     refresh_seconds = self.refresh.as_secs(),
                     "tenant secrets read from AWS Secrets Manager"
                 );
@@ -184,8 +220,9 @@ impl CachedSecret {
                 state.next_read = Instant::now() + self.refresh;
                 Ok(secrets)
             }
-            Err(reason) => {
+            Err(failure) => {
                 metrics::counter!("secrets_refresh_failures", "source" => self.source).increment(1);
+                let reason = failure.to_string();
                 match state.value.clone() {
                     Some(value) => {
                         if state.in_flight.is_none() {
@@ -204,18 +241,113 @@ impl CachedSecret {
     }
 }
 
-/// One `GetSecretValue`. Errors name the failure, never the value.
-async fn read_secret(client: Client, secret_id: Arc<str>) -> Result<TenantSecrets, String> {
-    let output = client
+/// A version of the secret, by its staging label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Current,
+    Previous,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Current => "AWSCURRENT",
+            Self::Previous => "AWSPREVIOUS",
+        }
+    }
+}
+
+/// What a read of one version gave, when Secrets Manager answered.
+pub enum Fetched {
+    /// The version's string value: the document, unparsed.
+    Text(SecretString),
+    /// The version cannot hold a document: why (no string value, no such version).
+    Unusable(String),
+}
+
+/// The document every instance agrees on, and where it came from.
+#[derive(Debug)]
+pub struct Resolved {
+    pub secrets: TenantSecrets,
+    pub stage: Stage,
+    /// Why the current version was passed over, when it was.
+    pub current_malformed: Option<String>,
+}
+
+/// Why no document was resolved. Messages name keys and versions, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadFailure {
+    /// Secrets Manager did not answer, or refused the read.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Neither version reads as a document.
+    #[error("neither version is a valid document: AWSCURRENT: {current}; AWSPREVIOUS: {previous}")]
+    Malformed { current: String, previous: String },
+}
+
+/// The document of the secret (see the module's rules): the current version when it reads as
+/// one, else the previous one. `read` fetches one version.
+pub async fn resolve<F, Fut>(read: F) -> Result<Resolved, ReadFailure>
+where
+    F: Fn(Stage) -> Fut,
+    Fut: Future<Output = Result<Fetched, String>>,
+{
+    let document = |fetched: Fetched| match fetched {
+        Fetched::Text(text) => TenantSecrets::from_json(text.expose_secret()).map_err(|error| error.to_string()),
+        Fetched::Unusable(reason) => Err(reason),
+    };
+    let current = match document(read(Stage::Current).await.map_err(ReadFailure::Unreachable)?) {
+        Ok(secrets) => {
+            return Ok(Resolved {
+                secrets,
+                stage: Stage::Current,
+                current_malformed: None,
+            })
+        }
+        Err(reason) => reason,
+    };
+    match document(read(Stage::Previous).await.map_err(ReadFailure::Unreachable)?) {
+        Ok(secrets) => Ok(Resolved {
+            secrets,
+            stage: Stage::Previous,
+            current_malformed: Some(current),
+        }),
+        Err(previous) => Err(ReadFailure::Malformed { current, previous }),
+    }
+}
+
+/// One `GetSecretValue` of `stage`. Errors name the failure, never the value.
+pub async fn fetch(client: &Client, secret_id: &str, stage: Stage) -> Result<Fetched, String> {
+    match client
         .get_secret_value()
-        .secret_id(&*secret_id)
+        .secret_id(secret_id)
+        .version_stage(stage.label())
         .send()
         .await
-        .map_err(|error| format!("GetSecretValue failed: {}", DisplayErrorContext(&error)))?;
-    let text = output
-        .secret_string()
-        .ok_or_else(|| "the secret has no string value".to_owned())?;
-    TenantSecrets::from_json(text).map_err(|error| error.to_string())
+    {
+        Ok(output) => Ok(match output.secret_string() {
+            Some(text) => Fetched::Text(SecretString::from(text)),
+            None => Fetched::Unusable("the version has no string value".to_owned()),
+        }),
+        // The secret exists (its current version was just read) but has never been put twice.
+        Err(error)
+            if stage == Stage::Previous
+                && error
+                    .as_service_error()
+                    .is_some_and(|service| service.is_resource_not_found_exception()) =>
+        {
+            Ok(Fetched::Unusable("there is no previous version".to_owned()))
+        }
+        Err(error) => Err(format!(
+            "GetSecretValue ({}) failed: {}",
+            stage.label(),
+            DisplayErrorContext(&error)
+        )),
+    }
+}
+
+async fn read_secret(client: Client, secret_id: Arc<str>) -> Result<Resolved, ReadFailure> {
+    resolve(|stage| fetch(&client, &secret_id, stage)).await
 }
 
 #[cfg(test)]
@@ -243,6 +375,96 @@ mod tests {
             client_from_env(&both).config().region(),
             Some(&Region::new("eu-west-1"))
         );
+    }
+
+    /// A secret whose versions are `current` and `previous` (`None`: Secrets Manager does not
+    /// answer), and the stages read, in order.
+    async fn resolved(
+        current: Option<Fetched>,
+        previous: Option<Fetched>,
+    ) -> (Result<Resolved, ReadFailure>, Vec<Stage>) {
+        let versions = std::sync::Mutex::new((Some(current), Some(previous)));
+        let reads = std::sync::Mutex::new(Vec::new());
+        let result = resolve(|stage| {
+            reads.lock().unwrap().push(stage);
+            let mut versions = versions.lock().unwrap();
+            let version = match stage {
+                Stage::Current => versions.0.take(),
+                Stage::Previous => versions.1.take(),
+            }
+            .expect("each version is read at most once");
+            std::future::ready(version.ok_or_else(|| "connection refused".to_owned()))
+        })
+        .await;
+        (result, reads.into_inner().unwrap())
+    }
+
+    fn text(document: &str) -> Option<Fetched> {
+        Some(Fetched::Text(SecretString::from(document)))
+    }
+
+    const GOOD: &str = r#"{"default": ["hunter2"], "tenants": {"124": ["tenant-secret"]}}"#;
+
+    #[tokio::test]
+    async fn a_valid_current_version_is_used_and_the_previous_one_is_not_read() {
+        let (result, reads) = resolved(text(GOOD), None).await;
+        let resolved = result.unwrap();
+        assert_eq!((resolved.stage, resolved.current_malformed), (Stage::Current, None));
+        assert_eq!(resolved.secrets.tenant_count(), 1);
+        assert_eq!(reads, [Stage::Current]);
+    }
+
+    #[tokio::test]
+    async fn a_current_version_that_is_no_document_gives_way_to_the_previous_one() {
+        for current in [
+            text("{not json hunter3"),
+            text(r#"{"tenants": {"124": 7}}"#),
+            text(r#"["hunter3"]"#),
+            Some(Fetched::Unusable("the version has no string value".into())),
+        ] {
+            let (result, reads) = resolved(current, text(GOOD)).await;
+            let resolved = result.unwrap();
+            assert_eq!(resolved.stage, Stage::Previous);
+            let reason = resolved
+                .current_malformed
+                .expect("why the current version was passed over");
+            assert!(!reason.contains("hunter3"), "{reason}");
+            let tenant = resolved.secrets.for_tenant("124").unwrap();
+            assert_eq!(tenant.primary().expose(), b"tenant-secret");
+            assert_eq!(reads, [Stage::Current, Stage::Previous]);
+        }
+    }
+
+    #[tokio::test]
+    async fn no_valid_version_is_a_failure_that_quotes_no_value() {
+        for previous in [
+            text("hunter3"),
+            Some(Fetched::Unusable("there is no previous version".into())),
+        ] {
+            let (result, _) = resolved(text(r#"{"default": 7, "x": "hunter2"}"#), previous).await;
+            let failure = result.unwrap_err();
+            assert!(matches!(failure, ReadFailure::Malformed { .. }), "{failure:?}");
+            let message = failure.to_string();
+            assert!(
+                message.contains("AWSCURRENT") && message.contains("AWSPREVIOUS"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter"), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_is_not_a_malformed_document() {
+        let (result, reads) = resolved(None, text(GOOD)).await;
+        assert!(matches!(result.unwrap_err(), ReadFailure::Unreachable(_)));
+        assert_eq!(
+            reads,
+            [Stage::Current],
+            "the previous version is no fallback for an outage"
+        );
+        let (result, reads) = resolved(text("{"), None).await;
+        assert!(matches!(result.unwrap_err(), ReadFailure::Unreachable(_)));
+        assert_eq!(reads, [Stage::Current, Stage::Previous]);
     }
 
     #[tokio::test]

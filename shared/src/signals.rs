@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lambda_http::Request;
 
+use crate::bounded::{bounded, bounded_opt};
 use crate::error::{ApiError, StoreError};
 use crate::json::Drift;
 use crate::quarantine::{QuarantinePolicy, QuarantineStore, Refusal, Skip, Source};
@@ -24,9 +25,9 @@ pub fn report_drift(source: Source, mid: &str, drift: &[Drift]) {
     for field in drift {
         tracing::warn!(
             source = source.as_str(),
-            mid,
-            path = %field.path,
-            reason = %field.reason,
+            mid = %bounded(mid),
+            path = %bounded(&field.path),
+            reason = %bounded(&field.reason),
             "schema drift: field of an unexpected shape accepted and read as absent (kept in last_raw)"
         );
     }
@@ -85,7 +86,7 @@ impl Quarantine {
                     source = source.as_str(),
                     delivery_id = %record.delivery_id,
                     code = %record.code,
-                    tenant = record.tenant.as_deref(),
+                    tenant = bounded_opt(record.tenant.as_deref()).as_deref(),
                     "refused delivery quarantined"
                 );
                 metrics::counter!("quarantined", "source" => source.as_str()).increment(1);

@@ -3,6 +3,10 @@
 //!
 //! - a new tenant and a secret rotation written to the local Secrets Manager take effect
 //!   without restarting the functions;
+//! - a malformed secret document changes nothing: every instance, a fresh one included, reads
+//!   the previous version (`AWSPREVIOUS`);
+//! - a tenant listed with an empty list is refused `no_secret`, whatever the default;
+//! - a tenant and a user agent of any length reach the log and the metrics cut short;
 //! - the function log (the functions' own lines, their EMF documents and cargo lambda's lines,
 //!   which run at info level in `make test` on purpose) holds neither a secret nor a signature
 //!   value, while each refusal has its diagnostic line.
@@ -21,6 +25,10 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 /// Longest wait for a change to be seen: many refresh intervals, so that only a change that is
 /// never picked up fails (no timing is asserted).
 const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The tests that change or read the secret documents take turns: one of them puts a malformed
+/// document for a moment, and each put moves `AWSPREVIOUS`.
+static DOCUMENTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn required(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run these tests with `make test`"))
@@ -119,6 +127,7 @@ fn outcome(answer: &Answer) -> (u16, String) {
 #[tokio::test]
 #[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
+    let _turn = DOCUMENTS.lock().await;
     let sm = secrets_client();
     let http = client();
     let mid = unique_mid("rotate");
@@ -158,6 +167,175 @@ async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
     );
 }
 
+/// `rounds` bursts of `width` concurrent fresh CRM events for `mid` signed with `secret`: their
+/// answers. Concurrent requests spread over the function's instances, starting new ones.
+async fn bursts(http: &reqwest::Client, mid: &str, secret: &str, rounds: usize, width: usize) -> Vec<(u16, String)> {
+    let mut outcomes = Vec::new();
+    for _ in 0..rounds {
+        let burst: Vec<_> = (0..width)
+            .map(|_| {
+                let (http, body, secret) = (http.clone(), crm_body(mid), secret.to_owned());
+                tokio::spawn(async move { outcome(&post_crm(&http, &body, &secret).await) })
+            })
+            .collect();
+        for request in burst {
+            outcomes.push(request.await.expect("the request task"));
+        }
+    }
+    outcomes
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn a_malformed_document_resolves_to_the_previous_version_on_every_instance() {
+    let _turn = DOCUMENTS.lock().await;
+    let sm = secrets_client();
+    let http = client();
+    let id = required("CRM_SECRETS_MANAGER_ID");
+    let mid = unique_mid("malformed");
+    let own = format!("own-{}", unique_nonce());
+
+    // The tenant is onboarded; one instance at least has read it.
+    set_crm_tenant(&sm, &mid, Some(&[&own])).await;
+    until_answer(&http, &mid, &own, (200, "accepted")).await;
+    let good = read_document(&sm, &id).await;
+
+    // A broken put: JSON cut short (it still names the tenant's secret).
+    let broken = good.to_string();
+    sm.put_secret_value()
+        .secret_id(&id)
+        .secret_string(&broken[..broken.len() - 2])
+        .send()
+        .await
+        .expect("the local Secrets Manager answers");
+    every_instance_refreshed().await;
+    // Each instance re-reads on its next request, waiting a moment only: wake them, then let
+    // their reads land.
+    let warm_up = bursts(&http, &unique_mid("malformed-default"), "dev-crm-secret", 2, 8).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = bursts(&http, &mid, &own, 3, 8).await;
+
+    // An instance that starts now, with nothing read before: the previous version too.
+    let env: shared::config::Env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            required("TEST_SECRETS_ENDPOINT").as_str(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let fresh_client = shared::secrets_manager::client_from_env(&env);
+    let resolved =
+        shared::secrets_manager::resolve(|stage| shared::secrets_manager::fetch(&fresh_client, &id, stage)).await;
+    let fresh = shared::secrets_manager::CachedSecret::new(fresh_client.clone(), &id, Duration::from_secs(60), "crm")
+        .current()
+        .await;
+
+    // The document is whole again before anything is asserted (the other suites read it).
+    write_document(&sm, &id, &good).await;
+    set_crm_tenant(&sm, &mid, None).await;
+
+    let resolved = resolved.expect("the previous version is a document");
+    assert_eq!(resolved.stage, shared::secrets_manager::Stage::Previous);
+    assert!(resolved.current_malformed.is_some());
+    let fresh = fresh.expect("a fresh instance reads the previous version");
+    assert_eq!(
+        fresh.for_tenant(&mid).map(|set| set.primary().expose().to_vec()),
+        Some(own.as_bytes().to_vec()),
+        "a fresh instance knows the tenant onboarded before the broken put"
+    );
+    let accepted = (200, "accepted".to_owned());
+    assert!(warm_up.iter().all(|o| *o == accepted), "default secret: {warm_up:?}");
+    assert!(
+        after.iter().all(|o| *o == accepted),
+        "every instance verifies with the previous version, which lists the tenant: {after:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn a_tenant_listed_with_an_empty_list_is_refused_whatever_the_default() {
+    let _turn = DOCUMENTS.lock().await;
+    let sm = secrets_client();
+    let http = client();
+    let mid = unique_mid("blocked");
+    // Not listed: the default list applies.
+    assert_eq!(
+        outcome(&post_crm(&http, &crm_body(&mid), "dev-crm-secret").await),
+        (200, "accepted".into())
+    );
+    set_crm_tenant(&sm, &mid, Some(&[])).await;
+    until_answer(&http, &mid, "dev-crm-secret", (401, "no_secret")).await;
+    every_instance_refreshed().await;
+    assert_eq!(
+        outcome(&post_crm(&http, &crm_body(&mid), "dev-crm-secret").await),
+        (401, "no_secret".into())
+    );
+    // Unlisted again: the default list again.
+    set_crm_tenant(&sm, &mid, None).await;
+    until_answer(&http, &mid, "dev-crm-secret", (200, "accepted")).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn an_oversized_tenant_and_user_agent_are_cut_in_the_log_and_the_metrics() {
+    use shared::bounded::{bounded, MAX_LOGGED_BYTES};
+    let http = client();
+    let mid = format!("{}-{}", unique_mid("oversized"), "m".repeat(2_000));
+    let user_agent = format!("oversized-agent-{}-{}", unique_nonce(), "u".repeat(3_000));
+    // Of the activity's shape, unsigned: refused, logged, counted.
+    let answer = post(
+        &http,
+        &activity_url(&mid),
+        &[("User-Agent", &user_agent)],
+        r#"{"action":"event/add","attributes":{"event_id":"e1"}}"#,
+    )
+    .await;
+    assert_eq!(answer.refusal(), (401, "missing_signature".into()));
+
+    let (want_mid, want_agent) = (bounded(&mid).into_owned(), bounded(&user_agent).into_owned());
+    assert!(want_mid.len() < MAX_LOGGED_BYTES + 20 && want_agent.len() < MAX_LOGGED_BYTES + 20);
+    let log_path = required("TEST_FUNCTIONS_LOG");
+    let started = Instant::now();
+    let (refusal, metrics) = loop {
+        let log = std::fs::read_to_string(&log_path).expect("the function log");
+        let ours: Vec<Value> = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line.get(line.find('{')?..)?).ok())
+            .filter(|line| line.get("fields").is_some() || line.get("_aws").is_some())
+            .filter(|line| line.to_string().contains(&mid[..40]))
+            .collect();
+        let refusal = ours
+            .iter()
+            .find(|line| line["fields"]["message"] == "request refused")
+            .cloned();
+        let metrics = ours.iter().find(|line| line.get("requests").is_some()).cloned();
+        if let (Some(refusal), Some(metrics)) = (refusal, metrics) {
+            for line in &ours {
+                let text = line.to_string();
+                assert!(
+                    !text.contains(&mid) && !text.contains(&user_agent),
+                    "uncut: {}",
+                    &text[..400.min(text.len())]
+                );
+            }
+            break (refusal, metrics);
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the refusal of {} never reached {log_path}",
+            &mid[..40]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(refusal["fields"]["mid"], want_mid.as_str());
+    assert_eq!(refusal["fields"]["user_agent"], want_agent.as_str());
+    assert_eq!(metrics["mid"], want_mid.as_str(), "{metrics}");
+}
+
 /// Every string of a secret document (its secrets).
 fn secret_values(document: &Value, into: &mut BTreeSet<String>) {
     match document {
@@ -178,6 +356,7 @@ fn secret_values(document: &Value, into: &mut BTreeSet<String>) {
 #[tokio::test]
 #[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn no_secret_and_no_signature_reaches_the_function_log_and_refusals_are_diagnosable() {
+    let _turn = DOCUMENTS.lock().await;
     let sm = secrets_client();
     let http = client();
     let mut secrets = BTreeSet::new();

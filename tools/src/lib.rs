@@ -5,3 +5,4 @@ pub mod coldstart;
 pub mod entity;
 pub mod fuzz;
 pub mod probe;
+pub mod secrets;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lambda_http::{Body, Request, RequestExt, Response};
+use shared::bounded::{bounded, bounded_opt};
 use shared::clock::{Clock, SystemClock};
 use shared::config::{ActivityConfig, ConfigError, Env};
 use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore};
@@ -90,14 +91,14 @@ impl<S: ActivityStore, K: SecretSource> App<S, K> {
         report_drift(Source::Activity, mid, &event.drift);
         if event.activity_id().is_none() {
             // Not the raw body: it carries the request's `sign`.
-            tracing::warn!(mid = %mid, action = event.action.as_str(), "action not modelled; acknowledged without a write");
+            tracing::warn!(mid = %bounded(mid), action = %bounded(event.action.as_str()), "action not modelled; acknowledged without a write");
         }
         let delivery = match self.store.apply(&event).await? {
             NonceOutcome::Replayed => return Err(AuthError::ReplayedNonce.into()),
             NonceOutcome::Accepted => Delivery::Accepted,
             NonceOutcome::Duplicate => Delivery::Duplicate,
         };
-        tracing::info!(mid = %mid, entity_id = ?event.entity_id, action = event.action.as_str(), ?delivery, "callback applied");
+        tracing::info!(mid = %bounded(mid), entity_id = bounded_opt(event.entity_id.as_deref()).as_deref(), action = %bounded(event.action.as_str()), ?delivery, "callback applied");
         Ok(Applied {
             delivery,
             mid: mid.to_string(),

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
+use shared::bounded::bounded;
 use shared::clock::{Clock, SystemClock};
 use shared::config::{ConfigError, CrmConfig, Env};
 use shared::crm::tenant_of;
@@ -93,11 +94,11 @@ impl<S: CrmStore, K: SecretSource> App<S, K> {
         report_drift(Source::Crm, &event.mid, &event.drift);
         if !event.event_type.is_known() {
             tracing::warn!(
-                mid = %event.mid,
-                entity_id = %event.entity_id,
-                event_type = event.event_type.as_str(),
-                raw = %event.raw,
-                "event type not modelled; merging its mapping_data generically"
+                mid = %bounded(&event.mid),
+                entity_id = %bounded(&event.entity_id),
+                event_type = %bounded(event.event_type.as_str()),
+                raw = %bounded(&event.raw),
+                "event type not modelled; merging its mapping_data generically (the whole body is the item's last_raw)"
             );
         }
         let delivery = self.store.apply(&event).await?;
@@ -105,7 +106,7 @@ impl<S: CrmStore, K: SecretSource> App<S, K> {
             Delivery::Accepted => "accepted",
             Delivery::Duplicate => "duplicate",
         };
-        tracing::info!(mid = %event.mid, entity_id = %event.entity_id, event_type = event.event_type.as_str(), status, "event applied");
+        tracing::info!(mid = %bounded(&event.mid), entity_id = %bounded(&event.entity_id), event_type = %bounded(event.event_type.as_str()), status, "event applied");
         Ok(Applied {
             delivery,
             response: json_response(&json!({

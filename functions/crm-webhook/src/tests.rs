@@ -176,6 +176,17 @@ async fn a_tenant_without_a_secret_is_refused_even_when_others_have_one() {
 }
 
 #[tokio::test]
+async fn a_tenant_variable_set_empty_blocks_the_tenant_despite_the_default() {
+    let event = event_json("crm_seed_124_object_create.json");
+    let blocked = app(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret"), ("CRM_WEBHOOK_SECRET_124", "")]);
+    assert_eq!(error_code(&call(&blocked, &event).await), (401, "no_secret"));
+    assert!(blocked.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
+    let open = app(&[("CRM_WEBHOOK_SECRET", "dev-crm-secret"), ("CRM_WEBHOOK_SECRET_941", "")]);
+    assert_eq!(call(&open, &event).await.0, 200, "only the tenant named is blocked");
+    assert!(open.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_some());
+}
+
+#[tokio::test]
 async fn a_per_tenant_secret_overrides_the_default_and_rotation_keeps_old_senders_working() {
     let overridden = app(&[
         ("CRM_WEBHOOK_SECRET", "dev-crm-secret"),

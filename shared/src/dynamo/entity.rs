@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::attr::{self, key, n, SdkItem, FORMAT, MERGE, VERSION};
 use crate::bookkeeping::{self, Applied, Registers, FORMAT_VERSION};
+use crate::bounded::bounded;
 use crate::error::StoreError;
 use crate::format1::{self, Format1, MERGE_STATE};
 use crate::item::Item;
@@ -190,8 +191,8 @@ impl EntityTable {
             // deliveries of one entity answer 503.
             tracing::info!(
                 source = self.source,
-                mid,
-                entity_id,
+                mid = %bounded(mid),
+                entity_id = %bounded(entity_id),
                 lost = race.lost,
                 last_write_ms = whole_millis(race.last_call),
                 age_ms = whole_millis(age),

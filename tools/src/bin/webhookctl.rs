@@ -54,6 +54,9 @@ enum Command {
     Probe(ProbeArgs),
     /// Show, list and export the stored leads, accounts and activities of a tenant.
     Entity(tools::entity::EntityArgs),
+    /// Show and change the tenant-secret documents in AWS Secrets Manager (never printing a
+    /// secret value); check a document before it is put.
+    Secrets(tools::secrets::SecretsArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -255,6 +258,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Quarantine(args) => quarantine(args.command).await,
         Command::Probe(args) => probe_command(&args),
         Command::Entity(args) => tools::entity::run(args).await,
+        Command::Secrets(args) => tools::secrets::run(args).await,
     }
 }
 
