@@ -87,10 +87,10 @@ struct Generated {
 fn generate(mid: &str, entity_id: &str, i: usize, rng: &mut StdRng) -> Generated {
     let mut body: Value = serde_json::from_str(&std::fs::read_to_string(FIXTURE).expect("the fixture")).unwrap();
     let mut fields = BTreeMap::from([("name".to_owned(), format!("name-{i}-{:04x}", rng.random::<u16>()))]);
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         fields.insert("email".to_owned(), format!("lead{i}@example.com"));
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         fields.insert("company_name".to_owned(), format!("公司 {i}"));
     }
     if i < 5 {

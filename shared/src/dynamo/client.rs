@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::Client;
 
 use crate::config::Env;
 
-/// Upper bound on one store operation, all retries included. The sender waits 5 s; this
-/// leaves room for parsing, verification and the Lambda runtime round trip.
-pub const DEADLINE: Duration = Duration::from_millis(4_000);
+/// Upper bound on one request, and so on its store operation, all retries included
+/// ([`crate::store::REQUEST_DEADLINE`]): the store gets what the request has left of it.
+pub const DEADLINE: Duration = crate::store::REQUEST_DEADLINE;
 
 /// Timeouts well inside [`DEADLINE`]: a dead endpoint fails in about a second.
 pub fn timeout_config() -> TimeoutConfig {

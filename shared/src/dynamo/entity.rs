@@ -46,9 +46,13 @@ pub struct Race {
 }
 
 impl Race {
-    pub fn start() -> Self {
+    /// A contest with `budget` left of the request's deadline: its age counts from the start
+    /// of the request, so that the time the secrets took counts too.
+    pub fn start(budget: Duration) -> Self {
+        let used = super::DEADLINE.saturating_sub(budget);
+        let now = Instant::now();
         Self {
-            started: Instant::now(),
+            started: now.checked_sub(used).unwrap_or(now),
             lost: 0,
             last_call: Duration::ZERO,
         }
@@ -123,7 +127,7 @@ impl EntityWrite {
     pub fn condition(&self) -> Condition {
         let version = |v: u64| {
             (
-                (("#version".to_owned(), VERSION.to_owned())),
+                ("#version".to_owned(), VERSION.to_owned()),
                 (":version".to_owned(), n(v)),
             )
         };
@@ -172,15 +176,17 @@ impl EntityTable {
 
     /// Merges the event into its entity once: `Duplicate` when the entity's record of applied
     /// events holds it already. One consistent read, then one conditional put per attempt.
+    /// `budget` is what is left of the request's deadline.
     pub async fn apply<S>(
         &self,
         apply: &Apply<'_, S::Event>,
         to_item: impl Fn(&S, &str) -> Item,
+        budget: Duration,
     ) -> Result<Delivery, StoreError>
     where
         S: Format1 + Mergeable + Clone,
     {
-        let mut race = Race::start();
+        let mut race = Race::start(budget);
         let mut current = self.read(apply.mid, apply.entity_id).await?;
         loop {
             if current.as_ref().is_some_and(|t| t.applied.contains(&apply.stamp)) {
@@ -441,14 +447,15 @@ fn jittered(window: Duration) -> Duration {
     Duration::from_micros(if micros == 0 { 0 } else { fastrand::u64(..micros) })
 }
 
-/// Bounds a whole store operation by [`super::DEADLINE`].
+/// Bounds a whole store operation by `budget`, what is left of the request's deadline
+/// ([`super::DEADLINE`]).
 pub async fn within_deadline<T>(
+    budget: Duration,
     operation: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    let deadline = super::DEADLINE;
-    tokio::time::timeout(deadline, operation)
+    tokio::time::timeout(budget, operation)
         .await
-        .unwrap_or_else(|_| Err(StoreError::Timeout(whole_millis(deadline))))
+        .unwrap_or_else(|_| Err(StoreError::Timeout(whole_millis(budget))))
 }
 
 #[cfg(test)]
