@@ -102,9 +102,10 @@ bench: venv targets
 	bash scripts/bench.sh
 
 # The full-size suites against a stack of their own (ports 38000/39000): convergence over
-# 200 entities / 10,000 events, the outage over 2,000 events, 60 s of load, then the long fuzz.
+# 200 entities / 10,000 events, the outage over 2,000 events, one lead with 2,000 events from 32
+# senders, 60 s of load, then the long fuzz.
 soak: venv
-	bash scripts/stack.sh soak --no-fail-fast --test convergence --test outage --test load --test quarantine -- --nocapture
+	bash scripts/stack.sh soak --no-fail-fast --test convergence --test outage --test crowd --test load --test quarantine -- --nocapture
 	@$(MAKE) --no-print-directory fuzz
 
 # Ten million mutated bodies through the pure ingest path (release build).

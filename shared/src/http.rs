@@ -3,12 +3,15 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{service_fn, Body, Request, Response};
 
 use crate::envelope::MAX_BODY_BYTES;
-use crate::error::{ApiError, RequestError};
+use crate::error::{ApiError, RequestError, SecretsError};
+use crate::secret::{SecretSource, TenantSecrets};
+use crate::store::REQUEST_DEADLINE;
 
 /// A function's request handling: every request gets its documented response, never an `Err`.
 pub trait Handler: Send + Sync + 'static {
@@ -34,6 +37,39 @@ pub async fn serve(handler: impl Handler) -> Result<(), lambda_http::Error> {
         }
     }))
     .await
+}
+
+/// The one deadline of a request ([`REQUEST_DEADLINE`], from when it is taken up): the secrets
+/// are waited for within it, and the store gets what is left, so that the answer comes in time
+/// whatever the first read of the secrets took. On tokio's clock, so that tests can pause it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDeadline {
+    ends: tokio::time::Instant,
+}
+
+impl RequestDeadline {
+    pub fn start() -> Self {
+        Self {
+            ends: tokio::time::Instant::now() + REQUEST_DEADLINE,
+        }
+    }
+
+    /// What is left of it: the store's budget.
+    pub fn remaining(&self) -> Duration {
+        self.ends.saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// The tenant secrets, unavailable when they do not come before the deadline.
+    pub async fn secrets<K: SecretSource>(&self, source: &K) -> Result<Arc<TenantSecrets>, SecretsError> {
+        tokio::time::timeout_at(self.ends, source.current())
+            .await
+            .unwrap_or_else(|_| {
+                Err(SecretsError::Unavailable(format!(
+                    "no answer within the request's deadline of {} ms",
+                    REQUEST_DEADLINE.as_millis()
+                )))
+            })
+    }
 }
 
 /// The body of a POST within the size limit (API Gateway's base64 is already decoded).

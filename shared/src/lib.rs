@@ -30,6 +30,8 @@ pub use error::{ApiError, AuthError, ParseError, RequestError, SecretsError, Sto
 pub mod dynamo;
 #[cfg(feature = "lambda")]
 pub mod http;
+#[cfg(any(feature = "dynamodb", feature = "secretsmanager"))]
+pub mod lazy_https;
 #[cfg(feature = "lambda")]
 pub mod observe;
 #[cfg(feature = "secretsmanager")]

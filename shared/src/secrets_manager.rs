@@ -4,7 +4,8 @@
 //! The SDK's own client, with a small cache, rather than `aws_secretsmanager_caching`: that crate
 //! builds its client through aws-config's default chains (profiles, SSO, IMDS, a TLS connector
 //! with the system's roots) at start-up, which is what `dynamo::client` avoids to keep the cold
-//! start short. Nothing here touches the network before the first request.
+//! start short. Nothing here touches the network, or reads the root certificates
+//! ([`crate::lazy_https`]), before the first request.
 //!
 //! Reading rules:
 //! - the first request of an instance waits for the first read (at most [`FIRST_READ_WAIT`]);
@@ -62,6 +63,7 @@ pub fn client_from_env(env: &Env) -> Client {
     let mut config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .http_client(crate::lazy_https::https_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_millis(500))

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::activity::event::ActivityEvent;
 use crate::activity::state::ActivityState;
@@ -26,15 +27,40 @@ pub enum NonceOutcome {
     Replayed,
 }
 
+/// How long one request may take, the secrets and the store included, before it is answered:
+/// the sender waits 5 s, and this leaves room for parsing, verification and the Lambda runtime's
+/// round trip. The store gets what the steps before it left ([`CrmStore::apply_within`]).
+pub const REQUEST_DEADLINE: Duration = Duration::from_millis(4_000);
+
 pub trait CrmStore: Send + Sync {
-    /// Merges `event` into its object's state, once.
-    fn apply(&self, event: &CrmEvent) -> impl Future<Output = Result<Delivery, StoreError>> + Send;
+    /// Merges `event` into its object's state, once, answering within `budget` (what is left of
+    /// the request's deadline).
+    fn apply_within(
+        &self,
+        event: &CrmEvent,
+        budget: Duration,
+    ) -> impl Future<Output = Result<Delivery, StoreError>> + Send;
+
+    /// [`Self::apply_within`] a whole request's deadline.
+    fn apply(&self, event: &CrmEvent) -> impl Future<Output = Result<Delivery, StoreError>> + Send {
+        self.apply_within(event, REQUEST_DEADLINE)
+    }
 }
 
 pub trait ActivityStore: Send + Sync {
     /// Records `event.nonce` with the body's digest and, for events that name an activity,
-    /// merges the event, in one atomic step.
-    fn apply(&self, event: &ActivityEvent) -> impl Future<Output = Result<NonceOutcome, StoreError>> + Send;
+    /// merges the event, in one atomic step, answering within `budget` (what is left of the
+    /// request's deadline).
+    fn apply_within(
+        &self,
+        event: &ActivityEvent,
+        budget: Duration,
+    ) -> impl Future<Output = Result<NonceOutcome, StoreError>> + Send;
+
+    /// [`Self::apply_within`] a whole request's deadline.
+    fn apply(&self, event: &ActivityEvent) -> impl Future<Output = Result<NonceOutcome, StoreError>> + Send {
+        self.apply_within(event, REQUEST_DEADLINE)
+    }
 }
 
 type Key = (String, String);
@@ -73,8 +99,9 @@ impl MemoryStore {
     }
 }
 
+/// The budget is not enforced: nothing here waits.
 impl CrmStore for MemoryStore {
-    async fn apply(&self, event: &CrmEvent) -> Result<Delivery, StoreError> {
+    async fn apply_within(&self, event: &CrmEvent, _budget: Duration) -> Result<Delivery, StoreError> {
         self.check_available()?;
         let mut crm = self.crm.lock().expect("poisoned");
         let ledger = crm.entry((event.mid.clone(), event.entity_id.clone())).or_default();
@@ -82,8 +109,9 @@ impl CrmStore for MemoryStore {
     }
 }
 
+/// The budget is not enforced: nothing here waits.
 impl ActivityStore for MemoryStore {
-    async fn apply(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
+    async fn apply_within(&self, event: &ActivityEvent, _budget: Duration) -> Result<NonceOutcome, StoreError> {
         self.check_available()?;
         let mut nonces = self.nonces.lock().expect("poisoned");
         let nonce_key = (event.mid.clone(), event.nonce.clone());

@@ -10,7 +10,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::{ActivityConfig, ConfigError, Env};
 use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore};
 use shared::error::{ApiError, AuthError};
-use shared::http::{post_body, text_response, Handler};
+use shared::http::{post_body, text_response, Handler, RequestDeadline};
 use shared::merge::Delivery;
 use shared::observe::{answer, Applied};
 use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
@@ -81,8 +81,9 @@ impl<S: ActivityStore> App<S> {
 
 impl<S: ActivityStore, K: SecretSource> App<S, K> {
     async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
+        let deadline = RequestDeadline::start();
         let body = post_body(request)?;
-        let secrets = self.secrets.current().await?;
+        let secrets = deadline.secrets(&self.secrets).await?;
         let event = self
             .config
             .intake
@@ -93,7 +94,7 @@ impl<S: ActivityStore, K: SecretSource> App<S, K> {
             // Not the raw body: it carries the request's `sign`.
             tracing::warn!(mid = %bounded(mid), action = %bounded(event.action.as_str()), "action not modelled; acknowledged without a write");
         }
-        let delivery = match self.store.apply(&event).await? {
+        let delivery = match self.store.apply_within(&event, deadline.remaining()).await? {
             NonceOutcome::Replayed => return Err(AuthError::ReplayedNonce.into()),
             NonceOutcome::Accepted => Delivery::Accepted,
             NonceOutcome::Duplicate => Delivery::Duplicate,

@@ -13,7 +13,7 @@ use shared::crm::tenant_of;
 use shared::dynamo::{client_from_env, DynamoCrmStore, DynamoQuarantineStore};
 use shared::envelope::Envelope;
 use shared::error::ApiError;
-use shared::http::{header_text, json_response, post_body, Handler};
+use shared::http::{header_text, json_response, post_body, Handler, RequestDeadline};
 use shared::merge::Delivery;
 use shared::observe::{answer, Applied};
 use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
@@ -87,8 +87,9 @@ impl<S: CrmStore> App<S> {
 
 impl<S: CrmStore, K: SecretSource> App<S, K> {
     async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
+        let deadline = RequestDeadline::start();
         let body = post_body(request)?;
-        let secrets = self.secrets.current().await?;
+        let secrets = deadline.secrets(&self.secrets).await?;
         let intake = &self.config.intake;
         let event = intake.verified_event_with(&secrets, body, header_text(request, &intake.signature_header))?;
         report_drift(Source::Crm, &event.mid, &event.drift);
@@ -101,7 +102,7 @@ impl<S: CrmStore, K: SecretSource> App<S, K> {
                 "event type not modelled; merging its mapping_data generically (the whole body is the item's last_raw)"
             );
         }
-        let delivery = self.store.apply(&event).await?;
+        let delivery = self.store.apply_within(&event, deadline.remaining()).await?;
         let status = match delivery {
             Delivery::Accepted => "accepted",
             Delivery::Duplicate => "duplicate",

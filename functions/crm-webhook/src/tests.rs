@@ -11,10 +11,13 @@ use serde_json::Value;
 use shared::clock::SystemClock;
 use shared::config::{CrmConfig, Env};
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
+use shared::crm::CrmEvent;
 use shared::http::Handler;
+use shared::merge::Delivery;
 use shared::quarantine::{MemoryQuarantine, QuarantineStore, Source};
 use shared::secret::Secret;
-use shared::store::MemoryStore;
+use shared::store::{CrmStore, MemoryStore, REQUEST_DEADLINE};
+use shared::StoreError;
 
 use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};
 use shared::secrets_manager::TenantSecretSource;
@@ -398,4 +401,85 @@ async fn unreadable_secrets_are_503_secrets_unavailable_never_401_and_nothing_is
     let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     assert_eq!(body["error"]["code"], "secrets_unavailable");
     assert!(app.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
+}
+
+/// Secrets that take `delay` to read (the first read of an instance on a slow network), on
+/// tokio's clock: paused in these tests, so the delay is logic, not waiting.
+struct SlowSecrets {
+    delay: std::time::Duration,
+    secrets: Arc<TenantSecrets>,
+}
+
+impl SecretSource for SlowSecrets {
+    async fn current(&self) -> Result<Arc<TenantSecrets>, SecretsError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(Arc::clone(&self.secrets))
+    }
+}
+
+/// The in-memory store, remembering the budget each delivery was given.
+#[derive(Default)]
+struct BudgetRecorder {
+    store: MemoryStore,
+    budgets: std::sync::Mutex<Vec<std::time::Duration>>,
+}
+
+impl CrmStore for BudgetRecorder {
+    async fn apply_within(&self, event: &CrmEvent, budget: std::time::Duration) -> Result<Delivery, StoreError> {
+        self.budgets.lock().unwrap().push(budget);
+        self.store.apply_within(event, budget).await
+    }
+}
+
+fn slow_secrets_app(delay: std::time::Duration) -> App<BudgetRecorder, SlowSecrets> {
+    let App { config, quarantine, .. } = dev_app();
+    let secrets = Arc::new(config.intake.secrets.clone());
+    App {
+        config,
+        store: BudgetRecorder::default(),
+        quarantine,
+        secrets: SlowSecrets { delay, secrets },
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_store_gets_what_the_first_secret_read_left_of_the_request_deadline() {
+    let app = slow_secrets_app(std::time::Duration::from_millis(2_500));
+    let event = event_json("crm_seed_124_object_create.json");
+    let response = app.handle(request(&event)).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        *app.store.budgets.lock().unwrap(),
+        [REQUEST_DEADLINE - std::time::Duration::from_millis(2_500)],
+        "one store call, with the 1.5 s the secrets left"
+    );
+    assert_eq!(
+        app.store
+            .store
+            .crm_state("124", "NttdW4NoJfD2cX6f7rg52f")
+            .unwrap()
+            .event_count,
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secret_read_that_outlasts_the_request_deadline_is_503_at_the_deadline_and_writes_nothing() {
+    let app = slow_secrets_app(std::time::Duration::from_secs(3_600));
+    let event = event_json("crm_seed_124_object_create.json");
+    let started = tokio::time::Instant::now();
+    let response = app.handle(request(&event)).await;
+    assert_eq!(
+        started.elapsed(),
+        REQUEST_DEADLINE,
+        "answered at the deadline, not after the read"
+    );
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"]["code"], "secrets_unavailable");
+    assert!(
+        app.store.budgets.lock().unwrap().is_empty(),
+        "the store is never called"
+    );
+    assert!(app.store.store.crm_state("124", "NttdW4NoJfD2cX6f7rg52f").is_none());
 }

@@ -209,11 +209,11 @@ impl DynamoActivityStore {
         }
     }
 
-    async fn apply_within_deadline(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
+    async fn apply_within_deadline(&self, event: &ActivityEvent, budget: Duration) -> Result<NonceOutcome, StoreError> {
         let now = self.clock.now_unix();
         let updated_at = utc_rfc3339(now);
         let entity_id = event.activity_id();
-        let mut race = Race::start();
+        let mut race = Race::start(budget);
         let mut found = self.read(event, entity_id).await?;
         loop {
             if let Some(recorded) = &found.nonce_digest {
@@ -290,8 +290,8 @@ fn seen_before(digest: &crate::digest::EventDigest, recorded: Option<&str>) -> N
 }
 
 impl ActivityStore for DynamoActivityStore {
-    async fn apply(&self, event: &ActivityEvent) -> Result<NonceOutcome, StoreError> {
-        within_deadline(self.apply_within_deadline(event)).await
+    async fn apply_within(&self, event: &ActivityEvent, budget: Duration) -> Result<NonceOutcome, StoreError> {
+        within_deadline(budget, self.apply_within_deadline(event, budget)).await
     }
 }
 

@@ -4,8 +4,9 @@
 //! The client is assembled from the environment Lambda gives every function (region,
 //! credentials) rather than through aws-config's default chains: those also build providers
 //! for profiles, SSO, web identity, ECS and IMDS, and an HTTP connector with the system's root
-//! certificates, all during start-up and none of it used on Lambda. Here the connector is built
-//! by the SDK at the first request, when it is needed.
+//! certificates, all during start-up and none of it used on Lambda. The HTTPS client
+//! ([`crate::lazy_https`]) builds its connector, and reads the root certificates, at the first
+//! call: the SDK's default would build it with the client, before the first request.
 
 use std::time::Duration;
 
@@ -18,9 +19,9 @@ use aws_sdk_dynamodb::Client;
 
 use crate::config::Env;
 
-/// Upper bound on one store operation, all retries included. The sender waits 5 s; this
-/// leaves room for parsing, verification and the Lambda runtime round trip.
-pub const DEADLINE: Duration = Duration::from_millis(4_000);
+/// Upper bound on one request, and so on its store operation, all retries included
+/// ([`crate::store::REQUEST_DEADLINE`]): the store gets what the request has left of it.
+pub const DEADLINE: Duration = crate::store::REQUEST_DEADLINE;
 
 /// Timeouts well inside [`DEADLINE`]: a dead endpoint fails in about a second.
 pub fn timeout_config() -> TimeoutConfig {
@@ -60,6 +61,7 @@ pub fn client_from_env(env: &Env) -> Client {
     let mut config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .http_client(crate::lazy_https::https_client())
         .timeout_config(timeout_config())
         .retry_config(retry_config());
     config.set_region(region(env));

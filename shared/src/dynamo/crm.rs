@@ -2,6 +2,7 @@
 //! (storage format 2, docs/items.md). No other table, no transaction.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 
@@ -28,7 +29,7 @@ impl DynamoCrmStore {
 }
 
 impl CrmStore for DynamoCrmStore {
-    async fn apply(&self, event: &CrmEvent) -> Result<Delivery, StoreError> {
+    async fn apply_within(&self, event: &CrmEvent, budget: Duration) -> Result<Delivery, StoreError> {
         let updated_at = utc_rfc3339(self.clock.now_unix());
         let apply = Apply {
             mid: &event.mid,
@@ -37,6 +38,6 @@ impl CrmStore for DynamoCrmStore {
             stamp: event.stamp(),
             updated_at: &updated_at,
         };
-        within_deadline(self.entities.apply(&apply, CrmState::to_item)).await
+        within_deadline(budget, self.entities.apply(&apply, CrmState::to_item, budget)).await
     }
 }

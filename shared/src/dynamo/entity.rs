@@ -1,10 +1,13 @@
 //! What both adapters share: one entity item per object, which carries its own compact record
 //! of applied events (storage format 2, docs/items.md), read once and then written with one
-//! conditional `PutItem`. When the condition fails, the failed put returns the current item
-//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which is merged into at once: a lost race
-//! costs one more put, never a read and never an update. An item still in storage format 1 is
-//! migrated when it is read ([`crate::format1`]): its next write stores it as format 2,
-//! conditional on the format-1 `merge_state` read.
+//! conditional `PutItem`. The condition is on the item's `version`, which every write
+//! increments: the bookkeeping alone would not do, because an event older than everything the
+//! record keeps leaves `merge` as it was, and a writer that read the item before such a write
+//! would then pass its condition and erase that event's count. When the condition fails, the
+//! failed put returns the current item (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which
+//! is merged into at once: a lost race costs one more put, never a read and never an update. An
+//! item still in storage format 1 is migrated when it is read ([`crate::format1`]): its next
+//! write stores it as format 2, conditional on the format-1 `merge_state` and `version` read.
 //!
 //! Why every delivery reads before it writes, even for an entity it creates: a write sent to a
 //! DynamoDB that has stopped answering is not cancelled by the client's timeout. It waits in
@@ -44,9 +47,13 @@ pub struct Race {
 }
 
 impl Race {
-    pub fn start() -> Self {
+    /// A contest with `budget` left of the request's deadline: its age counts from the start
+    /// of the request, so that the time the secrets took counts too.
+    pub fn start(budget: Duration) -> Self {
+        let used = super::DEADLINE.saturating_sub(budget);
+        let now = Instant::now();
         Self {
-            started: Instant::now(),
+            started: now.checked_sub(used).unwrap_or(now),
             lost: 0,
             last_call: Duration::ZERO,
         }
@@ -71,15 +78,15 @@ pub struct Tracked<S> {
     read: AsRead,
 }
 
-/// An entity's bookkeeping exactly as it was read, which the next write of the entity is
-/// conditional on: the item must still hold it.
+/// What the next write of an entity is conditional on: the item must still hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AsRead {
-    /// Storage format 2: the `merge` bytes.
-    Merge(Vec<u8>),
-    /// Storage format 1, migrated on read: the `merge_state` JSON. The next write replaces the
-    /// whole item with a format-2 one, which has no `merge_state`.
-    MergeState(String),
+    /// Storage format 2: the `version` read. Every write increments it, so no other write can
+    /// have come in between when it is unchanged.
+    Version(u64),
+    /// Storage format 1, migrated on read: the `merge_state` JSON and the `version`. The next
+    /// write replaces the whole item with a format-2 one, which has no `merge_state`.
+    MergeState(String, u64),
 }
 
 /// A condition of a write, with its placeholders, as `PutItem` and a transaction's `Put` take it.
@@ -117,23 +124,42 @@ pub struct EntityWrite {
 
 impl EntityWrite {
     /// The condition expression, with its names and values: the item does not exist, or its
-    /// bookkeeping is exactly the one read: `merge` (format 2) or `merge_state` (format 1).
+    /// `version` is the one read (format 2), or its `merge_state` and `version` are (format 1).
     pub fn condition(&self) -> Condition {
-        let (name, read) = match &self.expected {
-            None => {
-                return Condition {
-                    expression: "attribute_not_exists(mid)",
-                    names: None,
-                    values: None,
+        let version = |v: u64| {
+            (
+                ("#version".to_owned(), VERSION.to_owned()),
+                (":version".to_owned(), n(v)),
+            )
+        };
+        match &self.expected {
+            None => Condition {
+                expression: "attribute_not_exists(mid)",
+                names: None,
+                values: None,
+            },
+            Some(AsRead::Version(read)) => {
+                let (name, value) = version(*read);
+                Condition {
+                    expression: "#version = :version",
+                    names: Some(HashMap::from([name])),
+                    values: Some(HashMap::from([value])),
                 }
             }
-            Some(AsRead::Merge(bytes)) => (MERGE, AttributeValue::B(Blob::new(bytes.clone()))),
-            Some(AsRead::MergeState(json)) => (MERGE_STATE, AttributeValue::S(json.clone())),
-        };
-        Condition {
-            expression: "#bookkeeping = :read",
-            names: Some(HashMap::from([("#bookkeeping".to_owned(), name.to_owned())])),
-            values: Some(HashMap::from([(":read".to_owned(), read)])),
+            Some(AsRead::MergeState(json, read)) => {
+                let (name, value) = version(*read);
+                Condition {
+                    expression: "#bookkeeping = :read AND #version = :version",
+                    names: Some(HashMap::from([
+                        ("#bookkeeping".to_owned(), MERGE_STATE.to_owned()),
+                        name,
+                    ])),
+                    values: Some(HashMap::from([
+                        (":read".to_owned(), AttributeValue::S(json.clone())),
+                        value,
+                    ])),
+                }
+            }
         }
     }
 }
@@ -151,15 +177,17 @@ impl EntityTable {
 
     /// Merges the event into its entity once: `Duplicate` when the entity's record of applied
     /// events holds it already. One consistent read, then one conditional put per attempt.
+    /// `budget` is what is left of the request's deadline.
     pub async fn apply<S>(
         &self,
         apply: &Apply<'_, S::Event>,
         to_item: impl Fn(&S, &str) -> Item,
+        budget: Duration,
     ) -> Result<Delivery, StoreError>
     where
         S: Format1 + Mergeable + Clone,
     {
-        let mut race = Race::start();
+        let mut race = Race::start(budget);
         let mut current = self.read(apply.mid, apply.entity_id).await?;
         loop {
             if current.as_ref().is_some_and(|t| t.applied.contains(&apply.stamp)) {
@@ -321,11 +349,12 @@ fn decode<S: Format1>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
                 .map_err(|_| corrupt(format!("format 1 `{MERGE_STATE}` is not a string")))?;
             let visible = attr::visible_item(item)?;
             let (applied, state) = format1::read(merge_state, &visible).map_err(|e| corrupt(e.to_string()))?;
+            let version = version()?;
             return Ok(Tracked {
-                version: version()?,
+                version,
                 applied,
                 state,
-                read: AsRead::MergeState(merge_state.clone()),
+                read: AsRead::MergeState(merge_state.clone(), version),
             });
         }
     }
@@ -350,7 +379,7 @@ fn decode<S: Format1>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
         version,
         applied,
         state,
-        read: AsRead::Merge(merge),
+        read: AsRead::Version(version),
     })
 }
 
@@ -418,14 +447,15 @@ fn jittered(window: Duration) -> Duration {
     Duration::from_micros(if micros == 0 { 0 } else { fastrand::u64(..micros) })
 }
 
-/// Bounds a whole store operation by [`super::DEADLINE`].
+/// Bounds a whole store operation by `budget`, what is left of the request's deadline
+/// ([`super::DEADLINE`]).
 pub async fn within_deadline<T>(
+    budget: Duration,
     operation: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    let deadline = super::DEADLINE;
-    tokio::time::timeout(deadline, operation)
+    tokio::time::timeout(budget, operation)
         .await
-        .unwrap_or_else(|_| Err(StoreError::Timeout(whole_millis(deadline))))
+        .unwrap_or_else(|_| Err(StoreError::Timeout(whole_millis(budget))))
 }
 
 #[cfg(test)]
@@ -471,15 +501,21 @@ mod tests {
         let write = entity_write(Some(&read), &apply, CrmState::to_item).unwrap();
 
         let condition = write.condition();
-        assert_eq!(condition.expression, "#bookkeeping = :read");
+        assert_eq!(condition.expression, "#bookkeeping = :read AND #version = :version");
         assert_eq!(
             condition.names,
-            Some(HashMap::from([("#bookkeeping".to_owned(), MERGE_STATE.to_owned())]))
+            Some(HashMap::from([
+                ("#bookkeeping".to_owned(), MERGE_STATE.to_owned()),
+                ("#version".to_owned(), VERSION.to_owned()),
+            ]))
         );
         assert_eq!(
             condition.values,
-            Some(HashMap::from([(":read".to_owned(), stored[MERGE_STATE].clone())])),
-            "the merge_state exactly as read"
+            Some(HashMap::from([
+                (":read".to_owned(), stored[MERGE_STATE].clone()),
+                (":version".to_owned(), n(15)),
+            ])),
+            "the merge_state and version exactly as read"
         );
         assert!(!write.item.contains_key(MERGE_STATE), "the put drops merge_state");
         assert_eq!(write.item[FORMAT], n(FORMAT_VERSION));
@@ -491,11 +527,77 @@ mod tests {
         assert!(written.applied.contains(&event.stamp()) && written.applied.contains(&newest.stamp()));
         assert_eq!(
             written.read,
-            AsRead::Merge(write.item[MERGE].as_b().unwrap().as_ref().to_vec()),
-            "the write after that is conditional on the format-2 bookkeeping"
+            AsRead::Version(16),
+            "the write after that is conditional on the format-2 version"
         );
-        let next = entity_write(Some(&written), &apply, CrmState::to_item).unwrap();
-        assert_eq!(next.condition().names.unwrap()["#bookkeeping"], MERGE);
+        let next = entity_write(Some(&written), &apply, CrmState::to_item)
+            .unwrap()
+            .condition();
+        assert_eq!(next.expression, "#version = :version");
+        assert_eq!(next.values.unwrap()[":version"], n(16));
+    }
+
+    /// A lead with `count` events, the `i`th at `1_700_000_000 + i`, each setting `name` only
+    /// (so each newer one writes over the older one in every register), written one by one.
+    fn long_lead(count: i64) -> (Vec<CrmEvent>, SdkItem) {
+        let (_, events) = format1_lead();
+        let mut body: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
+        let mut item: Option<SdkItem> = None;
+        let mut made = Vec::new();
+        for i in 0..count {
+            body["create_time"] = (1_700_000_000 + i).into();
+            body["event_type"] = "object_update".into();
+            body["extra_data"]["mapping_data"] = serde_json::json!({ "name": ["a", format!("name {i}")] });
+            body["extra_data"]["mapping_data_text"] = serde_json::json!({ "name": format!("name {i}") });
+            let event = crm_event(&body.to_string());
+            let read = item.as_ref().map(|item| read_entity::<CrmState>(item).unwrap());
+            item = Some(
+                entity_write(read.as_ref(), &apply_of(&event), CrmState::to_item)
+                    .unwrap()
+                    .item,
+            );
+            made.push(event);
+        }
+        (made, item.unwrap())
+    }
+
+    fn apply_of(event: &CrmEvent) -> Apply<'_, CrmEvent> {
+        Apply {
+            mid: &event.mid,
+            entity_id: &event.entity_id,
+            event,
+            stamp: event.stamp(),
+            updated_at: "2026-12-03T10:00:00Z",
+        }
+    }
+
+    #[test]
+    fn a_late_event_past_the_bound_leaves_merge_as_it_was_but_not_the_condition() {
+        let bound = bookkeeping::MAX_APPLIED_EVENTS as i64;
+        let (events, stored) = long_lead(bound + 20);
+        let read = read_entity::<CrmState>(&stored).unwrap();
+        // The oldest event still gives `created_at`; the second oldest is written over everywhere.
+        let late = &events[1];
+        assert!(!read.applied.contains(&late.stamp()), "forgotten: past the bound");
+        let late = entity_write(Some(&read), &apply_of(late), CrmState::to_item).unwrap();
+        assert_eq!(late.item[MERGE], stored[MERGE], "the bookkeeping is unchanged");
+        assert_eq!(late.item["event_count"], n(bound as u64 + 21));
+        // A writer that read the item before the late event's write is refused by it.
+        let after_late = read_entity::<CrmState>(&late.item).unwrap();
+        let before = entity_write(Some(&read), &apply_of(&events[2]), CrmState::to_item).unwrap();
+        assert_eq!(before.condition().values.unwrap()[":version"], n(bound as u64 + 20));
+        assert_eq!(
+            after_late.version,
+            bound as u64 + 21,
+            "the version it is conditional on changed"
+        );
+    }
+
+    #[test]
+    fn a_format_2_item_without_a_version_is_corrupt() {
+        let (_, mut stored) = long_lead(3);
+        stored.remove(VERSION);
+        assert!(matches!(read_entity::<CrmState>(&stored), Err(StoreError::Corrupt(_))));
     }
 
     #[test]
