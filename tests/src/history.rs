@@ -6,8 +6,8 @@
 //! deleted and edited late. Times are drawn close together so that ties are common. Histories are
 //! seeded, so a failing run can be replayed exactly.
 //!
-//! The expected final item of an entity is what the independent oracle ([`crate::oracle`]) gives
-//! when the history is applied in the order it was generated ([`History::expected_items`]).
+//! The expected final state is what the independent oracle ([`crate::oracle`]) gives when the
+//! history is applied in the order it was generated ([`History::oracle_of`]).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +21,7 @@ use shared::crm::CrmEvent;
 use shared::envelope::Envelope;
 use shared::timefmt::SourceOffset;
 
-use crate::oracle::{callback_nonce, crm_stamp, Answer, Oracle, SdkItem};
+use crate::oracle::{Answer, Oracle};
 use crate::signing::sign_activity;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
@@ -40,17 +40,6 @@ pub struct Event {
     pub source: Source,
     pub entity_id: String,
     pub body: String,
-}
-
-impl Event {
-    /// The key of the record the store keeps for this event: the entry in its CRM item's record
-    /// of applied events, the nonce record of a callback.
-    pub fn record_key(&self) -> String {
-        match self.source {
-            Source::Crm => crm_stamp(&self.body).record_key(),
-            Source::Activity => callback_nonce(&self.body),
-        }
-    }
 }
 
 /// How big a history to generate.
@@ -126,18 +115,6 @@ impl History {
         );
         deliveries.shuffle(&mut rng);
         deliveries
-    }
-
-    /// The final item of every entity, by source and entity id, as the independent oracle
-    /// ([`crate::oracle`]) gives it for the history applied in generation order (`updated_at`
-    /// and `merge` aside).
-    pub fn expected_items(&self) -> BTreeMap<(Source, String), SdkItem> {
-        self.expected_items_of(|_| true)
-    }
-
-    /// The same for the events `delivered` says were stored, in generation order.
-    pub fn expected_items_of(&self, delivered: impl Fn(&Event) -> bool) -> BTreeMap<(Source, String), SdkItem> {
-        self.oracle_of(delivered).items()
     }
 
     /// The oracle after the events `delivered` says were stored, each once, in generation order.

@@ -300,7 +300,9 @@ impl CrmEvent {
             mid: id_of(top, "mid").expect("a CRM body has a mid"),
             entity_id: id_of(extra, "entity_id").expect("a CRM body names its entity"),
             stamp: Stamp {
-                time: present(top, "create_time").and_then(int).expect("a CRM body has a create_time"),
+                time: present(top, "create_time")
+                    .and_then(int)
+                    .expect("a CRM body has a create_time"),
                 tie: tie(&digest(&body)),
             },
             action_keyword: text(top, "action_keyword").unwrap_or_else(|| event_type.clone()),
@@ -379,7 +381,11 @@ impl Lead {
             team: BTreeMap::new(),
             voided: None,
             newest: Held {
-                value: (event.event_type.clone(), event.action_keyword.clone(), event.raw.clone()),
+                value: (
+                    event.event_type.clone(),
+                    event.action_keyword.clone(),
+                    event.raw.clone(),
+                ),
                 stamp: event.stamp,
             },
             event_count: 0,
@@ -395,7 +401,11 @@ impl Lead {
         let stamp = event.stamp;
         self.event_count += 1;
         self.version += 1;
-        let newest = (event.event_type.clone(), event.action_keyword.clone(), event.raw.clone());
+        let newest = (
+            event.event_type.clone(),
+            event.action_keyword.clone(),
+            event.raw.clone(),
+        );
         let mut slot = Some(self.newest.clone());
         offer(&mut slot, newest, stamp, true);
         self.newest = slot.expect("offered");
@@ -484,7 +494,9 @@ impl Lead {
                 .iter()
                 .filter_map(|(name, held)| Some((name, held.value.0.as_ref()?, &held.value.1)))
         };
-        let fields = shown().map(|(name, value, _)| (name.clone(), attribute(value))).collect();
+        let fields = shown()
+            .map(|(name, value, _)| (name.clone(), attribute(value)))
+            .collect();
         let labels = shown()
             .filter_map(|(name, _, label)| Some((name.clone(), s(label.as_ref()?))))
             .collect();
@@ -543,7 +555,9 @@ impl Callback {
         Callback {
             nonce: text(top, "nonce").expect("a callback has a nonce"),
             stamp: Stamp {
-                time: present(top, "timestamp").and_then(int).expect("a callback has a timestamp"),
+                time: present(top, "timestamp")
+                    .and_then(int)
+                    .expect("a callback has a timestamp"),
                 tie: tie(&digest),
             },
             digest,
@@ -567,7 +581,15 @@ impl Callback {
 /// The attributes SPEC 3.2 derives from an add's or edit's `attributes`.
 fn content(attrs: &Map<String, Value>) -> SdkItem {
     let mut item = SdkItem::new();
-    for name in ["title", "summary", "content", "location", "attend_method", "app_source_type", "logo"] {
+    for name in [
+        "title",
+        "summary",
+        "content",
+        "location",
+        "attend_method",
+        "app_source_type",
+        "logo",
+    ] {
         if let Some(value) = text(attrs, name) {
             item.insert(name.into(), s(&value));
         }
@@ -622,7 +644,11 @@ fn content(attrs: &Map<String, Value>) -> SdkItem {
         item.insert("privilege_type".into(), s(kind));
     }
     let mut privilege: BTreeMap<String, Vec<AttributeValue>> = BTreeMap::new();
-    for entry in present(attrs, "privilege").and_then(Value::as_array).into_iter().flatten() {
+    for entry in present(attrs, "privilege")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let Some(entry) = entry.as_object() else { continue };
         if let (Some(kind), Some(member)) = (text(entry, "type"), id_of(entry, "id")) {
             privilege.entry(kind).or_default().push(s(&member));
@@ -748,7 +774,10 @@ impl Oracle {
     /// which no history decides) and `merge` (the encoding of the record; what it holds is
     /// compared through [`Oracle::record_keys`]). `team_members` is in sorted order.
     pub fn items(&self) -> BTreeMap<(Source, String), SdkItem> {
-        let leads = self.leads.iter().map(|(id, lead)| ((Source::Crm, id.clone()), lead.item()));
+        let leads = self
+            .leads
+            .iter()
+            .map(|(id, lead)| ((Source::Crm, id.clone()), lead.item()));
         let activities = self
             .activities
             .iter()
@@ -834,10 +863,16 @@ mod tests {
         let first = body(1, json!({"mapping_data": {"name": ["a"]}}));
         oracle.deliver(Source::Crm, &first);
         for time in 2..=(RECORD_BOUND as i64 + 1) {
-            oracle.deliver(Source::Crm, &body(time, json!({"mapping_data": {"name": [time.to_string()]}})));
+            oracle.deliver(
+                Source::Crm,
+                &body(time, json!({"mapping_data": {"name": [time.to_string()]}})),
+            );
         }
         assert_eq!(oracle.crm_record("E1").len(), RECORD_BOUND);
-        assert!(!oracle.crm_record("E1").contains(&crm_stamp(&first)), "the oldest is forgotten");
+        assert!(
+            !oracle.crm_record("E1").contains(&crm_stamp(&first)),
+            "the oldest is forgotten"
+        );
         let before = oracle.items();
         assert_eq!(oracle.deliver(Source::Crm, &first), Answer::Accepted);
         let mut after = oracle.items();
@@ -855,7 +890,10 @@ mod tests {
         let first = body(1, json!({"owner": "O1"}));
         oracle.deliver(Source::Crm, &first);
         for time in 2..=(RECORD_BOUND as i64 + 10) {
-            oracle.deliver(Source::Crm, &body(time, json!({"mapping_data": {"name": [time.to_string()]}})));
+            oracle.deliver(
+                Source::Crm,
+                &body(time, json!({"mapping_data": {"name": [time.to_string()]}})),
+            );
         }
         assert!(oracle.crm_record("E1").contains(&crm_stamp(&first)));
         assert_eq!(oracle.deliver(Source::Crm, &first), Answer::Duplicate);

@@ -158,7 +158,11 @@ async fn deliveries_during_an_outage_get_503_in_time_leave_nothing_and_succeed_w
     let mut accepted: BTreeMap<&str, usize> = BTreeMap::new();
     for sent in retried.iter().filter(|sent| sent.event.source == Source::Crm) {
         let status = sent.answer.json()["status"].as_str().unwrap_or_default().to_owned();
-        assert!(["accepted", "duplicate"].contains(&status.as_str()), "{}", sent.answer.body);
+        assert!(
+            ["accepted", "duplicate"].contains(&status.as_str()),
+            "{}",
+            sent.answer.body
+        );
         *accepted.entry(sent.event.body.as_str()).or_default() += usize::from(status == "accepted");
     }
     for (body, count) in accepted {

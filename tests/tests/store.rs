@@ -114,7 +114,11 @@ async fn every_crm_fixture_produces_exactly_the_pure_item() {
             .iter()
             .map(tests::tables::stamp_key)
             .collect();
-        let want: Vec<String> = oracle.crm_record(&event.entity_id).iter().map(|s| s.record_key()).collect();
+        let want: Vec<String> = oracle
+            .crm_record(&event.entity_id)
+            .iter()
+            .map(|s| s.record_key())
+            .collect();
         assert_eq!(record, want, "{name}: the item's record of applied events");
     }
 }

@@ -22,13 +22,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use shared::activity::verify as activity_verify;
-use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
 use shared::activity::{ActivityEvent, ActivityIntake, ActivityState};
 use shared::bookkeeping::{self, Applied, Registers};
 use shared::clock::FixedClock;
@@ -173,7 +173,11 @@ impl Fuzzer {
         let companions = crm_companions(&event)?;
         let body = std::str::from_utf8(body).map_err(|e| format!("an accepted body is not UTF-8: {e}"))?;
         let deliveries = |order: &[usize]| -> Vec<(String, CrmEvent)> {
-            let all = [(body.to_owned(), event.clone()), companions[0].clone(), companions[1].clone()];
+            let all = [
+                (body.to_owned(), event.clone()),
+                companions[0].clone(),
+                companions[1].clone(),
+            ];
             order.iter().map(|&i| all[i].clone()).collect()
         };
         check_orders(
@@ -208,7 +212,11 @@ impl Fuzzer {
         let companions = activity_companions(&event, &activity_id)?;
         let body = std::str::from_utf8(body).map_err(|e| format!("an accepted body is not UTF-8: {e}"))?;
         let deliveries = |order: &[usize]| -> Vec<(String, ActivityEvent)> {
-            let all = [(body.to_owned(), event.clone()), companions[0].clone(), companions[1].clone()];
+            let all = [
+                (body.to_owned(), event.clone()),
+                companions[0].clone(),
+                companions[1].clone(),
+            ];
             order.iter().map(|&i| all[i].clone()).collect()
         };
         check_orders(
@@ -280,7 +288,10 @@ fn crm_companions(event: &CrmEvent) -> Result<[(String, CrmEvent); 2], String> {
     };
     Ok([
         companion("lead_object_update.json", event.create_time)?,
-        companion("seed_124_object_create.json", event.create_time.saturating_sub(1).max(0))?,
+        companion(
+            "seed_124_object_create.json",
+            event.create_time.saturating_sub(1).max(0),
+        )?,
     ])
 }
 
@@ -302,7 +313,11 @@ fn activity_companions(event: &ActivityEvent, activity_id: &str) -> Result<[(Str
     };
     Ok([
         companion("event_edit.json", "fuzz-companion-edit", event.timestamp)?,
-        companion("event_delete.json", "fuzz-companion-delete", event.timestamp.saturating_add(1))?,
+        companion(
+            "event_delete.json",
+            "fuzz-companion-delete",
+            event.timestamp.saturating_add(1),
+        )?,
     ])
 }
 
@@ -342,7 +357,10 @@ fn store_deliveries<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
         let merge = bookkeeping::encode(&applied, &state).map_err(|e| format!("bookkeeping: {e}"))?;
         let mut item = item_to_sdk(to_item(&state));
         item.insert(VERSION.to_owned(), AttributeValue::N((version + 1).to_string()));
-        item.insert(FORMAT.to_owned(), AttributeValue::N(bookkeeping::FORMAT_VERSION.to_string()));
+        item.insert(
+            FORMAT.to_owned(),
+            AttributeValue::N(bookkeeping::FORMAT_VERSION.to_string()),
+        );
         item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(merge)));
         stored = Some(item);
         answers.push(Answer::Accepted);
@@ -366,7 +384,10 @@ fn check_orders<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
     for (name, deliveries) in [("first", first), ("second", second)] {
         let (answers, mut item) = store_deliveries::<E, S>(source, deliveries, stamp, to_item)?;
         let mut oracle = Oracle::new(mid);
-        let want: Vec<Answer> = deliveries.iter().map(|(body, _)| oracle.deliver(source, body)).collect();
+        let want: Vec<Answer> = deliveries
+            .iter()
+            .map(|(body, _)| oracle.deliver(source, body))
+            .collect();
         if answers != want {
             return Err(format!("{name} order: answered {answers:?}, the oracle says {want:?}"));
         }
