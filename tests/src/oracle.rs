@@ -199,6 +199,9 @@ fn attribute(value: &Value) -> AttributeValue {
 // ---------------------------------------------------------------------------------------------
 // CRM
 
+/// A field as one event sets it: the value after (`None` when cleared) and the after-label.
+type FieldChange = (Option<Value>, Option<String>);
+
 /// One CRM event as the contract reads it.
 #[derive(Debug, Clone)]
 struct CrmEvent {
@@ -211,7 +214,7 @@ struct CrmEvent {
     object_id: Option<String>,
     created_at: Option<String>,
     /// Field → (value after, `None` when cleared; after-label).
-    changes: BTreeMap<String, (Option<Value>, Option<String>)>,
+    changes: BTreeMap<String, FieldChange>,
     well_known: Vec<(&'static str, String)>,
     /// `Some(true)` for members added, `Some(false)` removed.
     membership: Option<bool>,
@@ -357,7 +360,7 @@ struct Lead {
     object_id: Option<Held<String>>,
     created_at: Option<Held<String>>,
     well_known: BTreeMap<&'static str, Held<String>>,
-    fields: BTreeMap<String, Held<(Option<Value>, Option<String>)>>,
+    fields: BTreeMap<String, Held<FieldChange>>,
     team: BTreeMap<String, Held<bool>>,
     voided: Option<Held<bool>>,
     /// The newest event: type, keyword, raw body.
