@@ -6,8 +6,8 @@
 //! deleted and edited late. Times are drawn close together so that ties are common. Histories are
 //! seeded, so a failing run can be replayed exactly.
 //!
-//! The expected final item of an entity is what the model crate's merge rules give when the
-//! history is applied in the order it was generated ([`History::expected_items`]).
+//! The expected final state is what the independent oracle ([`crate::oracle`]) gives when the
+//! history is applied in the order it was generated ([`History::oracle_of`]).
 
 use std::collections::BTreeMap;
 
@@ -16,13 +16,12 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use shared::activity::verify::SignedFields;
-use shared::activity::{ActivityEvent, ActivityState};
-use shared::crm::{CrmEvent, CrmState};
+use shared::activity::ActivityEvent;
+use shared::crm::CrmEvent;
 use shared::envelope::Envelope;
-use shared::item::Item;
-use shared::merge::Ledger;
 use shared::timefmt::SourceOffset;
 
+use crate::oracle::{Answer, Oracle};
 use crate::signing::sign_activity;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
@@ -41,17 +40,6 @@ pub struct Event {
     pub source: Source,
     pub entity_id: String,
     pub body: String,
-}
-
-impl Event {
-    /// The key of the record the store keeps for this event: the entry in its CRM item's record
-    /// of applied events, the nonce record of a callback.
-    pub fn record_key(&self, mid: &str) -> String {
-        match self.source {
-            Source::Crm => crate::tables::stamp_key(&parse_crm(&self.body).stamp()),
-            Source::Activity => parse_activity(&self.body, mid).nonce,
-        }
-    }
 }
 
 /// How big a history to generate.
@@ -129,49 +117,16 @@ impl History {
         deliveries
     }
 
-    /// The final item of every entity, by source and entity id: the history applied in
-    /// generation order with the model crate's merge rules. `updated_at` is a placeholder.
-    pub fn expected_items(&self) -> BTreeMap<(Source, String), Item> {
-        self.expected_items_of(|_| true)
-    }
-
-    /// The same for the events `delivered` says were stored, in generation order.
-    pub fn expected_items_of(&self, delivered: impl Fn(&Event) -> bool) -> BTreeMap<(Source, String), Item> {
-        let mut crm: BTreeMap<String, Ledger<CrmState>> = BTreeMap::new();
-        let mut activities: BTreeMap<String, Ledger<ActivityState>> = BTreeMap::new();
+    /// The oracle after the events `delivered` says were stored, each once, in generation order.
+    pub fn oracle_of(&self, delivered: impl Fn(&Event) -> bool) -> Oracle {
+        let mut oracle = Oracle::new(&self.mid);
         for event in self.events.iter().filter(|event| delivered(event)) {
-            match event.source {
-                Source::Crm => {
-                    let parsed = parse_crm(&event.body);
-                    crm.entry(event.entity_id.clone()).or_default().apply(&parsed);
-                }
-                Source::Activity => {
-                    let parsed = parse_activity(&event.body, &self.mid);
-                    activities.entry(event.entity_id.clone()).or_default().apply(&parsed);
-                }
-            }
+            let answer = oracle.deliver(event.source, &event.body);
+            assert_eq!(answer, Answer::Accepted, "a generated event is new: {}", event.body);
         }
-        const EVERY_ENTITY_HAS_AN_EVENT: &str = "every entity has at least one event";
-        let crm = crm.into_iter().map(|(id, ledger)| {
-            let item = ledger
-                .state
-                .expect(EVERY_ENTITY_HAS_AN_EVENT)
-                .to_item(EXPECTED_UPDATED_AT);
-            ((Source::Crm, id), item)
-        });
-        let activities = activities.into_iter().map(|(id, ledger)| {
-            let item = ledger
-                .state
-                .expect(EVERY_ENTITY_HAS_AN_EVENT)
-                .to_item(EXPECTED_UPDATED_AT);
-            ((Source::Activity, id), item)
-        });
-        crm.chain(activities).collect()
+        oracle
     }
 }
-
-/// `updated_at` of the expected items: the time of the write, which no history decides.
-pub const EXPECTED_UPDATED_AT: &str = "(time of the write)";
 
 pub fn parse_crm(body: &str) -> CrmEvent {
     let envelope = Envelope::parse(body.as_bytes()).expect("a generated body is a JSON object");

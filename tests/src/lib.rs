@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod local;
 pub mod matrix;
 pub mod metrics_check;
+pub mod oracle;
 pub mod procs;
 pub mod quarantine;
 pub mod signing;

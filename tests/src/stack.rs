@@ -119,3 +119,17 @@ pub fn activity_window_seconds() -> i64 {
         Some(seconds) => seconds,
     }
 }
+
+/// A random seed, or the one the environment variable `variable` gives to replay a run. It is
+/// printed (on stderr, which the test harness shows when the test fails) with the variable's name,
+/// so that every failure says how to replay it.
+pub fn seed(variable: &str) -> u64 {
+    let seed = match std::env::var(variable) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{variable}={text} is not a number")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("replay with {variable}={seed}");
+    seed
+}

@@ -1,19 +1,18 @@
 //! Reading back (and cleaning up) what one tenant has in the three tables of the local stack.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use shared::crm::CrmState;
-use shared::dynamo::{item_to_sdk, read_entity, FORMAT, MERGE, VERSION};
-use shared::item::Item;
+use shared::dynamo::{read_entity, MERGE};
 
 use crate::history::Source;
 use crate::stack;
 
-pub type SdkItem = HashMap<String, AttributeValue>;
+pub use crate::oracle::SdkItem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
@@ -87,12 +86,13 @@ pub async fn purge_tenant(db: &Client, mid: &str) {
     }
 }
 
-/// A stored entity item without the adapter's bookkeeping (`version`, `format`, `merge`) and
-/// with its string set sorted, for comparison with the pure item of the model crate.
+/// A stored entity item as the oracle ([`crate::oracle`]) predicts it: without `merge` (the
+/// encoding of the record of applied events, whose content [`record_keys`] compares) and
+/// `updated_at` (the wall-clock time of the write, which no history decides), with its string
+/// set sorted. `version` and `format` stay: they are predicted like every other attribute.
 pub fn visible(mut item: SdkItem) -> SdkItem {
-    for bookkeeping in [VERSION, FORMAT, MERGE] {
-        item.remove(bookkeeping);
-    }
+    item.remove(MERGE);
+    item.remove("updated_at");
     if let Some(AttributeValue::Ss(set)) = item.get_mut("team_members") {
         set.sort();
     }
@@ -126,29 +126,28 @@ pub async fn record_keys(db: &Client, mid: &str) -> BTreeSet<(Source, String)> {
     keys
 }
 
-/// An applied event as a CRM item's record holds it: time and 64-bit tie-break.
+/// An applied event as a CRM item's record holds it (decoded by the model crate: this reads
+/// what was stored), keyed as the oracle keys it.
 pub fn stamp_key(stamp: &shared::merge::Stamp) -> String {
-    format!("{}:{:016x}", stamp.time, stamp.tie)
+    crate::oracle::Stamp {
+        time: stamp.time,
+        tie: stamp.tie,
+    }
+    .record_key()
 }
 
-pub fn without_updated_at(mut item: SdkItem) -> SdkItem {
-    item.remove("updated_at");
-    item
-}
-
-/// How the stored entity items differ from the expected ones (bookkeeping and `updated_at`
+/// How the stored entity items differ from the oracle's (see [`visible`] for what is left
 /// aside): one line per missing, unexpected or different item.
 pub fn mismatches(
-    expected: &BTreeMap<(Source, String), Item>,
+    expected: &BTreeMap<(Source, String), SdkItem>,
     stored: &BTreeMap<(Source, String), SdkItem>,
 ) -> Vec<String> {
     let keys: BTreeSet<&(Source, String)> = expected.keys().chain(stored.keys()).collect();
     keys.into_iter()
         .filter_map(|key| match (expected.get(key), stored.get(key)) {
             (Some(want), Some(got)) => {
-                let want = without_updated_at(item_to_sdk(want.clone()));
-                let got = without_updated_at(visible(got.clone()));
-                (want != got).then(|| format!("{key:?} differs:\n  expected {want:?}\n  stored   {got:?}"))
+                let got = visible(got.clone());
+                (*want != got).then(|| format!("{key:?} differs:\n  expected {want:?}\n  stored   {got:?}"))
             }
             (Some(_), None) => Some(format!("{key:?} is missing")),
             (None, _) => Some(format!("{key:?} is stored but no event names it")),

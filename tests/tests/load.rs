@@ -10,7 +10,9 @@
 //! [`PEAK_BOUND_KIB`]. These are debug builds under the emulator; the release figures for one
 //! instance over 1,000 invocations are in docs/performance.md.
 //!
-//! The figures (throughput, latency percentiles, memory) are printed at the end of the test.
+//! The figures (throughput, latency percentiles, memory) are printed at the end of the test. The
+//! seed of the clients' histories and choices is printed; `LOAD_SEED` replays it (the timing, and
+//! so how far each client gets, still varies).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -77,8 +79,8 @@ struct Tally {
 
 /// One client: its own events, cycled (so that later rounds are redeliveries), with bad requests
 /// mixed in.
-async fn client_loop(index: usize, mid: String, deadline: Instant, tally: Arc<Mutex<Tally>>) {
-    let seed = rand::random::<u64>() ^ index as u64;
+async fn client_loop(index: usize, seed: u64, mid: String, deadline: Instant, tally: Arc<Mutex<Tally>>) {
+    let seed = seed ^ index as u64;
     let shape = Shape {
         entities: 6,
         events: 240,
@@ -166,13 +168,14 @@ async fn thirty_two_clients_get_exactly_the_answers_they_deserve_and_memory_stay
         .expect("TEST_FUNCTIONS_PID is not set: run this test with `make test`")
         .parse()
         .expect("a PID");
+    let seed = stack::seed("LOAD_SEED");
     let mid = unique_mid("load");
     let tally = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
     let deadline = started + duration();
     let memory = tokio::spawn(sample_memory(functions_pid, started + duration() / 4, deadline));
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|index| tokio::spawn(client_loop(index, mid.clone(), deadline, Arc::clone(&tally))))
+        .map(|index| tokio::spawn(client_loop(index, seed, mid.clone(), deadline, Arc::clone(&tally))))
         .collect();
     for client in clients {
         client.await.expect("a client finishes");

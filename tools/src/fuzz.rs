@@ -9,27 +9,39 @@
 //! verification into parsing and normalization instead of stopping at the signature.
 //!
 //! Besides "no panic", every input that is accepted must satisfy what the handlers and the store
-//! rely on: a non-empty tenant and entity, a deterministic digest, an item keyed by that tenant
-//! and entity, convertible to DynamoDB attributes, and a redelivery recognised as a duplicate.
+//! rely on: a non-empty tenant and entity and an item keyed by them, convertible to DynamoDB
+//! attributes. It is then merged, with two well-formed events of the same entity (one at the
+//! same time, so that the tie-break decides), in two delivery orders with redeliveries, through
+//! the store's own steps without a server: read the stored item back (it must always decode),
+//! recognise a duplicate from its record, merge, record, write the item with its bookkeeping.
+//! Both orders must answer each delivery as the independent oracle (`tests::oracle`) does and
+//! leave exactly the oracle's item, `version` and `event_count` included, and the same
+//! `merge` bytes.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use shared::activity::verify as activity_verify;
-use shared::activity::{ActivityIntake, ActivityState};
+use shared::activity::{ActivityEvent, ActivityIntake, ActivityState};
+use shared::bookkeeping::{self, Applied, Registers};
 use shared::clock::FixedClock;
-use shared::crm::{self, CrmIntake, CrmState};
-use shared::dynamo::item_to_sdk;
+use shared::crm::{self, CrmEvent, CrmIntake, CrmState};
+use shared::dynamo::{item_to_sdk, read_entity, FORMAT, MERGE, VERSION};
+use shared::format1::Format1;
 use shared::item::{AttrValue, Item};
-use shared::merge::{Delivery, Ledger};
+use shared::merge::{Mergeable, Stamp};
 use shared::secret::{Secret, TenantSecrets};
 use shared::timefmt::SourceOffset;
 use shared::ApiError;
+use tests::history::Source;
+use tests::oracle::{Answer, Oracle, SdkItem};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 const CRM_SECRET: &str = "fuzz-crm-secret";
@@ -156,20 +168,27 @@ impl Fuzzer {
                 event.mid, event.entity_id
             ));
         }
-        let again = self
-            .crm
-            .verified_event(body, Some(signature))
-            .map_err(|e| format!("second parse: {e}"))?;
-        if again.digest != event.digest {
-            return Err("the digest of one body changed between two parses".into());
-        }
-        let mut ledger = Ledger::<CrmState>::default();
-        ledger.apply(&event);
-        let item = ledger.state.as_ref().expect("merged").to_item("2026-01-01T00:00:00Z");
+        let item = CrmState::merge(None, &event).to_item(UPDATED_AT);
         check_item(&item, &event.mid, &event.entity_id)?;
-        if ledger.apply(&again) != Delivery::Duplicate {
-            return Err("a redelivery was not recognised as a duplicate".into());
-        }
+        let companions = crm_companions(&event)?;
+        let body = std::str::from_utf8(body).map_err(|e| format!("an accepted body is not UTF-8: {e}"))?;
+        let deliveries = |order: &[usize]| -> Vec<(String, CrmEvent)> {
+            let all = [
+                (body.to_owned(), event.clone()),
+                companions[0].clone(),
+                companions[1].clone(),
+            ];
+            order.iter().map(|&i| all[i].clone()).collect()
+        };
+        check_orders(
+            Source::Crm,
+            &event.mid,
+            &event.entity_id,
+            &deliveries(&[0, 1, 2, 0, 1]),
+            &deliveries(&[2, 0, 1, 1, 0]),
+            |event| event.stamp(),
+            |state: &CrmState| state.to_item(UPDATED_AT),
+        )?;
         self.stats.crm_items += 1;
         Ok(Some(()))
     }
@@ -188,20 +207,27 @@ impl Fuzzer {
         if activity_id.trim().is_empty() {
             return Err("an activity with an empty id".into());
         }
-        let again = self
-            .activity
-            .verified_event(body, Some(ACTIVITY_MID))
-            .map_err(|e| format!("second parse: {e}"))?;
-        if again.digest != event.digest {
-            return Err("the digest of one body changed between two parses".into());
-        }
-        let mut ledger = Ledger::<ActivityState>::default();
-        ledger.apply(&event);
-        let item = ledger.state.as_ref().expect("merged").to_item("2026-01-01T00:00:00Z");
-        check_item(&item, "124", &activity_id)?;
-        if ledger.apply(&again) != Delivery::Duplicate {
-            return Err("a redelivery was not recognised as a duplicate".into());
-        }
+        let item = ActivityState::merge(None, &event).to_item(UPDATED_AT);
+        check_item(&item, ACTIVITY_MID, &activity_id)?;
+        let companions = activity_companions(&event, &activity_id)?;
+        let body = std::str::from_utf8(body).map_err(|e| format!("an accepted body is not UTF-8: {e}"))?;
+        let deliveries = |order: &[usize]| -> Vec<(String, ActivityEvent)> {
+            let all = [
+                (body.to_owned(), event.clone()),
+                companions[0].clone(),
+                companions[1].clone(),
+            ];
+            order.iter().map(|&i| all[i].clone()).collect()
+        };
+        check_orders(
+            Source::Activity,
+            ACTIVITY_MID,
+            &activity_id,
+            &deliveries(&[0, 1, 2, 0, 1]),
+            &deliveries(&[2, 0, 1, 1, 0]),
+            |event| event.stamp(),
+            |state: &ActivityState| state.to_item(UPDATED_AT),
+        )?;
         self.stats.activity_items += 1;
         Ok(Some(()))
     }
@@ -239,6 +265,148 @@ impl Fuzzer {
         };
         (input, signature, now)
     }
+}
+
+/// `updated_at` of the items the fuzzer builds: the time of a write, which the oracle leaves aside.
+const UPDATED_AT: &str = "2026-01-01T00:00:00Z";
+
+/// Two well-formed events of `event`'s lead: an update at the same time (the tie-break orders
+/// them) and a create a second earlier, as bodies and parsed.
+fn crm_companions(event: &CrmEvent) -> Result<[(String, CrmEvent); 2], String> {
+    let companion = |file: &str, time: i64| -> Result<(String, CrmEvent), String> {
+        let path = format!("{FIXTURES}/crm/{file}");
+        let mut value: Value = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        value["mid"] = json!(event.mid);
+        value["create_time"] = json!(time);
+        value["extra_data"]["entity_id"] = json!(event.entity_id);
+        let body = value.to_string();
+        let envelope = shared::envelope::Envelope::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+        let parsed = CrmEvent::from_envelope(envelope, SourceOffset::BEIJING)
+            .map_err(|e| format!("a companion of an accepted event is refused: {e}"))?;
+        Ok((body, parsed))
+    };
+    Ok([
+        companion("lead_object_update.json", event.create_time)?,
+        companion(
+            "seed_124_object_create.json",
+            event.create_time.saturating_sub(1).max(0),
+        )?,
+    ])
+}
+
+/// An edit at the same time as `event` and a delete a second later, for its activity (nonces
+/// the fixtures and mutations do not use).
+fn activity_companions(event: &ActivityEvent, activity_id: &str) -> Result<[(String, ActivityEvent); 2], String> {
+    let companion = |file: &str, nonce: &str, time: i64| -> Result<(String, ActivityEvent), String> {
+        let path = format!("{FIXTURES}/activity/{file}");
+        let mut value: Value = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        value["nonce"] = json!(nonce);
+        value["timestamp"] = json!(time);
+        value["attributes"]["event_id"] = json!(activity_id);
+        let body = value.to_string();
+        let envelope = shared::envelope::Envelope::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+        let parsed = ActivityEvent::from_envelope(envelope, ACTIVITY_MID, nonce, time, SourceOffset::BEIJING)
+            .map_err(|e| format!("a companion of an accepted callback is refused: {e}"))?;
+        Ok((body, parsed))
+    };
+    Ok([
+        companion("event_edit.json", "fuzz-companion-edit", event.timestamp)?,
+        companion(
+            "event_delete.json",
+            "fuzz-companion-delete",
+            event.timestamp.saturating_add(1),
+        )?,
+    ])
+}
+
+/// One entity's deliveries through the store's steps without a server, as the adapter takes
+/// them: the stored item is read back (it must decode), a delivery whose stamp the record holds
+/// (or, for a callback, whose nonce was recorded) is a duplicate, otherwise the event is merged
+/// and recorded and the whole item written with its version and bookkeeping.
+fn store_deliveries<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
+    source: Source,
+    deliveries: &[(String, E)],
+    stamp: impl Fn(&E) -> Stamp,
+    to_item: impl Fn(&S) -> Item,
+) -> Result<(Vec<Answer>, SdkItem), String> {
+    let mut stored: Option<SdkItem> = None;
+    let mut nonces = std::collections::BTreeSet::new();
+    let mut answers = Vec::new();
+    for (body, event) in deliveries {
+        let current = match &stored {
+            Some(item) => Some(read_entity::<S>(item).map_err(|e| format!("a written item does not decode: {e}"))?),
+            None => None,
+        };
+        let stamp = stamp(event);
+        let seen = match source {
+            Source::Crm => current.as_ref().is_some_and(|t| t.applied.contains(&stamp)),
+            Source::Activity => !nonces.insert(tests::oracle::callback_nonce(body)),
+        };
+        if seen {
+            answers.push(Answer::Duplicate);
+            continue;
+        }
+        let (version, mut applied, state) = match current {
+            Some(t) => (t.version, t.applied, Some(t.state)),
+            None => (0, Applied::default(), None),
+        };
+        let state = S::merge(state, event);
+        applied.record(stamp, &state);
+        let merge = bookkeeping::encode(&applied, &state).map_err(|e| format!("bookkeeping: {e}"))?;
+        let mut item = item_to_sdk(to_item(&state));
+        item.insert(VERSION.to_owned(), AttributeValue::N((version + 1).to_string()));
+        item.insert(
+            FORMAT.to_owned(),
+            AttributeValue::N(bookkeeping::FORMAT_VERSION.to_string()),
+        );
+        item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(merge)));
+        stored = Some(item);
+        answers.push(Answer::Accepted);
+    }
+    Ok((answers, stored.ok_or("no delivery was stored")?))
+}
+
+/// Two delivery orders of one entity's events, through [`store_deliveries`]: each answer is the
+/// oracle's, each final item (`merge` and `updated_at` aside) is the oracle's, and the two orders
+/// leave the same `merge` bytes.
+fn check_orders<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
+    source: Source,
+    mid: &str,
+    entity_id: &str,
+    first: &[(String, E)],
+    second: &[(String, E)],
+    stamp: impl Fn(&E) -> Stamp + Copy,
+    to_item: impl Fn(&S) -> Item + Copy,
+) -> Result<(), String> {
+    let mut merges = Vec::new();
+    for (name, deliveries) in [("first", first), ("second", second)] {
+        let (answers, mut item) = store_deliveries::<E, S>(source, deliveries, stamp, to_item)?;
+        let mut oracle = Oracle::new(mid);
+        let want: Vec<Answer> = deliveries
+            .iter()
+            .map(|(body, _)| oracle.deliver(source, body))
+            .collect();
+        if answers != want {
+            return Err(format!("{name} order: answered {answers:?}, the oracle says {want:?}"));
+        }
+        merges.push(item.remove(MERGE));
+        item.remove("updated_at");
+        if let Some(AttributeValue::Ss(set)) = item.get_mut("team_members") {
+            set.sort();
+        }
+        let expected = oracle.items().remove(&(source, entity_id.to_owned()));
+        if expected.as_ref() != Some(&item) {
+            return Err(format!(
+                "{name} order: the item differs from the oracle's:\n  oracle {expected:?}\n  stored {item:?}"
+            ));
+        }
+    }
+    if merges[0] != merges[1] {
+        return Err("two orders of the same events left different `merge` bytes".into());
+    }
+    Ok(())
 }
 
 /// The item is keyed by the event's tenant and entity and converts to DynamoDB attributes.

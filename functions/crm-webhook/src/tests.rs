@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::Engine;
 use lambda_http::{Body, Request};
 use serde_json::Value;
-use shared::clock::SystemClock;
+use shared::clock::FixedClock;
 use shared::config::{CrmConfig, Env};
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::crm::CrmEvent;
@@ -33,6 +33,11 @@ fn app(secrets: &[(&str, &str)]) -> App<MemoryStore> {
     app_with_quarantine(secrets).0
 }
 
+/// The quarantine's clock in these tests: fixed, so that its per-minute and per-hour windows
+/// never turn during a test and the caps give exact counts (2023-11-14 22:13:20 UTC, well inside
+/// a minute and an hour).
+const QUARANTINE_NOW: i64 = 1_700_000_000;
+
 /// An app whose quarantine keeps its records in memory, and that memory.
 fn app_with_quarantine(vars: &[(&str, &str)]) -> (App<MemoryStore>, Arc<MemoryQuarantine>) {
     let mut all = vec![
@@ -45,7 +50,7 @@ fn app_with_quarantine(vars: &[(&str, &str)]) -> (App<MemoryStore>, Arc<MemoryQu
     let quarantine = App::<MemoryStore>::quarantine(
         &config,
         Some(Arc::clone(&kept) as Arc<dyn QuarantineStore>),
-        Arc::new(SystemClock),
+        Arc::new(FixedClock(QUARANTINE_NOW)),
     );
     let secrets = TenantSecretSource::Fixed(FixedSecrets(Arc::new(config.intake.secrets.clone())));
     let app = App {
@@ -326,9 +331,7 @@ async fn twenty_forged(app: &App<MemoryStore>) {
 async fn the_quarantine_caps_hold_per_instance() {
     let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_MAX_PER_MINUTE", "3")]);
     twenty_forged(&app).await;
-    // The clock is the system's: the 20 requests may straddle a minute boundary.
-    let count = kept.records().len();
-    assert!((3..=6).contains(&count), "{count}");
+    assert_eq!(kept.records().len(), 3, "the cap of one minute: 3 of 20 kept");
 
     let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_MAX_BODY_BYTES", "100")]);
     let event = event_json("crm_seed_124_object_create.json");
@@ -340,9 +343,7 @@ async fn the_quarantine_caps_hold_per_instance() {
 async fn the_global_cap_is_configuration_and_a_failing_counter_changes_no_answer() {
     let (app, kept) = app_with_quarantine(&[("CRM_WEBHOOK_SECRET", "other"), ("QUARANTINE_GLOBAL_MAX", "2")]);
     twenty_forged(&app).await;
-    // The clock is the system's: the 20 requests may straddle the end of an hour.
-    let count = kept.records().len();
-    assert!((2..=4).contains(&count), "{count}");
+    assert_eq!(kept.records().len(), 2, "the global cap of one window: 2 of 20 kept");
     assert!(
         kept.slot_calls.load(Ordering::SeqCst) <= 3 * 2,
         "no counter call once the window is known to be full"
