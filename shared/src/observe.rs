@@ -73,6 +73,7 @@ fn describe() {
         "store_retries",
         "quarantined",
         "quarantine_dropped",
+        "nonce_conflicts",
         "secrets_refresh_failures",
     ] {
         metrics::describe_counter!(counter, Unit::Count, "");

@@ -4,3 +4,5 @@
 pub mod coldstart;
 pub mod fuzz;
 pub mod probe;
+pub mod replay;
+pub mod unmodelled;
