@@ -2,7 +2,7 @@
 //! two freshness windows around the receiver's clock (past and future), and the replay scope
 //! under which the store remembers the nonce.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};

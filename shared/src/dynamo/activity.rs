@@ -283,7 +283,7 @@ impl DynamoActivityStore {
                 Committed::Unknown => None,
             };
             self.entities
-                .lost_race(&mut race, &event.mid, entity_id.unwrap_or(&event.nonce))
+                .lost_race(&mut race, &event.mid, entity_id.unwrap_or(event.nonce.as_str()))
                 .await?;
             found = match returned {
                 Some(current) => current,
