@@ -214,9 +214,7 @@ fn is_local_endpoint(url: &str) -> bool {
     };
     let host = host.to_ascii_lowercase();
     matches!(host.as_str(), "localhost" | "::1" | "host.docker.internal")
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How long a secret read from AWS Secrets Manager is used before it is read again: the longest
@@ -367,7 +365,10 @@ mod tests {
         let activity = ActivityConfig::from_env(&env).unwrap();
         assert_eq!(activity.intake.freshness, FreshnessCheck::Enforced(Freshness::DEFAULT));
         assert_eq!(
-            (Freshness::DEFAULT.max_age_seconds, Freshness::DEFAULT.max_future_seconds),
+            (
+                Freshness::DEFAULT.max_age_seconds,
+                Freshness::DEFAULT.max_future_seconds
+            ),
             (300, 30)
         );
         assert_eq!(activity.default_mid, None);
@@ -408,7 +409,11 @@ mod tests {
 
     #[test]
     fn two_freshness_windows_and_no_value_turns_them_off() {
-        let config = activity(&[("ACTIVITY_MAX_AGE_SECONDS", "600"), ("ACTIVITY_MAX_FUTURE_SECONDS", "5")]).unwrap();
+        let config = activity(&[
+            ("ACTIVITY_MAX_AGE_SECONDS", "600"),
+            ("ACTIVITY_MAX_FUTURE_SECONDS", "5"),
+        ])
+        .unwrap();
         let expected = Freshness {
             max_age_seconds: 600,
             max_future_seconds: 5,
@@ -429,7 +434,10 @@ mod tests {
             );
         }
         assert_eq!(
-            activity(&[("ACTIVITY_MAX_FUTURE_SECONDS", "0")]).unwrap().intake.freshness,
+            activity(&[("ACTIVITY_MAX_FUTURE_SECONDS", "0")])
+                .unwrap()
+                .intake
+                .freshness,
             FreshnessCheck::Enforced(Freshness {
                 max_age_seconds: 300,
                 max_future_seconds: 0
@@ -447,10 +455,16 @@ mod tests {
             "http://host.docker.internal:17000",
             "http://127.0.0.2",
         ] {
-            let config = activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "1"), ("AWS_ENDPOINT_URL_DYNAMODB", endpoint)]);
+            let config = activity(&[
+                (LOCAL_STACK_SKIP_FRESHNESS, "1"),
+                ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
+            ]);
             assert_eq!(config.unwrap().intake.freshness, FreshnessCheck::Waived, "{endpoint}");
         }
-        let generic = activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:1")]);
+        let generic = activity(&[
+            (LOCAL_STACK_SKIP_FRESHNESS, "1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ]);
         assert_eq!(generic.unwrap().intake.freshness, FreshnessCheck::Waived);
         for endpoint in [
             None,
@@ -462,13 +476,22 @@ mod tests {
             let mut extra = vec![(LOCAL_STACK_SKIP_FRESHNESS, "1")];
             extra.extend(endpoint.map(|url| ("AWS_ENDPOINT_URL_DYNAMODB", url)));
             assert!(
-                matches!(activity(&extra), Err(ConfigError::Invalid { name: LOCAL_STACK_SKIP_FRESHNESS, .. })),
+                matches!(
+                    activity(&extra),
+                    Err(ConfigError::Invalid {
+                        name: LOCAL_STACK_SKIP_FRESHNESS,
+                        ..
+                    })
+                ),
                 "{endpoint:?}: a deployed function does not start"
             );
         }
         let local = ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000");
         assert_eq!(
-            activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "0"), local]).unwrap().intake.freshness,
+            activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "0"), local])
+                .unwrap()
+                .intake
+                .freshness,
             FreshnessCheck::Enforced(Freshness::DEFAULT)
         );
         assert!(activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "yes"), local]).is_err());

@@ -196,8 +196,16 @@ mod tests {
                 401,
                 "stale_timestamp",
             ),
-            (AuthError::ReplayedNonce(NonceReuse::OtherBody).into(), 401, "replayed_nonce"),
-            (AuthError::ReplayedNonce(NonceReuse::OtherTenant).into(), 401, "replayed_nonce"),
+            (
+                AuthError::ReplayedNonce(NonceReuse::OtherBody).into(),
+                401,
+                "replayed_nonce",
+            ),
+            (
+                AuthError::ReplayedNonce(NonceReuse::OtherTenant).into(),
+                401,
+                "replayed_nonce",
+            ),
             (AuthError::NoSecret("124".into()).into(), 401, "no_secret"),
             (StoreError::Timeout(4000).into(), 503, "storage_unavailable"),
             (

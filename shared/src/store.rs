@@ -133,7 +133,11 @@ impl ActivityStore for MemoryStore {
             let ledger = activities.entry((event.mid.clone(), entity_id.to_owned())).or_default();
             ledger.apply(event);
         } else {
-            let kept = (event.mid.clone(), event.action.as_str().to_owned(), event.raw.to_string());
+            let kept = (
+                event.mid.clone(),
+                event.action.as_str().to_owned(),
+                event.raw.to_string(),
+            );
             self.unmodelled.lock().expect("poisoned").push(kept);
         }
         Ok(NonceOutcome::Accepted)

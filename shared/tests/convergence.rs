@@ -1054,7 +1054,7 @@ fn parse_activity(body: &str) -> ActivityEvent {
         &FixedClock(signed.timestamp + 1),
         FreshnessCheck::Enforced(Freshness::DEFAULT),
     )
-        .expect("generated bodies verify");
+    .expect("generated bodies verify");
     ActivityEvent::from_envelope(
         envelope,
         ACTIVITY_MID,

@@ -864,11 +864,7 @@ fn activity_authenticity_cases() -> Vec<Case> {
             activity_at(FUTURE_WINDOW + MARGIN, false),
         )
         .refused(401, "stale_timestamp"),
-        Case::new(
-            "activity timestamp two minutes ahead",
-            activity_at(120, false),
-        )
-        .refused(401, "stale_timestamp"),
+        Case::new("activity timestamp two minutes ahead", activity_at(120, false)).refused(401, "stale_timestamp"),
         Case::new(
             "activity timestamp of 1970",
             activity(|c, b| sign_into(b, &c.nonce, 1, dev_activity_secret())),

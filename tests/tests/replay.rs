@@ -64,7 +64,12 @@ async fn a_captured_callback_is_accepted_at_one_tenant_of_its_secret_only() {
 
     // Byte for byte to the other tenant's path: refused, and nothing written there.
     let replayed = post(&http, &activity_url(&second), &[], body.clone()).await;
-    assert_eq!(replayed.refusal(), (401, "replayed_nonce".to_owned()), "{}", replayed.body);
+    assert_eq!(
+        replayed.refusal(),
+        (401, "replayed_nonce".to_owned()),
+        "{}",
+        replayed.body
+    );
     let (items_second, nonces_second) = held_by(&second).await;
     assert!(
         items_second.is_empty() && nonces_second.is_empty(),
@@ -77,7 +82,10 @@ async fn a_captured_callback_is_accepted_at_one_tenant_of_its_secret_only() {
     let again = post(&http, &activity_url(&first), &[], body).await;
     assert_eq!((again.status, again.body.as_str()), (200, "success"));
     let (items_after, nonces_after) = held_by(&first).await;
-    assert_eq!(items_after, items, "the item, its version and its bookkeeping unchanged");
+    assert_eq!(
+        items_after, items,
+        "the item, its version and its bookkeeping unchanged"
+    );
     assert_eq!(nonces_after, nonces);
 }
 
@@ -110,13 +118,19 @@ async fn a_stale_but_correctly_signed_callback_is_quarantined_not_applied() {
     assert_eq!(record.tenant.as_deref(), Some(mid.as_str()));
     assert_eq!(record.body, sent, "the body exactly as sent");
     assert!(record.header_names.contains(&"content-type".to_owned()), "{record:?}");
-    assert!(record.signature_headers.is_empty(), "the sign is in the body: {record:?}");
+    assert!(
+        record.signature_headers.is_empty(),
+        "the sign is in the body: {record:?}"
+    );
     assert!(record.delivery_id.starts_with(&record.received_at));
     let ttl = record.expires_at - now_unix();
     assert!((13 * 86_400..=14 * 86_400).contains(&ttl), "14 days by default: {ttl}");
     assert_eq!(record.last_replay, None);
     let (items, nonces) = held_by(&mid).await;
-    assert!(items.is_empty() && nonces.is_empty(), "nothing applied: {items:?} {nonces:?}");
+    assert!(
+        items.is_empty() && nonces.is_empty(),
+        "nothing applied: {items:?} {nonces:?}"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +142,12 @@ async fn a_nonce_seen_with_another_body_is_refused_kept_and_counted() {
     let log_offset = std::fs::metadata(&log_path).expect("the function log").len();
     let nonce = unique_nonce();
     let timestamp = now_unix();
-    let genuine = signed_activity(&fixture("activity/event_add.json"), &nonce, timestamp, dev_activity_secret());
+    let genuine = signed_activity(
+        &fixture("activity/event_add.json"),
+        &nonce,
+        timestamp,
+        dev_activity_secret(),
+    );
     let accepted = post(&http, &activity_url(&mid), &[], genuine).await;
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     let (items, nonces) = held_by(&mid).await;
@@ -167,7 +186,11 @@ async fn a_nonce_seen_with_another_body_is_refused_kept_and_counted() {
     let counted = loop {
         let bytes = std::fs::read(&log_path).expect("the function log");
         let log = String::from_utf8_lossy(&bytes[usize::try_from(log_offset).unwrap()..]).into_owned();
-        let counted = emf_counter(&log, "nonce_conflicts", &[("source", "activity"), ("mid", mid.as_str())]);
+        let counted = emf_counter(
+            &log,
+            "nonce_conflicts",
+            &[("source", "activity"), ("mid", mid.as_str())],
+        );
         if counted >= conflicts || Instant::now() > patience {
             break counted;
         }
@@ -198,10 +221,16 @@ async fn an_unmodelled_action_is_acknowledged_and_its_body_kept() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     let record = &kept[0];
     assert_eq!(record.body, body, "the raw body");
-    assert_eq!((record.action.as_str(), record.nonce.as_str()), ("doc/add", nonce.as_str()));
+    assert_eq!(
+        (record.action.as_str(), record.nonce.as_str()),
+        ("doc/add", nonce.as_str())
+    );
     assert!(record.delivery_id.starts_with(&record.received_at));
     let ttl = record.expires_at - now_unix();
-    assert!((13 * 86_400..=14 * 86_400).contains(&ttl), "the quarantine's 14 days: {ttl}");
+    assert!(
+        (13 * 86_400..=14 * 86_400).contains(&ttl),
+        "the quarantine's 14 days: {ttl}"
+    );
     // Not a refused delivery, and no activity; its nonce is recorded.
     assert!(kept_for(Source::Activity, &mid).await.is_empty());
     let (items, nonces) = held_by(&mid).await;
@@ -219,7 +248,9 @@ async fn an_unmodelled_action_is_acknowledged_and_its_body_kept() {
         .count();
     assert_eq!(count, 1);
     assert!(
-        stack::entity_item(&stack::activity_table(), &mid, ACTIVITY_ID).await.is_none(),
+        stack::entity_item(&stack::activity_table(), &mid, ACTIVITY_ID)
+            .await
+            .is_none(),
         "a doc/add names no activity"
     );
 }

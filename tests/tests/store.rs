@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
+use shared::activity::verify::ReplayScope;
 use shared::activity::{ActivityEvent, ActivityState};
 use shared::clock::FixedClock;
 use shared::crm::{CrmEvent, CrmState};
 use shared::dynamo::{item_to_sdk, read_entity, DynamoActivityStore, DynamoCrmStore, FORMAT, MERGE};
-use shared::merge::{Delivery, Ledger};
-use shared::activity::verify::ReplayScope;
 use shared::dynamo::{UnmodelledTable, CLAIM_SORT_KEY};
 use shared::error::NonceReuse;
+use shared::merge::{Delivery, Ledger};
 use shared::secret::Secret;
 use shared::store::{ActivityStore, CrmStore, NonceOutcome};
 use shared::StoreError;
@@ -433,13 +433,20 @@ async fn a_nonce_is_accepted_once_per_secret_and_both_records_are_written_with_t
         store.apply(&elsewhere).await,
         Ok(NonceOutcome::Replayed(NonceReuse::OtherTenant))
     );
-    let key = [("mid", second.as_str()), ("entity_id", "b80bb752931811eeaeb42ef5b77e53xx")];
+    let key = [
+        ("mid", second.as_str()),
+        ("entity_id", "b80bb752931811eeaeb42ef5b77e53xx"),
+    ];
     assert!(get(&stack::activity_table(), &key).await.is_none());
-    assert!(get(&stack::activity_nonces_table(), &[("mid", &second), ("nonce", &nonce)])
-        .await
-        .is_none());
+    assert!(
+        get(&stack::activity_nonces_table(), &[("mid", &second), ("nonce", &nonce)])
+            .await
+            .is_none()
+    );
     assert_eq!(store.apply(&event).await, Ok(NonceOutcome::Duplicate));
-    let item = get(&stack::activity_table(), &[("mid", first.as_str()), key[1]]).await.unwrap();
+    let item = get(&stack::activity_table(), &[("mid", first.as_str()), key[1]])
+        .await
+        .unwrap();
     assert_eq!(n(&item, "version"), 1);
 }
 
@@ -464,7 +471,10 @@ async fn an_unmodelled_action_is_kept_in_the_transaction_of_its_nonce() {
         .collect();
     assert_eq!(kept.len(), 1, "kept once: {kept:?}");
     assert_eq!(kept[0].body, &*doc.raw);
-    assert_eq!((kept[0].action.as_str(), kept[0].nonce.as_str()), ("doc/add", doc.nonce.as_str()));
+    assert_eq!(
+        (kept[0].action.as_str(), kept[0].nonce.as_str()),
+        ("doc/add", doc.nonce.as_str())
+    );
     assert_eq!(kept[0].expires_at, NOW + 86_400);
 }
 

@@ -66,9 +66,10 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Failure> {
         .current()
         .await?;
     let tenant = record.tenant.as_deref().or(config.default_mid.as_deref());
-    let verified = config
-        .intake
-        .verified_event_checking(&secrets, record.body.as_bytes(), tenant, FreshnessCheck::Waived);
+    let verified =
+        config
+            .intake
+            .verified_event_checking(&secrets, record.body.as_bytes(), tenant, FreshnessCheck::Waived);
     let outcome = match verified {
         Err(refused) => refused.code(),
         Ok(event) => {
@@ -88,11 +89,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Failure> {
             outcome_of(store.apply(&event).await?)
         }
     };
-    println!(
-        "activity\t{}\t{}\t{outcome}",
-        record.delivery_id,
-        tenant.unwrap_or("-")
-    );
+    println!("activity\t{}\t{}\t{outcome}", record.delivery_id, tenant.unwrap_or("-"));
     let now = shared::timefmt::utc_rfc3339(shared::clock::Clock::now_unix(&SystemClock));
     quarantine
         .record_replay(Source::Activity, &record.delivery_id, outcome, &now)

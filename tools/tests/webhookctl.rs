@@ -577,7 +577,10 @@ fn activity_configuration() -> Vec<(&'static str, String)> {
     vec![
         ("ACTIVITY_TABLE_NAME", stack::activity_table()),
         ("ACTIVITY_NONCES_TABLE_NAME", stack::activity_nonces_table()),
-        ("ACTIVITY_SECRETS_MANAGER_ID", "webhook-ingest/activity-secrets".to_owned()),
+        (
+            "ACTIVITY_SECRETS_MANAGER_ID",
+            "webhook-ingest/activity-secrets".to_owned(),
+        ),
         (
             "AWS_ENDPOINT_URL_SECRETS_MANAGER",
             std::env::var("TEST_SECRETS_ENDPOINT").expect("TEST_SECRETS_ENDPOINT: run with `make test`"),
@@ -665,7 +668,11 @@ async fn quarantine_apply_replays_one_stale_record_through_the_store_once() {
     assert_eq!(forged.code, "invalid_signature");
     let output = webhookctl(&["quarantine", "apply", &forged.delivery_id], &with(&configuration));
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    assert!(stdout(&output).ends_with("\tinvalid_signature\n"), "{}", describe(&output));
+    assert!(
+        stdout(&output).ends_with("\tinvalid_signature\n"),
+        "{}",
+        describe(&output)
+    );
     assert!(Table::Activities.query(&db, &forged_mid).await.is_empty());
     assert!(Table::ActivityNonces.query(&db, &forged_mid).await.is_empty());
 }

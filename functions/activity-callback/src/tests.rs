@@ -328,7 +328,10 @@ async fn refusals_are_quarantined_with_their_tenant_stale_and_conflicting_ones_t
     assert_eq!(code(&call(&strict, &event).await), (401, "stale_timestamp".into()));
     let stale = strict_kept.records();
     assert_eq!(stale.len(), 1);
-    assert_eq!((stale[0].code.as_str(), stale[0].body.as_str()), ("stale_timestamp", event["body"].as_str().unwrap()));
+    assert_eq!(
+        (stale[0].code.as_str(), stale[0].body.as_str()),
+        ("stale_timestamp", event["body"].as_str().unwrap())
+    );
     assert!(strict.store.activity_state("124", ENTITY).is_none());
 }
 

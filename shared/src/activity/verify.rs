@@ -257,7 +257,10 @@ mod tests {
         assert_ne!(scope("new,old", "new"), old);
         assert_ne!(old, ReplayScope::of_tenant("old"));
         let text = old.as_str();
-        assert!(text.starts_with("secret:") && text.len() == "secret:".len() + 32, "{text}");
+        assert!(
+            text.starts_with("secret:") && text.len() == "secret:".len() + 32,
+            "{text}"
+        );
         assert!(!text.contains("old"), "no secret in the scope");
     }
 

@@ -383,7 +383,8 @@ mod tests {
 
     #[test]
     fn a_nonce_recorded_meanwhile_answers_from_its_records_whatever_the_item() {
-        let record = |tenant: &str| HashMap::from([("body_digest".to_owned(), s("d1")), ("tenant".to_owned(), s(tenant))]);
+        let record =
+            |tenant: &str| HashMap::from([("body_digest".to_owned(), s("d1")), ("tenant".to_owned(), s(tenant))]);
         let claimed_by = |tenant: &str| RecordedNonce {
             tenant: Some(tenant.to_owned()),
             digest: "d1".to_owned(),
@@ -407,9 +408,13 @@ mod tests {
             .unwrap()
             .unwrap();
             assert_eq!(found.nonce, Some(claimed_by("941")), "the claim first");
-            let found = cancelled_by(&[reason(FAILED, Some(record("124"))), reason(NOT_FAILED, None), item_reason])
-                .unwrap()
-                .unwrap();
+            let found = cancelled_by(&[
+                reason(FAILED, Some(record("124"))),
+                reason(NOT_FAILED, None),
+                item_reason,
+            ])
+            .unwrap()
+            .unwrap();
             assert_eq!(found.nonce, Some(claimed_by("124")));
         }
     }
@@ -417,9 +422,13 @@ mod tests {
     #[test]
     fn an_item_changed_meanwhile_comes_back_to_be_merged_into() {
         let stored = stored_activity();
-        let found = cancelled_by(&[reason(NOT_FAILED, None), reason(NOT_FAILED, None), reason(FAILED, Some(stored))])
-            .unwrap()
-            .unwrap();
+        let found = cancelled_by(&[
+            reason(NOT_FAILED, None),
+            reason(NOT_FAILED, None),
+            reason(FAILED, Some(stored)),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(found.nonce, None);
         assert_eq!(found.activity.unwrap().version, 1);
         // Deleted meanwhile: nothing comes back, and the next write creates it.
@@ -432,13 +441,33 @@ mod tests {
     #[test]
     fn a_transaction_cancelled_for_another_reason_says_nothing_to_go_on() {
         for reasons in [
-            vec![reason("TransactionConflict", None), reason(NOT_FAILED, None), reason(NOT_FAILED, None)],
-            vec![reason(NOT_FAILED, None), reason("TransactionConflict", None), reason(NOT_FAILED, None)],
-            vec![reason(NOT_FAILED, None), reason(NOT_FAILED, None), reason("TransactionConflict", None)],
+            vec![
+                reason("TransactionConflict", None),
+                reason(NOT_FAILED, None),
+                reason(NOT_FAILED, None),
+            ],
+            vec![
+                reason(NOT_FAILED, None),
+                reason("TransactionConflict", None),
+                reason(NOT_FAILED, None),
+            ],
+            vec![
+                reason(NOT_FAILED, None),
+                reason(NOT_FAILED, None),
+                reason("TransactionConflict", None),
+            ],
             vec![],
             // A recorded nonce without its digest cannot tell a duplicate from a replay.
-            vec![reason(FAILED, Some(SdkItem::new())), reason(NOT_FAILED, None), reason(NOT_FAILED, None)],
-            vec![reason(NOT_FAILED, None), reason(FAILED, Some(SdkItem::new())), reason(NOT_FAILED, None)],
+            vec![
+                reason(FAILED, Some(SdkItem::new())),
+                reason(NOT_FAILED, None),
+                reason(NOT_FAILED, None),
+            ],
+            vec![
+                reason(NOT_FAILED, None),
+                reason(FAILED, Some(SdkItem::new())),
+                reason(NOT_FAILED, None),
+            ],
         ] {
             assert!(cancelled_by(&reasons).unwrap().is_none(), "{reasons:?}");
         }
@@ -449,7 +478,11 @@ mod tests {
         let mut damaged = stored_activity();
         damaged.remove(super::super::attr::MERGE);
         assert!(matches!(
-            cancelled_by(&[reason(NOT_FAILED, None), reason(NOT_FAILED, None), reason(FAILED, Some(damaged))]),
+            cancelled_by(&[
+                reason(NOT_FAILED, None),
+                reason(NOT_FAILED, None),
+                reason(FAILED, Some(damaged))
+            ]),
             Err(StoreError::Corrupt(_))
         ));
     }

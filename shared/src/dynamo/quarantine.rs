@@ -18,10 +18,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use crate::error::StoreError;
-use crate::unmodelled::{UnmodelledAction, UNMODELLED_PARTITION};
 use crate::quarantine::{
     QuarantineConfig, QuarantineStore, RefusedDelivery, Slot, SlotRequest, Source, StoreFuture, CAP_PARTITION,
 };
+use crate::unmodelled::{UnmodelledAction, UNMODELLED_PARTITION};
 
 type SdkItem = HashMap<String, AttributeValue>;
 
@@ -282,7 +282,10 @@ pub fn unmodelled_to_item(record: &UnmodelledAction) -> SdkItem {
         ("action".to_owned(), s(&record.action)),
         ("nonce".to_owned(), s(&record.nonce)),
         ("body".to_owned(), s(&record.body)),
-        ("expires_at".to_owned(), AttributeValue::N(record.expires_at.to_string())),
+        (
+            "expires_at".to_owned(),
+            AttributeValue::N(record.expires_at.to_string()),
+        ),
     ])
 }
 
