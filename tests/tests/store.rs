@@ -422,6 +422,7 @@ async fn a_nonce_is_accepted_once_per_secret_and_both_records_are_written_with_t
     .expect("the scope claim");
     for record in [&tenant_record, &claim] {
         assert_eq!(record["tenant"].as_s().unwrap(), &first);
+        assert_eq!(record["replay_scope"].as_s().unwrap(), event.replay_scope.as_str());
         assert_eq!(record["body_digest"].as_s().unwrap(), event.digest.as_str());
         assert_eq!(n(record, "expires_at"), NOW + 660);
     }

@@ -109,11 +109,13 @@ impl DynamoActivityStore {
         key(("mid", &partition), ("nonce", CLAIM_SORT_KEY))
     }
 
-    /// The tenant record and the scope claim, each with the digest and the tenant.
+    /// The tenant record and the scope claim, each with the digest, the tenant and the scope
+    /// (so that a tenant record names its claim).
     fn nonce_records(&self, event: &ActivityEvent, now: i64) -> [SdkItem; 2] {
         [Self::nonce_key(event), Self::claim_key(event)].map(|mut record| {
             record.insert("body_digest".to_owned(), s(event.digest.as_str()));
             record.insert("tenant".to_owned(), s(event.mid.as_str()));
+            record.insert("replay_scope".to_owned(), s(event.replay_scope.as_str()));
             record.insert(EXPIRES_AT.to_owned(), n(now + self.nonce_retention_seconds));
             record
         })
