@@ -50,17 +50,10 @@ from create_tables import load_cfn_yaml  # noqa: E402
 RUST_DIRS = [ROOT / "shared" / "src", ROOT / "functions"]
 MONITORING_DOC = ROOT / "docs" / "monitoring.md"
 
-# Metrics the alarms and dashboard may name before the code that emits them is merged. A name
-# listed here that the code does emit is an error too, so the list cannot go stale.
-PENDING_METRICS = {"nonce_conflicts"}
-
 # The function that owns each source's partition of the refused-deliveries table.
 FUNCTION_SOURCES = {"CrmWebhookFunction": "crm", "ActivityCallbackFunction": "activity"}
 # Further partitions of that table a function writes, by the Rust constant that names them.
 FUNCTION_PARTITION_CONSTANTS = {"ActivityCallbackFunction": ["UNMODELLED_PARTITION"]}
-# Partitions the template grants before the code that writes them is merged (the unmodelled
-# Lexiang actions); like PENDING_METRICS, an error once the code has them.
-PENDING_PARTITIONS = {"ActivityCallbackFunction": {"unmodelled-activity"}}
 FUNCTION_SECRETS = {"CrmWebhookFunction": "CrmWebhookSecrets", "ActivityCallbackFunction": "ActivityCallbackSecrets"}
 REFUSED_TABLE = "RefusedDeliveriesTable"
 SEED_RESOURCE = "SecretSeed"
@@ -220,13 +213,10 @@ def check(template: dict, emitted: Emitted, monitoring_doc: str) -> list[str]:
     }
     known_metrics = emitted.metrics | filter_metrics
 
-    for name in sorted(PENDING_METRICS & emitted.metrics):
-        problems.append(f"{name} is emitted by the code now: remove it from PENDING_METRICS in scripts/check_template.py")
-
     def check_metric(where: str, namespace, name: str, dims: dict) -> None:
         if not namespace_ref(namespace):
             return
-        if name not in known_metrics and name not in PENDING_METRICS:
+        if name not in known_metrics:
             problems.append(f"{where}: metric {name!r} is not emitted by the code nor by a metric filter")
         allowed = {"source": emitted.sources, "outcome": emitted.outcomes, "reason": emitted.drop_reasons}
         for dim, value in dims.items():
@@ -291,16 +281,13 @@ def check(template: dict, emitted: Emitted, monitoring_doc: str) -> list[str]:
         partitions = {source} | {
             emitted.constants[name] for name in FUNCTION_PARTITION_CONSTANTS.get(fn, []) if name in emitted.constants
         }
-        pending = PENDING_PARTITIONS.get(fn, set())
-        for name in sorted(pending & partitions):
-            problems.append(f"{fn}: the code writes partition {name!r} now: remove it from PENDING_PARTITIONS in scripts/check_template.py")
         for statement in puts:
             condition = statement.get("Condition") or {}
             keys = (condition.get("ForAllValues:StringEquals") or {}).get("dynamodb:LeadingKeys")
-            if set(condition) != {"ForAllValues:StringEquals"} or not isinstance(keys, list) or set(keys) != partitions | pending:
+            if set(condition) != {"ForAllValues:StringEquals"} or not isinstance(keys, list) or set(keys) != partitions:
                 problems.append(
                     f"{fn}: PutItem on {REFUSED_TABLE} under {statement.get('Condition')}, expected "
-                    f"ForAllValues:StringEquals dynamodb:LeadingKeys {sorted(partitions | pending)}"
+                    f"ForAllValues:StringEquals dynamodb:LeadingKeys {sorted(partitions)}"
                 )
 
     # --- secrets: seeded once, never rewritten by a deploy; read by their function only

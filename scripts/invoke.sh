@@ -111,8 +111,8 @@ if [ "$(uname -s)" = Linux ]; then
 fi
 docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && sam_args+=(--skip-pull-image)
 
-# Every variable the template declares, with its local value (ACTIVITY_MAX_SKEW_SECONDS=0: the
-# fixtures' timestamps are from 2023). The same values for both functions; each gets only its own.
+# Every variable the template declares, with its local value (LOCAL_STACK_SKIP_FRESHNESS=1: the
+# fixtures' timestamps are from 2023; honoured with the local DynamoDB endpoint only). The same values for both functions; each gets only its own.
 (
   umask 077
   LOCAL_ENDPOINT="http://host.docker.internal:$DYNAMODB_PORT" python3 - >"$STATE_DIR/env-vars.json" <<'PY'
@@ -125,7 +125,7 @@ print(json.dumps({"Parameters": {
         "CRM_TABLE_NAME", "ACTIVITY_TABLE_NAME",
         "ACTIVITY_NONCES_TABLE_NAME", "REFUSED_DELIVERIES_TABLE_NAME", "CRM_WEBHOOK_SECRET",
         "CRM_SIGNATURE_HEADER", "ACTIVITY_CALLBACK_SECRET")},
-    "ACTIVITY_MAX_SKEW_SECONDS": env.get("ACTIVITY_MAX_SKEW_SECONDS") or "0",
+    "LOCAL_STACK_SKIP_FRESHNESS": env.get("LOCAL_STACK_SKIP_FRESHNESS") or "1",
     # The development secrets above, not Secrets Manager (empty = unset for the functions).
     "CRM_SECRETS_MANAGER_ID": "",
     "ACTIVITY_SECRETS_MANAGER_ID": "",

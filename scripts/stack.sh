@@ -11,7 +11,7 @@
 #                               every answer recorded in .local/test/answers/, stop
 #                               everything; exits with cargo test's exit code.
 #   scripts/stack.sh soak [ARGS]  `make soak`: as test, with SOAK=1 (full-size suites)
-#                               and a one-hour activity freshness window.
+#                               and a one-hour activity freshness window in the past.
 #   scripts/stack.sh dynamodb   moto + tables only, until Ctrl-C (for running the
 #                               integration tests from an IDE).
 #
@@ -28,8 +28,10 @@
 # ACTIVITY_CALLBACK_SECRET=dev-activity-secret, CRM_SIGNATURE_HEADER=X-Signature,
 # REFUSED_DELIVERIES_TABLE_NAME=refused_deliveries (test and soak modes: the quarantine's global
 # cap QUARANTINE_GLOBAL_MAX=40 per QUARANTINE_GLOBAL_WINDOW_SECONDS=60, QUARANTINE_MAX_PER_MINUTE=60),
-# RUST_LOG=info, and in `run` mode only ACTIVITY_MAX_SKEW_SECONDS=0 (so that the
-# fixtures' old timestamps are accepted; the functions' own default is 300).
+# RUST_LOG=info, and in `run` mode only LOCAL_STACK_SKIP_FRESHNESS=1 (so that the fixtures'
+# 2023 timestamps are accepted). The functions honour it only with a DynamoDB endpoint on this
+# machine and refuse to start otherwise; test and soak modes check freshness (300 s back, 30 s
+# ahead by default).
 #
 # Secrets: CRM_WEBHOOK_SECRET[_<mid>] and ACTIVITY_CALLBACK_SECRET[_<mid>] are written by
 # scripts/create_secrets.py into moto's Secrets Manager (same server as DynamoDB, secrets
@@ -264,7 +266,7 @@ start_dynamodb() {
 SPEC_VARS=(
   CRM_TABLE_NAME ACTIVITY_TABLE_NAME ACTIVITY_NONCES_TABLE_NAME
   CRM_SIGNATURE_HEADER ACTIVITY_DEFAULT_MID
-  ACTIVITY_MAX_SKEW_SECONDS SOURCE_UTC_OFFSET RUST_LOG
+  ACTIVITY_MAX_AGE_SECONDS ACTIVITY_MAX_FUTURE_SECONDS LOCAL_STACK_SKIP_FRESHNESS SOURCE_UTC_OFFSET RUST_LOG
   CRM_SECRETS_MANAGER_ID ACTIVITY_SECRETS_MANAGER_ID SECRETS_REFRESH_SECONDS METRICS_NAMESPACE
   CRM_SIGNATURE_ALGORITHM CRM_SIGNATURE_ENCODING REFUSED_DELIVERIES_TABLE_NAME
   QUARANTINE_MAX_PER_MINUTE QUARANTINE_MAX_BODY_BYTES QUARANTINE_RETENTION_DAYS
@@ -281,7 +283,7 @@ setup_function_env() {
   export CRM_SIGNATURE_HEADER="${CRM_SIGNATURE_HEADER:-$LOCAL_CRM_SIGNATURE_HEADER}"
   export RUST_LOG="${RUST_LOG:-info}"
   if [ "$MODE" = run ]; then
-    export ACTIVITY_MAX_SKEW_SECONDS="${ACTIVITY_MAX_SKEW_SECONDS:-0}"
+    export LOCAL_STACK_SKIP_FRESHNESS="${LOCAL_STACK_SKIP_FRESHNESS:-1}"
   fi
   if [ "$MODE" = test ] || [ "$MODE" = soak ]; then
     # The tests sign with exactly these, whatever the caller's environment says. Tenant 900 has
@@ -295,12 +297,12 @@ setup_function_env() {
     # the flood's figures do not depend on how cargo lambda spreads it over instances.
     export QUARANTINE_GLOBAL_MAX=40 QUARANTINE_GLOBAL_WINDOW_SECONDS=60 QUARANTINE_MAX_PER_MINUTE=60
     export CRM_WEBHOOK_SECRET_900="$LOCAL_CRM_WEBHOOK_SECRET_900" CRM_WEBHOOK_SECRET_901="$LOCAL_CRM_WEBHOOK_SECRET_901"
-    unset ACTIVITY_MAX_SKEW_SECONDS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
+    unset ACTIVITY_MAX_AGE_SECONDS ACTIVITY_MAX_FUTURE_SECONDS LOCAL_STACK_SKIP_FRESHNESS ACTIVITY_DEFAULT_MID SOURCE_UTC_OFFSET
   fi
   if [ "$MODE" = soak ]; then
     # A full-size history is signed once and delivered twice, which takes longer than the
-    # default 300 s window: an hour leaves room for both deliveries.
-    export ACTIVITY_MAX_SKEW_SECONDS=3600 SOAK=1
+    # default 300 s window: an hour back leaves room for both deliveries.
+    export ACTIVITY_MAX_AGE_SECONDS=3600 SOAK=1
   fi
   export AWS_ENDPOINT_URL_DYNAMODB="$DYNAMODB_ENDPOINT"
   export AWS_ENDPOINT_URL_SECRETS_MANAGER="$DYNAMODB_ENDPOINT"
@@ -475,7 +477,7 @@ case "$MODE" in
       echo "DynamoDB (moto):      $DYNAMODB_ENDPOINT"
       echo "CRM webhook:          $CRM_LOCAL_URL"
       echo "Activity callback:    $ACTIVITY_LOCAL_URL/{mid}"
-      echo "ACTIVITY_MAX_SKEW_SECONDS=$ACTIVITY_MAX_SKEW_SECONDS (0: timestamp freshness not checked)"
+      echo "LOCAL_STACK_SKIP_FRESHNESS=$LOCAL_STACK_SKIP_FRESHNESS (1: activity timestamps not checked, local stack only)"
       echo "Secrets Manager (moto): $CRM_SECRETS_MANAGER_ID, $ACTIVITY_SECRETS_MANAGER_ID, re-read every ${SECRETS_REFRESH_SECONDS}s"
       echo "  change one: .venv/bin/python scripts/create_secrets.py --endpoint $DYNAMODB_ENDPOINT set-tenant crm 124 'new,old'"
       echo

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shared::activity::verify::SignedFields;
+use shared::activity::verify::{Freshness, SignedFields};
 use shared::activity::{ActivityIntake, ActivityState};
 use shared::clock::{Clock, FixedClock};
 use shared::crm::{verify as crm_verify, CrmIntake, CrmState};
@@ -77,7 +77,7 @@ fn activity_ingest(body: &[u8], intake: &ActivityIntake) -> Option<Item> {
 
 /// The activity intake as the function builds it, with the clock at the callback's own time.
 fn activity_intake_at(secrets: &TenantSecrets, body: &[u8]) -> ActivityIntake {
-    let mut intake = ActivityIntake::new(secrets.clone(), 300, SourceOffset::BEIJING);
+    let mut intake = ActivityIntake::new(secrets.clone(), Freshness::DEFAULT, SourceOffset::BEIJING);
     intake.clock = Arc::new(FixedClock(timestamp_of(body)));
     intake
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::activity::verify::{Freshness, FreshnessCheck};
 use crate::activity::ActivityIntake;
 use crate::crm::verify::SignatureScheme;
 use crate::crm::CrmIntake;
@@ -107,6 +108,58 @@ impl Env {
         })
     }
 
+    /// The activity callback's two freshness windows (SPEC 2.2): `ACTIVITY_MAX_AGE_SECONDS`
+    /// (past, default 300, 1 s to a day) and `ACTIVITY_MAX_FUTURE_SECONDS` (future, default 30,
+    /// 0 to 300). Neither has a value that turns the check off. The single window they replace,
+    /// `ACTIVITY_MAX_SKEW_SECONDS`, stops start-up, so that nobody relies on its "0: off".
+    pub fn activity_freshness(&self) -> Result<Freshness, ConfigError> {
+        if self.get("ACTIVITY_MAX_SKEW_SECONDS").is_some() {
+            return Err(ConfigError::Invalid {
+                name: "ACTIVITY_MAX_SKEW_SECONDS",
+                reason: "it is no longer read: set ACTIVITY_MAX_AGE_SECONDS (past) and \
+                         ACTIVITY_MAX_FUTURE_SECONDS (future) instead"
+                    .to_owned(),
+            });
+        }
+        let defaults = Freshness::DEFAULT;
+        Ok(Freshness {
+            max_age_seconds: self.number("ACTIVITY_MAX_AGE_SECONDS", defaults.max_age_seconds, 1..=86_400)?,
+            max_future_seconds: self.number("ACTIVITY_MAX_FUTURE_SECONDS", defaults.max_future_seconds, 0..=300)?,
+        })
+    }
+
+    /// Whether freshness is checked: always, except on the local stack, whose fixtures carry
+    /// fixed timestamps from 2023. [`LOCAL_STACK_SKIP_FRESHNESS`]`=1` waives it only together
+    /// with a DynamoDB endpoint on this machine (loopback, or `host.docker.internal` for `sam
+    /// local invoke`): a deployed function with it set does not start, so no configuration of a
+    /// deployed stack turns freshness off.
+    pub fn activity_freshness_check(&self) -> Result<FreshnessCheck, ConfigError> {
+        let freshness = self.activity_freshness()?;
+        match self.get(LOCAL_STACK_SKIP_FRESHNESS).map(str::trim) {
+            None | Some("0") => Ok(FreshnessCheck::Enforced(freshness)),
+            Some("1") => {
+                let endpoint = self
+                    .get("AWS_ENDPOINT_URL_DYNAMODB")
+                    .or_else(|| self.get("AWS_ENDPOINT_URL"));
+                if endpoint.is_some_and(is_local_endpoint) {
+                    Ok(FreshnessCheck::Waived)
+                } else {
+                    Err(ConfigError::Invalid {
+                        name: LOCAL_STACK_SKIP_FRESHNESS,
+                        reason: "only the local stack may skip freshness: it needs \
+                                 AWS_ENDPOINT_URL_DYNAMODB on this machine (127.0.0.1, localhost, \
+                                 [::1] or host.docker.internal)"
+                            .to_owned(),
+                    })
+                }
+            }
+            Some(other) => Err(ConfigError::Invalid {
+                name: LOCAL_STACK_SKIP_FRESHNESS,
+                reason: format!("`{other}` is not 0 or 1"),
+            }),
+        }
+    }
+
     fn offset(&self) -> Result<SourceOffset, ConfigError> {
         self.get("SOURCE_UTC_OFFSET").map_or(Ok(SourceOffset::BEIJING), |text| {
             text.parse().map_err(|reason| ConfigError::Invalid {
@@ -142,6 +195,26 @@ impl Env {
             refresh,
         })
     }
+}
+
+/// The local stack's switch that waives activity freshness (`make run`, `make invoke`): see
+/// [`Env::activity_freshness_check`].
+pub const LOCAL_STACK_SKIP_FRESHNESS: &str = "LOCAL_STACK_SKIP_FRESHNESS";
+
+/// Whether `url` names a server on the developer's machine: loopback, or the name Docker gives
+/// the host inside a container (it resolves nowhere else, in particular not in AWS Lambda).
+fn is_local_endpoint(url: &str) -> bool {
+    let rest = url.trim().split_once("://").map_or(url.trim(), |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let host = host.to_ascii_lowercase();
+    matches!(host.as_str(), "localhost" | "::1" | "host.docker.internal")
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How long a secret read from AWS Secrets Manager is used before it is read again: the longest
@@ -198,29 +271,26 @@ pub struct ActivityConfig {
 
 impl ActivityConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let max_skew_seconds = match env.get("ACTIVITY_MAX_SKEW_SECONDS") {
-            None => 300,
-            Some(text) => text.trim().parse().map_err(|_| ConfigError::Invalid {
-                name: "ACTIVITY_MAX_SKEW_SECONDS",
-                reason: format!("`{text}` is not a whole number of seconds"),
-            })?,
-        };
+        let freshness = env.activity_freshness()?;
+        let mut intake = ActivityIntake::new(env.secrets("ACTIVITY_CALLBACK_SECRET"), freshness, env.offset()?);
+        intake.freshness = env.activity_freshness_check()?;
         Ok(Self {
             table_name: env.required("ACTIVITY_TABLE_NAME")?,
             nonces_table_name: env.required("ACTIVITY_NONCES_TABLE_NAME")?,
             default_mid: env.get("ACTIVITY_DEFAULT_MID").map(|mid| mid.trim().to_owned()),
-            intake: ActivityIntake::new(env.secrets("ACTIVITY_CALLBACK_SECRET"), max_skew_seconds, env.offset()?),
+            intake,
             secret_location: env.secret_location("ACTIVITY_SECRETS_MANAGER_ID")?,
             quarantine: env.quarantine()?,
         })
     }
 
-    /// How long a nonce must be remembered: past the freshness window nobody can replay it,
-    /// since a stale timestamp is refused anyway. With the check off, a week.
+    /// How long a nonce must be remembered: past the freshness windows nobody can replay it,
+    /// since a stale timestamp is refused anyway. With freshness waived (local stack only), a
+    /// week.
     pub fn nonce_retention_seconds(&self) -> u64 {
-        match self.intake.max_skew_seconds {
-            0 => 7 * 24 * 3600,
-            window => 2 * window + 60,
+        match self.intake.freshness {
+            FreshnessCheck::Enforced(freshness) => freshness.nonce_retention_seconds(),
+            FreshnessCheck::Waived => 7 * 24 * 3600,
         }
     }
 }
@@ -293,7 +363,14 @@ mod tests {
         assert_eq!(crm.intake.offset, SourceOffset::BEIJING);
         assert!(crm.intake.secrets.is_empty());
         let activity = ActivityConfig::from_env(&env).unwrap();
-        assert_eq!(activity.intake.max_skew_seconds, 300);
+        assert_eq!(activity.intake.freshness, FreshnessCheck::Enforced(Freshness::DEFAULT));
+        assert_eq!(
+            (
+                Freshness::DEFAULT.max_age_seconds,
+                Freshness::DEFAULT.max_future_seconds
+            ),
+            (300, 30)
+        );
         assert_eq!(activity.default_mid, None);
     }
 
@@ -302,14 +379,14 @@ mod tests {
         let env: Env = [
             ("ACTIVITY_TABLE_NAME", "a"),
             ("ACTIVITY_NONCES_TABLE_NAME", "n"),
-            ("ACTIVITY_MAX_SKEW_SECONDS", "5m"),
+            ("ACTIVITY_MAX_AGE_SECONDS", "5m"),
         ]
         .into_iter()
         .collect();
         assert!(matches!(
             ActivityConfig::from_env(&env),
             Err(ConfigError::Invalid {
-                name: "ACTIVITY_MAX_SKEW_SECONDS",
+                name: "ACTIVITY_MAX_AGE_SECONDS",
                 ..
             })
         ));
@@ -323,6 +400,107 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn activity(extra: &[(&'static str, &'static str)]) -> Result<ActivityConfig, ConfigError> {
+        let base = [("ACTIVITY_TABLE_NAME", "a"), ("ACTIVITY_NONCES_TABLE_NAME", "n")];
+        ActivityConfig::from_env(&base.iter().chain(extra).copied().collect())
+    }
+
+    #[test]
+    fn two_freshness_windows_and_no_value_turns_them_off() {
+        let config = activity(&[
+            ("ACTIVITY_MAX_AGE_SECONDS", "600"),
+            ("ACTIVITY_MAX_FUTURE_SECONDS", "5"),
+        ])
+        .unwrap();
+        let expected = Freshness {
+            max_age_seconds: 600,
+            max_future_seconds: 5,
+        };
+        assert_eq!(config.intake.freshness, FreshnessCheck::Enforced(expected));
+        assert_eq!(config.nonce_retention_seconds(), 600 + 5 + 60);
+        for (name, value) in [
+            ("ACTIVITY_MAX_AGE_SECONDS", "0"),
+            ("ACTIVITY_MAX_AGE_SECONDS", "86401"),
+            ("ACTIVITY_MAX_FUTURE_SECONDS", "301"),
+            ("ACTIVITY_MAX_FUTURE_SECONDS", "-1"),
+            ("ACTIVITY_MAX_SKEW_SECONDS", "0"),
+            ("ACTIVITY_MAX_SKEW_SECONDS", "300"),
+        ] {
+            assert!(
+                matches!(activity(&[(name, value)]), Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={value}"
+            );
+        }
+        assert_eq!(
+            activity(&[("ACTIVITY_MAX_FUTURE_SECONDS", "0")])
+                .unwrap()
+                .intake
+                .freshness,
+            FreshnessCheck::Enforced(Freshness {
+                max_age_seconds: 300,
+                max_future_seconds: 0
+            }),
+            "0 s ahead is a window, not an off switch"
+        );
+    }
+
+    #[test]
+    fn only_the_local_stack_skips_freshness() {
+        for endpoint in [
+            "http://127.0.0.1:8000",
+            "http://localhost:8000/",
+            "http://[::1]:8000",
+            "http://host.docker.internal:17000",
+            "http://127.0.0.2",
+        ] {
+            let config = activity(&[
+                (LOCAL_STACK_SKIP_FRESHNESS, "1"),
+                ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
+            ]);
+            assert_eq!(config.unwrap().intake.freshness, FreshnessCheck::Waived, "{endpoint}");
+        }
+        let generic = activity(&[
+            (LOCAL_STACK_SKIP_FRESHNESS, "1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ]);
+        assert_eq!(generic.unwrap().intake.freshness, FreshnessCheck::Waived);
+        for endpoint in [
+            None,
+            Some("https://dynamodb.us-east-1.amazonaws.com"),
+            Some("http://localhost.attacker.example"),
+            Some("http://127.0.0.1.nip.io"),
+            Some("http://user@10.0.0.1:8000"),
+        ] {
+            let mut extra = vec![(LOCAL_STACK_SKIP_FRESHNESS, "1")];
+            extra.extend(endpoint.map(|url| ("AWS_ENDPOINT_URL_DYNAMODB", url)));
+            assert!(
+                matches!(
+                    activity(&extra),
+                    Err(ConfigError::Invalid {
+                        name: LOCAL_STACK_SKIP_FRESHNESS,
+                        ..
+                    })
+                ),
+                "{endpoint:?}: a deployed function does not start"
+            );
+        }
+        let local = ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000");
+        assert_eq!(
+            activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "0"), local])
+                .unwrap()
+                .intake
+                .freshness,
+            FreshnessCheck::Enforced(Freshness::DEFAULT)
+        );
+        assert!(activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "yes"), local]).is_err());
+        assert_eq!(
+            activity(&[(LOCAL_STACK_SKIP_FRESHNESS, "1"), local])
+                .unwrap()
+                .nonce_retention_seconds(),
+            7 * 24 * 3600
+        );
     }
 
     #[test]

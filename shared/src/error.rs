@@ -34,12 +34,30 @@ pub enum AuthError {
     MissingSignature(String),
     #[error("the signature does not match the body")]
     InvalidSignature,
-    #[error("timestamp {timestamp} is more than {max_skew} s away from now ({now})")]
-    StaleTimestamp { timestamp: i64, now: i64, max_skew: u64 },
-    #[error("nonce was already used with a different body")]
-    ReplayedNonce,
+    #[error("timestamp {timestamp} is outside the accepted window of {max_age} s before to {max_future} s after now ({now})")]
+    StaleTimestamp {
+        timestamp: i64,
+        now: i64,
+        max_age: u64,
+        max_future: u64,
+    },
+    #[error("{0}")]
+    ReplayedNonce(NonceReuse),
     #[error("no secret is configured for tenant `{0}`")]
     NoSecret(String),
+}
+
+/// How a refused nonce was used before (both are `replayed_nonce`, SPEC 2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum NonceReuse {
+    /// The same body, accepted for another tenant: a captured callback sent to another path.
+    /// The original was applied; nothing is lost.
+    #[error("nonce was already used for another tenant")]
+    OtherTenant,
+    /// Another body: a forged copy, or the genuine callback after a forged copy landed first.
+    /// Quarantined and counted (`nonce_conflicts`).
+    #[error("nonce was already used with a different body")]
+    OtherBody,
 }
 
 /// The request is refused before its body is looked at.
@@ -119,7 +137,7 @@ impl ApiError {
             Self::Auth(AuthError::MissingSignature(_)) => "missing_signature",
             Self::Auth(AuthError::InvalidSignature) => "invalid_signature",
             Self::Auth(AuthError::StaleTimestamp { .. }) => "stale_timestamp",
-            Self::Auth(AuthError::ReplayedNonce) => "replayed_nonce",
+            Self::Auth(AuthError::ReplayedNonce(_)) => "replayed_nonce",
             Self::Auth(AuthError::NoSecret(_)) => "no_secret",
             Self::Store(_) => "storage_unavailable",
             Self::Secrets(_) => "secrets_unavailable",
@@ -171,13 +189,23 @@ mod tests {
                 AuthError::StaleTimestamp {
                     timestamp: 0,
                     now: 1000,
-                    max_skew: 300,
+                    max_age: 300,
+                    max_future: 30,
                 }
                 .into(),
                 401,
                 "stale_timestamp",
             ),
-            (AuthError::ReplayedNonce.into(), 401, "replayed_nonce"),
+            (
+                AuthError::ReplayedNonce(NonceReuse::OtherBody).into(),
+                401,
+                "replayed_nonce",
+            ),
+            (
+                AuthError::ReplayedNonce(NonceReuse::OtherTenant).into(),
+                401,
+                "replayed_nonce",
+            ),
             (AuthError::NoSecret("124".into()).into(), 401, "no_secret"),
             (StoreError::Timeout(4000).into(), 503, "storage_unavailable"),
             (

@@ -23,6 +23,7 @@ pub mod quarantine;
 pub mod secret;
 pub mod store;
 pub mod timefmt;
+pub mod unmodelled;
 
 pub use error::{ApiError, AuthError, ParseError, RequestError, SecretsError, StoreError};
 

@@ -77,6 +77,7 @@ fn describe() {
         "store_retries",
         "quarantined",
         "quarantine_dropped",
+        "nonce_conflicts",
         "secrets_refresh_failures",
         "secrets_malformed_current",
     ] {

@@ -1,10 +1,11 @@
 //! Refused deliveries are kept, never acted on (SPEC 2.4).
 //!
-//! A delivery refused with 400, or with 401 other than `stale_timestamp` and `replayed_nonce`,
-//! whose body is a JSON object of its source's general shape, is kept in a table of its own so
-//! that an operator can replay it through the endpoint once the configuration is fixed: each
-//! replay is verified again, so nothing unauthenticated is ever merged. The answer to the sender
-//! never depends on the quarantine.
+//! A delivery refused with 400, or with 401 other than a plain replay (a nonce accepted for
+//! another tenant with the same body), whose body is a JSON object of its source's general
+//! shape, is kept in a table of its own so that an operator can replay it once the configuration
+//! is fixed: each replay is verified again, so nothing unauthenticated is ever merged. A
+//! correctly signed stale callback and a nonce seen before with another body are kept too: either
+//! may be the genuine delivery. The answer to the sender never depends on the quarantine.
 //!
 //! Forged traffic must not run up the bill or fill the table, so what is kept is capped three
 //! ways: a body size limit; at most `max_per_minute` records per function instance and clock
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::error::{ApiError, AuthError, StoreError};
+use crate::error::{ApiError, AuthError, NonceReuse, StoreError};
 use crate::node::Node;
 use crate::timefmt::utc_rfc3339;
 
@@ -358,12 +359,12 @@ impl QuarantinePolicy {
         &self.config
     }
 
-    /// Whether SPEC 2.4 keeps a refusal with this error: 400, or 401 except `stale_timestamp`
-    /// (a sign that was right once; a replay would be stale again) and `replayed_nonce` (the
-    /// original was accepted).
+    /// Whether SPEC 2.4 keeps a refusal with this error: 400, or 401 except a plain replay (the
+    /// same body accepted for another tenant: the original was applied, nothing is lost). A
+    /// stale timestamp is only checked after the sign, so a stale refusal is correctly signed.
     pub fn keeps(error: &ApiError) -> bool {
         match error {
-            ApiError::Auth(AuthError::StaleTimestamp { .. } | AuthError::ReplayedNonce) => false,
+            ApiError::Auth(AuthError::ReplayedNonce(NonceReuse::OtherTenant)) => false,
             other => matches!(other.status(), 400 | 401),
         }
     }
@@ -553,18 +554,20 @@ mod tests {
             ParseError::invalid("mid", "x").into(),
             ParseError::MissingField("create_time".into()).into(),
             RequestError::MissingMid.into(),
+            AuthError::StaleTimestamp {
+                timestamp: 0,
+                now: 1,
+                max_age: 0,
+                max_future: 0,
+            }
+            .into(),
+            AuthError::ReplayedNonce(NonceReuse::OtherBody).into(),
         ];
         for error in &kept {
             assert!(policy.admit(&refusal(error, BODY, &headers)).is_ok(), "{error:?}");
         }
         let not_kept: Vec<ApiError> = vec![
-            AuthError::StaleTimestamp {
-                timestamp: 0,
-                now: 1,
-                max_skew: 1,
-            }
-            .into(),
-            AuthError::ReplayedNonce.into(),
+            AuthError::ReplayedNonce(NonceReuse::OtherTenant).into(),
             RequestError::MethodNotAllowed("GET".into()).into(),
             RequestError::PayloadTooLarge { size: 2, limit: 1 }.into(),
             StoreError::Timeout(1).into(),

@@ -1,5 +1,5 @@
-//! What the functions report besides their answers: schema drift in accepted events (SPEC 2.3)
-//! and the quarantine of refused deliveries (SPEC 2.4), as WARN logs and metrics through the
+//! What the functions report besides their answers: schema drift in accepted events (SPEC 2.3),
+//! nonce conflicts (SPEC 2.2) and the quarantine of refused deliveries (SPEC 2.4), as WARN logs and metrics through the
 //! `metrics` facade (a no-op until a recorder is installed).
 
 use std::sync::Arc;
@@ -32,6 +32,18 @@ pub fn report_drift(source: Source, mid: &str, drift: &[Drift]) {
         );
     }
     metrics::counter!("schema_drift", "source" => source.as_str()).increment(drift.len() as u64);
+}
+
+/// A nonce seen before with another body (SPEC 2.2): the one refusal where the genuine delivery
+/// may be the one refused, if a forged copy landed first. Logged at WARN and counted in
+/// `nonce_conflicts{source=activity}`; the handler's refusal is quarantined like any other.
+pub fn report_nonce_conflict(mid: &str) {
+    tracing::warn!(
+        source = Source::Activity.as_str(),
+        mid,
+        "nonce seen before with another body: refused replayed_nonce, quarantined, counted in nonce_conflicts"
+    );
+    metrics::counter!("nonce_conflicts", "source" => Source::Activity.as_str()).increment(1);
 }
 
 /// The quarantine as a function uses it: the policy, and where records go (`None`: off).
@@ -259,7 +271,7 @@ mod tests {
             quarantine.consider(&forged(Source::Crm), &error, None).await;
             store.unavailable.store(false, Ordering::SeqCst);
             quarantine.consider(&forged(Source::Crm), &error, None).await;
-            let not_eligible = ApiError::from(AuthError::ReplayedNonce);
+            let not_eligible = ApiError::from(AuthError::ReplayedNonce(crate::error::NonceReuse::OtherTenant));
             quarantine.consider(&forged(Source::Crm), &not_eligible, None).await;
         });
         assert_eq!(store.records().len(), 1);

@@ -11,7 +11,7 @@ use crate::activity::event::ActivityEvent;
 use crate::activity::state::ActivityState;
 use crate::crm::event::CrmEvent;
 use crate::crm::state::CrmState;
-use crate::error::StoreError;
+use crate::error::{NonceReuse, StoreError};
 use crate::json::EventDigest;
 use crate::merge::{Delivery, Ledger};
 
@@ -23,8 +23,32 @@ pub enum NonceOutcome {
     Accepted,
     /// The nonce was seen with this very body: nothing changed.
     Duplicate,
-    /// The nonce was seen with another body: refused.
-    Replayed,
+    /// The nonce was seen under this replay scope for another tenant, or with another body:
+    /// refused `replayed_nonce`.
+    Replayed(NonceReuse),
+}
+
+/// What a nonce was recorded with: the tenant that accepted it (`None` for a record that names
+/// none, kept per tenant, hence this tenant's) and the body's digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedNonce {
+    pub tenant: Option<String>,
+    pub digest: String,
+}
+
+impl RecordedNonce {
+    /// A nonce found recorded (SPEC 2.2): the same body for the same tenant is a duplicate;
+    /// another body is a conflict whatever the tenant; the same body for another tenant is a
+    /// captured callback sent to another path.
+    pub fn outcome_for(&self, mid: &str, digest: &EventDigest) -> NonceOutcome {
+        if self.digest != digest.as_str() {
+            NonceOutcome::Replayed(NonceReuse::OtherBody)
+        } else if self.tenant.as_deref().is_none_or(|tenant| tenant == mid) {
+            NonceOutcome::Duplicate
+        } else {
+            NonceOutcome::Replayed(NonceReuse::OtherTenant)
+        }
+    }
 }
 
 /// How long one request may take, the secrets and the store included, before it is answered:
@@ -48,9 +72,10 @@ pub trait CrmStore: Send + Sync {
 }
 
 pub trait ActivityStore: Send + Sync {
-    /// Records `event.nonce` with the body's digest and, for events that name an activity,
-    /// merges the event, in one atomic step, answering within `budget` (what is left of the
-    /// request's deadline).
+    /// Records `event.nonce` under its tenant and its replay scope, with the body's digest, and
+    /// merges the event into its activity (or, for an action the service does not model, keeps
+    /// its body), in one atomic step, answering within `budget` (what is left of the request's
+    /// deadline).
     fn apply_within(
         &self,
         event: &ActivityEvent,
@@ -70,7 +95,10 @@ type Key = (String, String);
 pub struct MemoryStore {
     crm: Mutex<HashMap<Key, Ledger<CrmState>>>,
     activities: Mutex<HashMap<Key, Ledger<ActivityState>>>,
-    nonces: Mutex<HashMap<Key, EventDigest>>,
+    /// (replay scope, nonce) → what it was recorded with.
+    nonces: Mutex<HashMap<Key, RecordedNonce>>,
+    /// (tenant, action, raw body) of each unmodelled action kept.
+    unmodelled: Mutex<Vec<(String, String, String)>>,
     /// When set, every call fails as a DynamoDB outage would.
     pub unavailable: std::sync::atomic::AtomicBool,
 }
@@ -97,6 +125,11 @@ impl MemoryStore {
     pub fn nonce_count(&self) -> usize {
         self.nonces.lock().expect("poisoned").len()
     }
+
+    /// (tenant, action, raw body) of each unmodelled action kept, in order.
+    pub fn unmodelled(&self) -> Vec<(String, String, String)> {
+        self.unmodelled.lock().expect("poisoned").clone()
+    }
 }
 
 /// The budget is not enforced: nothing here waits.
@@ -114,20 +147,63 @@ impl ActivityStore for MemoryStore {
     async fn apply_within(&self, event: &ActivityEvent, _budget: Duration) -> Result<NonceOutcome, StoreError> {
         self.check_available()?;
         let mut nonces = self.nonces.lock().expect("poisoned");
-        let nonce_key = (event.mid.clone(), event.nonce.clone());
-        if let Some(digest) = nonces.get(&nonce_key) {
-            return Ok(if *digest == event.digest {
-                NonceOutcome::Duplicate
-            } else {
-                NonceOutcome::Replayed
-            });
+        let nonce_key = (event.replay_scope.as_str().to_owned(), event.nonce.clone());
+        if let Some(recorded) = nonces.get(&nonce_key) {
+            return Ok(recorded.outcome_for(&event.mid, &event.digest));
         }
-        nonces.insert(nonce_key, event.digest.clone());
+        let recorded = RecordedNonce {
+            tenant: Some(event.mid.clone()),
+            digest: event.digest.as_str().to_owned(),
+        };
+        nonces.insert(nonce_key, recorded);
         if let Some(entity_id) = event.activity_id() {
             let mut activities = self.activities.lock().expect("poisoned");
             let ledger = activities.entry((event.mid.clone(), entity_id.to_owned())).or_default();
             ledger.apply(event);
+        } else {
+            let kept = (
+                event.mid.clone(),
+                event.action.as_str().to_owned(),
+                event.raw.to_string(),
+            );
+            self.unmodelled.lock().expect("poisoned").push(kept);
         }
         Ok(NonceOutcome::Accepted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_nonce_is_a_duplicate_only_for_its_tenant_and_body() {
+        let digest = EventDigest::from_stored("00aa");
+        let other = EventDigest::from_stored("11bb");
+        let recorded = RecordedNonce {
+            tenant: Some("124".into()),
+            digest: digest.as_str().to_owned(),
+        };
+        assert_eq!(recorded.outcome_for("124", &digest), NonceOutcome::Duplicate);
+        assert_eq!(
+            recorded.outcome_for("941", &digest),
+            NonceOutcome::Replayed(NonceReuse::OtherTenant)
+        );
+        for mid in ["124", "941"] {
+            assert_eq!(
+                recorded.outcome_for(mid, &other),
+                NonceOutcome::Replayed(NonceReuse::OtherBody),
+                "{mid}"
+            );
+        }
+        let per_tenant = RecordedNonce {
+            tenant: None,
+            digest: digest.as_str().to_owned(),
+        };
+        assert_eq!(per_tenant.outcome_for("124", &digest), NonceOutcome::Duplicate);
+        assert_eq!(
+            per_tenant.outcome_for("124", &other),
+            NonceOutcome::Replayed(NonceReuse::OtherBody)
+        );
     }
 }

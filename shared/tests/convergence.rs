@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use shared::activity::verify::{self as activity_verify, SignedFields};
+use shared::activity::verify::{self as activity_verify, Freshness, FreshnessCheck, SignedFields};
 use shared::activity::{ActivityEvent, ActivityState};
 use shared::bookkeeping::{self, Applied, Registers};
 use shared::clock::FixedClock;
@@ -1048,8 +1048,13 @@ fn parse_activity(body: &str) -> ActivityEvent {
     let envelope = Envelope::parse(body.as_bytes()).expect("generated bodies are JSON objects");
     let signed = SignedFields::extract(&envelope.object).expect("signed fields");
     let secrets = SecretSet::parse(ACTIVITY_SECRET).unwrap();
-    activity_verify::verify(&signed, &secrets, &FixedClock(signed.timestamp + 1), 300)
-        .expect("generated bodies verify");
+    activity_verify::verify(
+        &signed,
+        &secrets,
+        &FixedClock(signed.timestamp + 1),
+        FreshnessCheck::Enforced(Freshness::DEFAULT),
+    )
+    .expect("generated bodies verify");
     ActivityEvent::from_envelope(
         envelope,
         ACTIVITY_MID,

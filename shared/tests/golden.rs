@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use shared::activity::verify::{self as activity_verify, SignedFields};
+use shared::activity::verify::{self as activity_verify, Freshness, FreshnessCheck, SignedFields};
 use shared::activity::{ActivityEvent, ActivityState};
 use shared::clock::FixedClock;
 use shared::crm::{CrmEvent, CrmState};
@@ -73,8 +73,13 @@ fn activity_event(text: &str) -> ActivityEvent {
     let envelope = Envelope::parse(text.as_bytes()).expect("fixture is a JSON object");
     let signed = SignedFields::extract(&envelope.object).expect("fixture carries nonce, timestamp, sign");
     let secrets = SecretSet::parse(ACTIVITY_SECRET).unwrap();
-    activity_verify::verify(&signed, &secrets, &FixedClock(signed.timestamp), 0)
-        .unwrap_or_else(|e| panic!("fixture must be signed with {ACTIVITY_SECRET:?}: {e}"));
+    activity_verify::verify(
+        &signed,
+        &secrets,
+        &FixedClock(signed.timestamp),
+        FreshnessCheck::Enforced(Freshness::DEFAULT),
+    )
+    .unwrap_or_else(|e| panic!("fixture must be signed with {ACTIVITY_SECRET:?}: {e}"));
     ActivityEvent::from_envelope(
         envelope,
         ACTIVITY_MID,

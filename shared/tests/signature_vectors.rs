@@ -3,7 +3,10 @@
 //! must be reproduced by `sign` and accepted by `verify`, and any tampering must be refused.
 
 use serde_json::Value;
-use shared::activity::verify::{self as activity, SignedFields};
+use shared::activity::verify::{self as activity, Freshness, FreshnessCheck, SignedFields};
+
+/// The functions' default windows, checked at the vector's own time.
+const FRESH: FreshnessCheck = FreshnessCheck::Enforced(Freshness::DEFAULT);
 use shared::clock::FixedClock;
 use shared::crm::verify as crm;
 use shared::envelope::Envelope;
@@ -61,15 +64,15 @@ fn activity_vectors_sign_and_verify() {
         };
         let clock = FixedClock(timestamp);
         assert_eq!(
-            activity::verify(&fields, &only(secret), &clock, 300),
-            Ok(()),
+            activity::verify(&fields, &only(secret), &clock, FRESH),
+            Ok(activity::ReplayScope::of_secret(&Secret::new(secret))),
             "activity vector {index}: verify must accept the vector"
         );
 
         // The same sign under another secret, and under the secret with one byte appended.
         for wrong in ["another-secret", &format!("{secret}x")] {
             assert_eq!(
-                activity::verify(&fields, &only(wrong), &clock, 300),
+                activity::verify(&fields, &only(wrong), &clock, FRESH),
                 Err(AuthError::InvalidSignature),
                 "activity vector {index}: verify must refuse it under secret {wrong:?}"
             );

@@ -27,12 +27,15 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// DynamoDB's limits on key values (bytes): partition key (`mid`), sort key (`entity_id`, `nonce`).
 pub const MAX_PARTITION_KEY: usize = 2048;
 pub const MAX_SORT_KEY: usize = 1024;
-/// Default freshness window of the functions (`ACTIVITY_MAX_SKEW_SECONDS` unset).
+/// Default freshness windows of the functions: how far back (`ACTIVITY_MAX_AGE_SECONDS` unset)
+/// and how far ahead (`ACTIVITY_MAX_FUTURE_SECONDS` unset).
 pub const WINDOW: i64 = 300;
+pub const FUTURE_WINDOW: i64 = 30;
 /// Test and functions run on the same machine, so their clocks agree; what separates "now" in
 /// the test from "now" in the function is the request's own latency (well under a second) and
 /// at most one tick of the seconds counter. A margin of 5 s on either side of the window edge
-/// keeps the outcome certain without weakening the check: 305 s is refused, 295 s accepted.
+/// keeps the outcome certain without weakening the check: 305 s back is refused, 295 s back
+/// accepted; 35 s ahead refused, 25 s ahead accepted.
 pub const MARGIN: i64 = 5;
 pub const KIB_100: usize = 100 * 1024;
 

@@ -107,17 +107,13 @@ pub fn soak() -> bool {
     std::env::var("SOAK").is_ok_and(|value| value == "1")
 }
 
-/// The functions' freshness window for activity timestamps, as the stack configures it
-/// (`ACTIVITY_MAX_SKEW_SECONDS`, default 300; 0 turns the check off).
+/// How far in the past the functions accept an activity timestamp, as the stack configures it
+/// (`ACTIVITY_MAX_AGE_SECONDS`, default 300).
 pub fn activity_window_seconds() -> i64 {
-    match std::env::var("ACTIVITY_MAX_SKEW_SECONDS")
+    std::env::var("ACTIVITY_MAX_AGE_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
-    {
-        None => 300,
-        Some(0) => 86_400,
-        Some(seconds) => seconds,
-    }
+        .unwrap_or(300)
 }
 
 /// A random seed, or the one the environment variable `variable` gives to replay a run. It is

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use shared::crm::CrmState;
-use shared::dynamo::{read_entity, MERGE};
+use shared::dynamo::{read_entity, CLAIM_SORT_KEY, MERGE};
 
 use crate::history::Source;
 use crate::stack;
@@ -63,10 +63,23 @@ impl Table {
         }
     }
 
-    /// Deletes `items` (of this table) by their keys.
+    /// Deletes `items` (of this table) by their keys; for a tenant's nonce record, also the
+    /// scope claim it names (`replay_scope`), so that the tenant can be delivered afresh.
     pub async fn delete(self, db: &Client, items: &[SdkItem]) {
         let table = self.name();
-        for item in items {
+        let claims: Vec<SdkItem> = items
+            .iter()
+            .filter(|_| self == Table::ActivityNonces)
+            .filter_map(|item| {
+                let scope = item.get("replay_scope")?.as_s().ok()?;
+                let nonce = item.get("nonce")?.as_s().ok()?;
+                Some(SdkItem::from([
+                    ("mid".to_owned(), AttributeValue::S(format!("{scope}/{nonce}"))),
+                    ("nonce".to_owned(), AttributeValue::S(CLAIM_SORT_KEY.to_owned())),
+                ]))
+            })
+            .collect();
+        for item in items.iter().chain(&claims) {
             let key = ["mid", self.sort_key()].map(|name| (name.to_owned(), item[name].clone()));
             db.delete_item()
                 .table_name(&table)

@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
+use shared::activity::verify::ReplayScope;
 use shared::activity::ActivityEvent;
 use shared::clock::FixedClock;
 use shared::crm::{CrmEvent, CrmState};
 use shared::dynamo::{read_entity, DynamoActivityStore, DynamoCrmStore, FORMAT, MERGE};
+use shared::dynamo::{UnmodelledTable, CLAIM_SORT_KEY};
+use shared::error::NonceReuse;
 use shared::merge::Delivery;
+use shared::secret::Secret;
 use shared::store::{ActivityStore, CrmStore, NonceOutcome};
 use shared::StoreError;
 use tests::history::{parse_activity, parse_crm, Source};
@@ -389,14 +393,14 @@ async fn activity_nonces_distinguish_duplicates_from_replays() {
     let tampered = add.raw.replace("新建活动回调", "篡改");
     assert_eq!(
         store.apply(&parse_activity(&tampered, &mid)).await,
-        Ok(NonceOutcome::Replayed)
+        Ok(NonceOutcome::Replayed(NonceReuse::OtherBody))
     );
     assert_eq!(get(&stack::activity_table(), &key).await.unwrap(), before);
     // The sign does not cover the body: the same nonce naming another activity is a replay too.
     let elsewhere = add.raw.replace("b80bb752931811eeaeb42ef5b77e53xx", "another-activity");
     assert_eq!(
         store.apply(&parse_activity(&elsewhere, &mid)).await,
-        Ok(NonceOutcome::Replayed)
+        Ok(NonceOutcome::Replayed(NonceReuse::OtherBody))
     );
     assert!(get(
         &stack::activity_table(),
@@ -408,12 +412,100 @@ async fn activity_nonces_distinguish_duplicates_from_replays() {
     assert_eq!(
         store.apply(&activity_event("event_add.json", &other_tenant)).await,
         Ok(NonceOutcome::Accepted),
-        "nonces are per tenant"
+        "an event no secret verified is scoped by its tenant"
     );
     let record = get(&stack::activity_nonces_table(), &[("mid", &mid), ("nonce", &add.nonce)])
         .await
         .unwrap();
     assert_eq!(n(&record, "expires_at"), NOW + 660);
+}
+
+/// `event_add.json` for `mid`, with a fresh nonce, as the intake hands it over after the
+/// default secret verified it.
+fn verified_by_default_secret(mid: &str, nonce: &str) -> ActivityEvent {
+    let mut value: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/activity/event_add.json")).unwrap()).unwrap();
+    value["nonce"] = nonce.into();
+    let mut event = parse_activity(&value.to_string(), mid);
+    event.replay_scope = ReplayScope::of_secret(&Secret::new(tests::local::dev_activity_secret()));
+    event
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn a_nonce_is_accepted_once_per_secret_and_both_records_are_written_with_the_item() {
+    let store = activity_store();
+    let (first, second) = (unique_mid("scope-first"), unique_mid("scope-second"));
+    let nonce = tests::signing::unique_nonce();
+    let event = verified_by_default_secret(&first, &nonce);
+    assert_eq!(store.apply(&event).await, Ok(NonceOutcome::Accepted));
+    let tenant_record = get(&stack::activity_nonces_table(), &[("mid", &first), ("nonce", &nonce)])
+        .await
+        .expect("the tenant record");
+    let claim_partition = format!("{}/{nonce}", event.replay_scope.as_str());
+    let claim = get(
+        &stack::activity_nonces_table(),
+        &[("mid", &claim_partition), ("nonce", CLAIM_SORT_KEY)],
+    )
+    .await
+    .expect("the scope claim");
+    for record in [&tenant_record, &claim] {
+        assert_eq!(record["tenant"].as_s().unwrap(), &first);
+        assert_eq!(record["replay_scope"].as_s().unwrap(), event.replay_scope.as_str());
+        assert_eq!(record["body_digest"].as_s().unwrap(), event.digest.as_str());
+        assert_eq!(n(record, "expires_at"), NOW + 660);
+    }
+    assert!(!claim_partition.contains(tests::local::dev_activity_secret()));
+
+    // The same callback for another tenant of the same secret: refused, nothing written.
+    let elsewhere = verified_by_default_secret(&second, &nonce);
+    assert_eq!(
+        store.apply(&elsewhere).await,
+        Ok(NonceOutcome::Replayed(NonceReuse::OtherTenant))
+    );
+    let key = [
+        ("mid", second.as_str()),
+        ("entity_id", "b80bb752931811eeaeb42ef5b77e53xx"),
+    ];
+    assert!(get(&stack::activity_table(), &key).await.is_none());
+    assert!(
+        get(&stack::activity_nonces_table(), &[("mid", &second), ("nonce", &nonce)])
+            .await
+            .is_none()
+    );
+    assert_eq!(store.apply(&event).await, Ok(NonceOutcome::Duplicate));
+    let item = get(&stack::activity_table(), &[("mid", first.as_str()), key[1]])
+        .await
+        .unwrap();
+    assert_eq!(n(&item, "version"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn an_unmodelled_action_is_kept_in_the_transaction_of_its_nonce() {
+    let quarantine = tests::quarantine::store();
+    let store = activity_store().keeping_unmodelled(Some(UnmodelledTable {
+        table: quarantine.table().to_owned(),
+        retention_seconds: 86_400,
+    }));
+    let mid = unique_mid("unmodelled");
+    let doc = activity_event("doc_add.json", &mid);
+    assert_eq!(store.apply(&doc).await, Ok(NonceOutcome::Accepted));
+    assert_eq!(store.apply(&doc).await, Ok(NonceOutcome::Duplicate));
+    let kept: Vec<_> = quarantine
+        .list_unmodelled()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.tenant == mid)
+        .collect();
+    assert_eq!(kept.len(), 1, "kept once: {kept:?}");
+    assert_eq!(kept[0].body, &*doc.raw);
+    assert_eq!(
+        (kept[0].action.as_str(), kept[0].nonce.as_str()),
+        ("doc/add", doc.nonce.as_str())
+    );
+    assert_eq!(kept[0].expires_at, NOW + 86_400);
 }
 
 #[tokio::test]

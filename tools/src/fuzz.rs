@@ -28,7 +28,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use shared::activity::verify as activity_verify;
+use shared::activity::verify::{self as activity_verify, Freshness};
 use shared::activity::{ActivityEvent, ActivityIntake, ActivityState};
 use shared::bookkeeping::{self, Applied, Registers};
 use shared::clock::FixedClock;
@@ -47,7 +47,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 const CRM_SECRET: &str = "fuzz-crm-secret";
 const ACTIVITY_SECRET: &str = "fuzz-activity-secret";
 const SIGNATURE_HEADER: &str = "X-Signature";
-const WINDOW_SECONDS: u64 = 300;
+const FRESHNESS: Freshness = Freshness::DEFAULT;
 /// The tenant the activity inputs are posted for (the handler reads it from the path).
 const ACTIVITY_MID: &str = "124";
 /// Larger inputs are cut: the functions refuse bodies over 256 KiB before parsing anything.
@@ -116,7 +116,7 @@ impl Fuzzer {
                     "ACTIVITY_CALLBACK_SECRET",
                     [("ACTIVITY_CALLBACK_SECRET", ACTIVITY_SECRET)],
                 ),
-                WINDOW_SECONDS,
+                FRESHNESS,
                 SourceOffset::BEIJING,
             ),
             stats: Stats::default(),
@@ -444,8 +444,9 @@ fn resign_activity(rng: &mut StdRng, input: &mut Vec<u8>) -> i64 {
     let sign = activity_verify::sign(&nonce, &Secret::new(ACTIVITY_SECRET), timestamp);
     object.insert("sign".into(), json!(sign));
     *input = serde_json::to_vec(&Value::Object(object)).expect("a JSON object serializes");
-    let skew = WINDOW_SECONDS as i64;
-    timestamp.saturating_add([0, 1, -1, skew, -skew, skew + 1, -skew - 1][rng.random_range(0..7)])
+    // The receiver's clock at either edge of either window, or just past it.
+    let (age, future) = (FRESHNESS.max_age_seconds as i64, FRESHNESS.max_future_seconds as i64);
+    timestamp.saturating_add([0, 1, -1, age, -future, age + 1, -future - 1][rng.random_range(0..7)])
 }
 
 // ---------------------------------------------------------------------------------- mutations

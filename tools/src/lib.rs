@@ -5,4 +5,6 @@ pub mod coldstart;
 pub mod entity;
 pub mod fuzz;
 pub mod probe;
+pub mod replay;
 pub mod secrets;
+pub mod unmodelled;

@@ -126,7 +126,7 @@ fn crm_body(mid: &str, entity: &str) -> String {
 fn help_documents_every_subcommand() {
     let output = webhookctl(&["--help"], &[]);
     assert!(output.status.success(), "{}", describe(&output));
-    for subcommand in ["sign", "send", "quarantine", "probe"] {
+    for subcommand in ["sign", "send", "quarantine", "probe", "entity", "secrets", "unmodelled"] {
         assert!(stdout(&output).contains(subcommand), "{subcommand}");
     }
     for args in [
@@ -135,6 +135,8 @@ fn help_documents_every_subcommand() {
         &["quarantine", "list", "--help"],
         &["quarantine", "show", "--help"],
         &["quarantine", "replay", "--help"],
+        &["quarantine", "apply", "--help"],
+        &["unmodelled", "list", "--help"],
         &["probe", "--help"],
     ] {
         let output = webhookctl(args, &[]);
@@ -774,4 +776,141 @@ fn entity_help_documents_show_list_and_export() {
         assert!(output.status.success(), "{subcommand}: {}", describe(&output));
         assert!(stdout(&output).contains("--table"), "{subcommand}");
     }
+}
+
+/// The function's activity configuration as an operator gives it to `quarantine apply`: the
+/// stack's tables, and its secrets read from the stack's Secrets Manager.
+fn activity_configuration() -> Vec<(&'static str, String)> {
+    vec![
+        ("ACTIVITY_TABLE_NAME", stack::activity_table()),
+        ("ACTIVITY_NONCES_TABLE_NAME", stack::activity_nonces_table()),
+        (
+            "ACTIVITY_SECRETS_MANAGER_ID",
+            "webhook-ingest/activity-secrets".to_owned(),
+        ),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            std::env::var("TEST_SECRETS_ENDPOINT").expect("TEST_SECRETS_ENDPOINT: run with `make test`"),
+        ),
+    ]
+}
+
+fn with<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(name, value)| (*name, value.as_str())).collect()
+}
+
+/// Posts an activity callback to `mid` signed `seconds_ago` with `secret` until one is kept.
+async fn kept_stale(mid: &str, secret: &'static str, seconds_ago: i64) -> RefusedDelivery {
+    post_until_kept(Source::Activity, mid, |_| {
+        let http = client();
+        let url = activity_url(mid);
+        let body = tests::http::signed_activity(
+            &serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/activity/event_add.json")).unwrap())
+                .unwrap(),
+            &unique_nonce(),
+            now_unix() - seconds_ago,
+            secret,
+        );
+        async move {
+            let answer = post(&http, &url, &[], body).await;
+            assert_eq!(answer.status, 401, "{}", answer.body);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn quarantine_apply_replays_one_stale_record_through_the_store_once() {
+    let mid = unique_mid("ctl-apply");
+    let record = kept_stale(&mid, dev_activity_secret(), 400).await;
+    assert_eq!(record.code, "stale_timestamp");
+    let signed: Value = serde_json::from_str(&record.body).unwrap();
+    let db = stack::inspection_client();
+    assert!(Table::Activities.query(&db, &mid).await.is_empty());
+
+    let configuration = activity_configuration();
+    let apply = ["quarantine", "apply", record.delivery_id.as_str()];
+    let output = webhookctl(&apply, &with(&configuration));
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        stdout(&output),
+        format!("activity\t{}\t{mid}\taccepted\n", record.delivery_id)
+    );
+    let items = Table::Activities.query(&db, &mid).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let version = |item: &tests::tables::SdkItem| item[shared::dynamo::VERSION].as_n().unwrap().clone();
+    assert_eq!(version(&items[0]), "1");
+    assert_eq!(
+        items[0]["event_time"].as_n().unwrap(),
+        &signed["timestamp"].to_string(),
+        "the stale event itself, applied"
+    );
+    assert_eq!(items[0]["last_raw"].as_s().unwrap(), &record.body);
+    let nonces = Table::ActivityNonces.query(&db, &mid).await;
+    assert_eq!(nonces.len(), 1);
+    let remembered: i64 = nonces[0]["expires_at"].as_n().unwrap().parse().unwrap();
+    assert!(
+        remembered - now_unix() >= 13 * 86_400,
+        "remembered as long as the quarantine keeps records: {remembered}"
+    );
+
+    // Again: the nonce rule applies to the operator too.
+    let output = webhookctl(&apply, &with(&configuration));
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(stdout(&output).ends_with("\tduplicate\n"), "{}", describe(&output));
+    let after = Table::Activities.query(&db, &mid).await;
+    assert_eq!(after, items, "a duplicate changes nothing");
+    let output = webhookctl(&["quarantine", "list", "--source", "activity", "--tenant", &mid], &[]);
+    assert!(stdout(&output).contains("replayed: duplicate"), "{}", describe(&output));
+
+    // The same stale record still refused by the endpoint: nothing reopened for anyone else.
+    let http = client();
+    let answer = post(&http, &activity_url(&mid), &[], record.body.clone()).await;
+    assert_eq!(answer.refusal(), (401, "stale_timestamp".to_owned()));
+
+    // A forged stale record is verified again and refused; nothing is written.
+    let forged_mid = unique_mid("ctl-apply-forged");
+    let forged = kept_stale(&forged_mid, "not-the-secret", 400).await;
+    assert_eq!(forged.code, "invalid_signature");
+    let output = webhookctl(&["quarantine", "apply", &forged.delivery_id], &with(&configuration));
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stdout(&output).ends_with("\tinvalid_signature\n"),
+        "{}",
+        describe(&output)
+    );
+    assert!(Table::Activities.query(&db, &forged_mid).await.is_empty());
+    assert!(Table::ActivityNonces.query(&db, &forged_mid).await.is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn unmodelled_list_shows_the_kept_actions_and_quarantine_never_does() {
+    let mid = unique_mid("ctl-unmodelled");
+    let nonce = unique_nonce();
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/activity/doc_add.json")).unwrap()).unwrap();
+    doc["attributes"]["doc_id"] = nonce.clone().into();
+    let body = tests::http::signed_activity(&doc, &nonce, now_unix(), dev_activity_secret());
+    let answer = post(&client(), &activity_url(&mid), &[], body.clone()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
+
+    let output = webhookctl(&["unmodelled", "list", "--tenant", &mid], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", describe(&output));
+    assert_eq!(lines[0]["tenant"], mid.as_str());
+    assert_eq!(lines[0]["action"], "doc/add");
+    assert_eq!(lines[0]["nonce"], nonce.as_str());
+    assert_eq!(lines[0]["body"], body.as_str());
+    let output = webhookctl(&["unmodelled", "list", "--tenant", &mid, "--action", "doc/edit"], &[]);
+    assert_eq!(stdout(&output), "", "{}", describe(&output));
+
+    let output = webhookctl(&["quarantine", "list", "--tenant", &mid], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(stdout(&output), "", "an acknowledged action is no refused delivery");
 }

@@ -8,15 +8,15 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use shared::bounded::{bounded, bounded_opt};
 use shared::clock::{Clock, SystemClock};
 use shared::config::{ActivityConfig, ConfigError, Env};
-use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore};
-use shared::error::{ApiError, AuthError};
+use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore, UnmodelledTable};
+use shared::error::{ApiError, AuthError, NonceReuse};
 use shared::http::{post_body, text_response, Handler, RequestDeadline};
 use shared::merge::Delivery;
 use shared::observe::{answer, Applied};
 use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
 use shared::secret::SecretSource;
 use shared::secrets_manager::TenantSecretSource;
-use shared::signals::{report_drift, Quarantine};
+use shared::signals::{report_drift, report_nonce_conflict, Quarantine};
 use shared::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
@@ -39,13 +39,21 @@ impl App<DynamoActivityStore> {
         let client = client_from_env(env);
         let quarantine_store = DynamoQuarantineStore::from_config(&client, &config.quarantine);
         let quarantine = App::<DynamoActivityStore>::quarantine(&config, quarantine_store, Arc::new(SystemClock));
+        let unmodelled = config.quarantine.table_name.clone().map(|table| UnmodelledTable {
+            table,
+            retention_seconds: i64::from(config.quarantine.retention_days) * 24 * 3600,
+        });
+        if unmodelled.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: unmodelled actions are only logged");
+        }
         let store = DynamoActivityStore::new(
             client,
             config.table_name.clone(),
             config.nonces_table_name.clone(),
             config.nonce_retention_seconds(),
             Arc::new(SystemClock),
-        );
+        )
+        .keeping_unmodelled(unmodelled);
         Ok(Self {
             config,
             store,
@@ -92,10 +100,14 @@ impl<S: ActivityStore, K: SecretSource> App<S, K> {
         report_drift(Source::Activity, mid, &event.drift);
         if event.activity_id().is_none() {
             // Not the raw body: it carries the request's `sign`.
-            tracing::warn!(mid = %bounded(mid), action = %bounded(event.action.as_str()), "action not modelled; acknowledged without a write");
+            tracing::warn!(mid = %bounded(mid), action = %bounded(event.action.as_str()), "action not modelled; acknowledged and its body kept (webhookctl unmodelled list)");
         }
         let delivery = match self.store.apply_within(&event, deadline.remaining()).await? {
-            NonceOutcome::Replayed => return Err(AuthError::ReplayedNonce.into()),
+            NonceOutcome::Replayed(NonceReuse::OtherBody) => {
+                report_nonce_conflict(mid);
+                return Err(AuthError::ReplayedNonce(NonceReuse::OtherBody).into());
+            }
+            NonceOutcome::Replayed(reuse) => return Err(AuthError::ReplayedNonce(reuse).into()),
             NonceOutcome::Accepted => Delivery::Accepted,
             NonceOutcome::Duplicate => Delivery::Duplicate,
         };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::activity::verify::ReplayScope;
 use crate::envelope::Envelope;
 use crate::error::ParseError;
 use crate::json::{
@@ -118,6 +119,10 @@ pub struct ActivityEvent {
     /// The body as received; shared with the state it is merged into.
     #[serde(skip)]
     pub raw: Arc<str>,
+    /// Under which scope the nonce is remembered (SPEC 2.2): the secret that verified the sign
+    /// (set by the intake), else the tenant.
+    #[serde(skip)]
+    pub replay_scope: ReplayScope,
 }
 
 impl ActivityEvent {
@@ -162,7 +167,6 @@ impl ActivityEvent {
             .flatten();
         let operator = top.opt_id("operator")?;
         Ok(Self {
-            mid,
             nonce,
             timestamp,
             action,
@@ -173,6 +177,8 @@ impl ActivityEvent {
             digest: envelope.digest,
             drift: drift.into_vec(),
             raw: envelope.raw.into(),
+            replay_scope: ReplayScope::of_tenant(&mid),
+            mid,
         })
     }
 

@@ -2,12 +2,12 @@
 //! is), that turns a callback body and the tenant its request names into a verified, normalized
 //! event, in the order of checks of SPEC 2.3 that follows method and size: a JSON object → tenant
 //! (`missing_mid`) → `nonce`/`timestamp`/`sign` present → sign → freshness → the other fields. The
-//! replay check needs the store and comes after. The handler, the benchmark, the fuzzer and the
+//! replay check needs the store and comes after, under the replay scope the sign gave. The handler, the benchmark, the fuzzer and the
 //! tests all go through it.
 
 use std::sync::Arc;
 
-use crate::activity::verify::{self, SignedFields};
+use crate::activity::verify::{self, Freshness, FreshnessCheck, SignedFields};
 use crate::activity::ActivityEvent;
 use crate::clock::{Clock, SystemClock};
 use crate::envelope::Envelope;
@@ -19,8 +19,8 @@ use crate::timefmt::SourceOffset;
 #[derive(Debug, Clone)]
 pub struct ActivityIntake {
     pub secrets: TenantSecrets,
-    /// The freshness window; 0 turns the check off.
-    pub max_skew_seconds: u64,
+    /// The freshness windows, or `Waived` on the local stack only (see `ActivityConfig`).
+    pub freshness: FreshnessCheck,
     /// The offset of the vendor's zone-less times.
     pub offset: SourceOffset,
     /// Injectable so that freshness is testable without waiting.
@@ -29,10 +29,10 @@ pub struct ActivityIntake {
 
 impl ActivityIntake {
     /// An intake on the machine's clock.
-    pub fn new(secrets: TenantSecrets, max_skew_seconds: u64, offset: SourceOffset) -> Self {
+    pub fn new(secrets: TenantSecrets, freshness: Freshness, offset: SourceOffset) -> Self {
         Self {
             secrets,
-            max_skew_seconds,
+            freshness: FreshnessCheck::Enforced(freshness),
             offset,
             clock: Arc::new(SystemClock),
         }
@@ -51,19 +51,27 @@ impl ActivityIntake {
         body: &[u8],
         mid: Option<&str>,
     ) -> Result<ActivityEvent, ApiError> {
+        self.verified_event_checking(secrets, body, mid, self.freshness)
+    }
+
+    /// As [`Self::verified_event_with`], with freshness checked as `freshness` says: an
+    /// operator's replay of one quarantined record waives it for that record alone.
+    pub fn verified_event_checking(
+        &self,
+        secrets: &TenantSecrets,
+        body: &[u8],
+        mid: Option<&str>,
+        freshness: FreshnessCheck,
+    ) -> Result<ActivityEvent, ApiError> {
         let envelope = Envelope::parse(body)?;
         let mid = mid.ok_or(RequestError::MissingMid)?;
         let signed = SignedFields::extract(&envelope.object)?;
         let secrets = secrets
             .for_tenant(mid)
             .ok_or_else(|| AuthError::NoSecret(mid.to_owned()))?;
-        verify::verify(&signed, secrets, self.clock.as_ref(), self.max_skew_seconds)?;
-        Ok(ActivityEvent::from_envelope(
-            envelope,
-            mid,
-            &signed.nonce,
-            signed.timestamp,
-            self.offset,
-        )?)
+        let scope = verify::verify(&signed, secrets, self.clock.as_ref(), freshness)?;
+        let mut event = ActivityEvent::from_envelope(envelope, mid, &signed.nonce, signed.timestamp, self.offset)?;
+        event.replay_scope = scope;
+        Ok(event)
     }
 }

@@ -1,8 +1,11 @@
 //! Activity authenticity (SPEC 2.2): `sign == lowercase hex(sha1(nonce + secret + timestamp))`,
-//! a freshness window around the receiver's clock, and the nonce that the store remembers.
+//! two freshness windows around the receiver's clock (past and future), and the replay scope
+//! under which the store remembers the nonce.
 
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::{Digest, Sha1};
-use subtle::{Choice, ConstantTimeEq};
+use sha2::Sha256;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, AuthError};
@@ -50,33 +53,117 @@ fn digest(nonce: &str, secret: &Secret, timestamp: i64) -> [u8; 20] {
     hasher.finalize().into()
 }
 
-/// Verifies the sign against every secret (constant time), then freshness.
-/// `max_skew_seconds == 0` turns the freshness check off.
+/// How far a callback's timestamp may lie from the receiver's clock (SPEC 2.2): at most
+/// `max_age_seconds` in the past and `max_future_seconds` in the future, both inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub max_age_seconds: u64,
+    pub max_future_seconds: u64,
+}
+
+impl Freshness {
+    /// The defaults of SPEC 2.2: five minutes back (a sender's retries), 30 s ahead (clock skew).
+    pub const DEFAULT: Self = Self {
+        max_age_seconds: 300,
+        max_future_seconds: 30,
+    };
+
+    pub fn check(&self, timestamp: i64, now: i64) -> Result<(), AuthError> {
+        let fresh = if timestamp <= now {
+            now.abs_diff(timestamp) <= self.max_age_seconds
+        } else {
+            timestamp.abs_diff(now) <= self.max_future_seconds
+        };
+        if fresh {
+            Ok(())
+        } else {
+            Err(AuthError::StaleTimestamp {
+                timestamp,
+                now,
+                max_age: self.max_age_seconds,
+                max_future: self.max_future_seconds,
+            })
+        }
+    }
+
+    /// How long a nonce record must outlive its write: while its timestamp can still pass
+    /// [`Self::check`] (written at most `max_future` before the timestamp, fresh until
+    /// `max_age` after it), plus a minute for clocks that disagree.
+    pub fn nonce_retention_seconds(&self) -> u64 {
+        self.max_age_seconds + self.max_future_seconds + 60
+    }
+}
+
+/// Whether freshness is checked for a callback: always for deliveries; an operator replaying
+/// one quarantined record (`webhookctl quarantine apply`) waives it for that record alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreshnessCheck {
+    Enforced(Freshness),
+    /// Waived: the local stack's fixtures (see `ActivityConfig`), or one operator replay.
+    Waived,
+}
+
+/// Which secret verified a sign, as a value that can be stored: the first 16 bytes of
+/// HMAC-SHA256(key = the secret, message = [`REPLAY_SCOPE_LABEL`]), in hex. A nonce is accepted
+/// once per scope (SPEC 2.2): the same captured callback verifies with the same secret whatever
+/// tenant path it is sent to, so it finds its own record there. Keyed by the secret itself, it
+/// reveals no more of it than a sign already does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplayScope(String);
+
+/// The message of the replay scope's HMAC: fixed, so that a secret always has the same scope.
+pub const REPLAY_SCOPE_LABEL: &[u8] = b"lexiang activity replay scope v1";
+
+impl ReplayScope {
+    pub fn of_secret(secret: &Secret) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes a key of any length");
+        mac.update(REPLAY_SCOPE_LABEL);
+        Self(format!("secret:{}", hex::encode(&mac.finalize().into_bytes()[..16])))
+    }
+
+    /// The scope of an event that no secret verified (built directly by tests and benches):
+    /// its tenant.
+    pub fn of_tenant(mid: &str) -> Self {
+        Self(format!("tenant:{mid}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Verifies the sign against every secret (constant time), then freshness; returns the replay
+/// scope of the secret that matched.
 pub fn verify(
     signed: &SignedFields,
     secrets: &SecretSet,
     clock: &dyn Clock,
-    max_skew_seconds: u64,
-) -> Result<(), AuthError> {
+    freshness: FreshnessCheck,
+) -> Result<ReplayScope, AuthError> {
     let claimed = signed.sign.trim().as_bytes();
-    let matched = secrets.iter().fold(Choice::from(0), |acc, secret| {
+    let mut matched = Choice::from(0);
+    let mut index = 0u32;
+    for (position, secret) in secrets.iter().enumerate() {
         let mut expected = [0u8; 40];
         hex::encode_to_slice(digest(&signed.nonce, secret, signed.timestamp), &mut expected)
             .expect("40 hex digits fit 40 bytes");
-        acc | expected.as_slice().ct_eq(claimed)
-    });
+        let equal = expected.as_slice().ct_eq(claimed);
+        // The first secret that matches, chosen without a branch on the comparison.
+        let first = equal & !matched;
+        index = u32::conditional_select(&index, &u32::try_from(position).unwrap_or(u32::MAX), first);
+        matched |= equal;
+    }
     if !bool::from(matched) {
         return Err(AuthError::InvalidSignature);
     }
-    let now = clock.now_unix();
-    if max_skew_seconds > 0 && now.abs_diff(signed.timestamp) > max_skew_seconds {
-        return Err(AuthError::StaleTimestamp {
-            timestamp: signed.timestamp,
-            now,
-            max_skew: max_skew_seconds,
-        });
+    if let FreshnessCheck::Enforced(window) = freshness {
+        window.check(signed.timestamp, clock.now_unix())?;
     }
-    Ok(())
+    let secret = secrets
+        .iter()
+        .nth(index as usize)
+        .expect("the index of a secret that matched");
+    Ok(ReplayScope::of_secret(secret))
 }
 
 #[cfg(test)]
@@ -98,7 +185,13 @@ mod tests {
     }
 
     fn check(fields: &SignedFields, secrets: &str, now: i64) -> Result<(), AuthError> {
-        verify(fields, &SecretSet::parse(secrets).unwrap(), &FixedClock(now), 300)
+        verify(
+            fields,
+            &SecretSet::parse(secrets).unwrap(),
+            &FixedClock(now),
+            FreshnessCheck::Enforced(Freshness::DEFAULT),
+        )
+        .map(drop)
     }
 
     #[test]
@@ -112,24 +205,63 @@ mod tests {
     }
 
     #[test]
-    fn freshness_window_is_inclusive_in_both_directions() {
+    fn freshness_is_300_s_back_and_30_s_ahead_both_inclusive() {
         let fields = signed("a", TS);
-        assert_eq!(check(&fields, "a", TS + 300), Ok(()));
-        assert_eq!(check(&fields, "a", TS - 300), Ok(()));
-        assert!(matches!(
+        assert_eq!(check(&fields, "a", TS + 300), Ok(()), "300 s old");
+        assert_eq!(check(&fields, "a", TS - 30), Ok(()), "30 s ahead");
+        assert_eq!(
             check(&fields, "a", TS + 301),
-            Err(AuthError::StaleTimestamp { .. })
-        ));
-        assert!(matches!(
-            check(&fields, "a", TS - 301),
-            Err(AuthError::StaleTimestamp { .. })
-        ));
+            Err(AuthError::StaleTimestamp {
+                timestamp: TS,
+                now: TS + 301,
+                max_age: 300,
+                max_future: 30
+            })
+        );
+        for ahead in [31, 120, 299] {
+            assert!(
+                matches!(check(&fields, "a", TS - ahead), Err(AuthError::StaleTimestamp { .. })),
+                "{ahead} s ahead"
+            );
+        }
         let secrets = SecretSet::parse("a").unwrap();
         assert_eq!(
-            verify(&fields, &secrets, &FixedClock(0), 0),
-            Ok(()),
-            "0 turns the check off"
+            verify(&fields, &secrets, &FixedClock(0), FreshnessCheck::Waived),
+            Ok(ReplayScope::of_secret(&Secret::new("a"))),
+            "waived for one record"
         );
+        let wrong = SecretSet::parse("b").unwrap();
+        assert_eq!(
+            verify(&fields, &wrong, &FixedClock(TS), FreshnessCheck::Waived),
+            Err(AuthError::InvalidSignature),
+            "waiving freshness never waives the sign"
+        );
+        assert_eq!(Freshness::DEFAULT.nonce_retention_seconds(), 390);
+    }
+
+    #[test]
+    fn the_scope_is_the_secret_that_matched_whatever_the_list_around_it() {
+        let scope = |secrets: &str, signed_with: &str| {
+            verify(
+                &signed(signed_with, TS),
+                &SecretSet::parse(secrets).unwrap(),
+                &FixedClock(TS),
+                FreshnessCheck::Enforced(Freshness::DEFAULT),
+            )
+            .unwrap()
+        };
+        let old = ReplayScope::of_secret(&Secret::new("old"));
+        assert_eq!(scope("old", "old"), old);
+        assert_eq!(scope("new,old", "old"), old, "a rotation does not move the scope");
+        assert_eq!(scope("other,old,x", "old"), old, "nor does another list holding it");
+        assert_ne!(scope("new,old", "new"), old);
+        assert_ne!(old, ReplayScope::of_tenant("old"));
+        let text = old.as_str();
+        assert!(
+            text.starts_with("secret:") && text.len() == "secret:".len() + 32,
+            "{text}"
+        );
+        assert!(!text.contains("old"), "no secret in the scope");
     }
 
     #[test]

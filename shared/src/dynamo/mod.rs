@@ -12,7 +12,7 @@ mod entity;
 mod quarantine;
 
 pub use crate::format1::MERGE_STATE;
-pub use activity::DynamoActivityStore;
+pub use activity::{DynamoActivityStore, UnmodelledTable, CLAIM_SORT_KEY};
 pub use attr::visible_item;
 pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
 pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};

@@ -6,6 +6,9 @@
 //! [`CAP_PARTITION`] and `delivery_id` = the window's start, with `kept` (slots granted) and the
 //! same `expires_at` TTL. A partition of its own keeps the counters out of every per-source
 //! query, hence out of `webhookctl quarantine list`, `show` and `replay`.
+//!
+//! Unmodelled Lexiang actions, acknowledged and kept (SPEC 2.3), have a partition of their own
+//! too, [`UNMODELLED_PARTITION`]; `webhookctl unmodelled list` reads it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use crate::error::StoreError;
 use crate::quarantine::{
     QuarantineConfig, QuarantineStore, RefusedDelivery, Slot, SlotRequest, Source, StoreFuture, CAP_PARTITION,
 };
+use crate::unmodelled::{UnmodelledAction, UNMODELLED_PARTITION};
 
 type SdkItem = HashMap<String, AttributeValue>;
 
@@ -81,6 +85,15 @@ impl DynamoQuarantineStore {
     /// Every record of `source`, oldest first.
     pub async fn list(&self, source: Source) -> Result<Vec<RefusedDelivery>, StoreError> {
         self.partition(source.as_str()).await?.iter().map(from_item).collect()
+    }
+
+    /// Every unmodelled action kept, oldest first.
+    pub async fn list_unmodelled(&self) -> Result<Vec<UnmodelledAction>, StoreError> {
+        self.partition(UNMODELLED_PARTITION)
+            .await?
+            .iter()
+            .map(unmodelled_from_item)
+            .collect()
     }
 
     pub async fn get(&self, source: Source, delivery_id: &str) -> Result<Option<RefusedDelivery>, StoreError> {
@@ -260,9 +273,64 @@ pub fn from_item(item: &SdkItem) -> Result<RefusedDelivery, StoreError> {
     })
 }
 
+pub fn unmodelled_to_item(record: &UnmodelledAction) -> SdkItem {
+    SdkItem::from([
+        ("source".to_owned(), s(UNMODELLED_PARTITION)),
+        ("delivery_id".to_owned(), s(&record.delivery_id)),
+        ("received_at".to_owned(), s(&record.received_at)),
+        ("tenant".to_owned(), s(&record.tenant)),
+        ("action".to_owned(), s(&record.action)),
+        ("nonce".to_owned(), s(&record.nonce)),
+        ("body".to_owned(), s(&record.body)),
+        (
+            "expires_at".to_owned(),
+            AttributeValue::N(record.expires_at.to_string()),
+        ),
+    ])
+}
+
+pub fn unmodelled_from_item(item: &SdkItem) -> Result<UnmodelledAction, StoreError> {
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("unmodelled action: no {name}")))
+    };
+    Ok(UnmodelledAction {
+        delivery_id: text("delivery_id")?,
+        received_at: text("received_at")?,
+        tenant: text("tenant")?,
+        action: text("action")?,
+        nonce: text("nonce")?,
+        body: text("body")?,
+        expires_at: item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("unmodelled action: no expires_at".to_owned()))?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unmodelled_action_reads_back_as_written_under_its_own_partition() {
+        let record = UnmodelledAction {
+            delivery_id: "2026-01-01T00:00:00Z#0123456789ab".into(),
+            received_at: "2026-01-01T00:00:00Z".into(),
+            tenant: "124".into(),
+            action: "doc/add".into(),
+            nonce: "n1".into(),
+            body: r#"{"action":"doc/add"}"#.into(),
+            expires_at: 1_767_225_600,
+        };
+        let item = unmodelled_to_item(&record);
+        assert_eq!(item["source"].as_s().unwrap(), UNMODELLED_PARTITION);
+        assert!(from_item(&item).is_err(), "never read as a refused delivery");
+        assert_eq!(unmodelled_from_item(&item), Ok(record));
+    }
 
     #[test]
     fn a_record_reads_back_as_written() {

@@ -47,6 +47,8 @@ enum Command {
     Send(SendArgs),
     /// List, show and replay refused deliveries kept in the quarantine table.
     Quarantine(QuarantineArgs),
+    /// List the Lexiang actions the service does not model, acknowledged and kept.
+    Unmodelled(tools::unmodelled::UnmodelledArgs),
     /// Find which CRM signature scheme a captured request was signed with, given a candidate
     /// secret: tries HMAC-SHA1 and HMAC-SHA256, hex and base64, each header, with and without a
     /// `sha1=`/`sha256=` prefix, and prints the configuration that selects the match. Exits 0
@@ -205,10 +207,18 @@ enum QuarantineCommand {
         activity_url: String,
         /// Post nothing: verify each delivery locally against the configuration in this
         /// environment (CRM_WEBHOOK_SECRET[_<mid>], CRM_SIGNATURE_HEADER/ALGORITHM/ENCODING,
-        /// ACTIVITY_CALLBACK_SECRET[_<mid>], ACTIVITY_MAX_SKEW_SECONDS) and print what it gives
+        /// ACTIVITY_CALLBACK_SECRET[_<mid>], ACTIVITY_MAX_AGE_SECONDS, ACTIVITY_MAX_FUTURE_SECONDS)
+        /// and print what it gives
         #[arg(long)]
         dry_run: bool,
     },
+    /// Apply one kept activity callback through the store with your own AWS credentials, after
+    /// verifying it again with the current secrets; its freshness is waived for this record
+    /// alone and the nonce rule still applies (a second apply is a duplicate). Reads the
+    /// function's configuration from this environment (ACTIVITY_TABLE_NAME,
+    /// ACTIVITY_NONCES_TABLE_NAME, ACTIVITY_SECRETS_MANAGER_ID or ACTIVITY_CALLBACK_SECRET[_<mid>]).
+    /// Exits 1 unless accepted or duplicate.
+    Apply(tools::replay::ApplyArgs),
 }
 
 #[derive(Args)]
@@ -259,6 +269,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Probe(args) => probe_command(&args),
         Command::Entity(args) => tools::entity::run(args).await,
         Command::Secrets(args) => tools::secrets::run(args).await,
+        Command::Unmodelled(args) => tools::unmodelled::run(args).await,
     }
 }
 
@@ -426,6 +437,7 @@ async fn kept(
 
 async fn quarantine(command: QuarantineCommand) -> Result<ExitCode, Failure> {
     match command {
+        QuarantineCommand::Apply(args) => tools::replay::run(args).await,
         QuarantineCommand::List { table, source, tenant } => {
             let store = quarantine_store(&table);
             let records = kept(&store, source, tenant.as_deref()).await?;
@@ -569,14 +581,11 @@ async fn replay(
 fn verify_locally(records: &[RefusedDelivery]) -> Result<Vec<String>, Failure> {
     let env = Env::from_process();
     let crm = env.crm_intake()?;
-    let skew = env
-        .get("ACTIVITY_MAX_SKEW_SECONDS")
-        .map_or(Ok(300), |text| text.trim().parse::<u64>())
-        .map_err(|e| format!("ACTIVITY_MAX_SKEW_SECONDS: {e}"))?;
+    let freshness = env.activity_freshness()?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let activity = ActivityIntake::new(
         TenantSecrets::from_vars("ACTIVITY_CALLBACK_SECRET", vars),
-        skew,
+        freshness,
         shared::timefmt::SourceOffset::BEIJING,
     );
     let mut outcomes = Vec::new();

@@ -60,7 +60,7 @@ impl Function {
                 ("ACTIVITY_NONCES_TABLE_NAME", "activity_nonces".to_owned()),
                 ("ACTIVITY_CALLBACK_SECRET", dev_activity_secret().to_owned()),
                 ("ACTIVITY_DEFAULT_MID", String::new()),
-                ("ACTIVITY_MAX_SKEW_SECONDS", "300".to_owned()),
+                ("ACTIVITY_MAX_AGE_SECONDS", "300".to_owned()),
             ],
         };
         own.into_iter().chain(common).collect()
