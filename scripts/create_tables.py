@@ -68,7 +68,7 @@ TABLES = [
         "function": "ActivityCallbackFunction",
     },
     {
-        # SPEC 2.4: refused deliveries, put by both functions, read by webhookctl.
+        # contract 2.4: refused deliveries, put by both functions, read by webhookctl.
         "logical_id": "RefusedDeliveriesTable",
         "env": "REFUSED_DELIVERIES_TABLE_NAME",
         "default": "refused_deliveries",

@@ -1,4 +1,4 @@
-//! Configuration from the environment (SPEC 5), read once at start-up. Missing or malformed
+//! Configuration from the environment (contract 5), read once at start-up. Missing or malformed
 //! variables stop start-up with a message naming the variable.
 
 use std::collections::HashMap;
@@ -84,7 +84,7 @@ impl Env {
         })
     }
 
-    /// The quarantine of refused deliveries (SPEC 2.4), shared by both functions.
+    /// The quarantine of refused deliveries (contract 2.4), shared by both functions.
     pub fn quarantine(&self) -> Result<QuarantineConfig, ConfigError> {
         let defaults = QuarantineConfig::default();
         Ok(QuarantineConfig {
@@ -108,7 +108,7 @@ impl Env {
         })
     }
 
-    /// The activity callback's two freshness windows (SPEC 2.2): `ACTIVITY_MAX_AGE_SECONDS`
+    /// The activity callback's two freshness windows (contract 2.2): `ACTIVITY_MAX_AGE_SECONDS`
     /// (past, default 300, 1 s to a day) and `ACTIVITY_MAX_FUTURE_SECONDS` (future, default 30,
     /// 0 to 300). Neither has a value that turns the check off. The single window they replace,
     /// `ACTIVITY_MAX_SKEW_SECONDS`, stops start-up, so that nobody relies on its "0: off".
@@ -510,7 +510,7 @@ mod tests {
         assert_eq!(
             CrmConfig::from_env(&env).unwrap().intake.scheme,
             SignatureScheme::default(),
-            "SPEC 2.1: HMAC-SHA1, hex"
+            "contract 2.1: HMAC-SHA1, hex"
         );
         let env: Env = base
             .into_iter()

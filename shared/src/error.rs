@@ -1,4 +1,4 @@
-//! The refusals of SPEC 2.3, one enum per failure mode, and the single place that maps each of
+//! The refusals of contract 2.3, one enum per failure mode, and the single place that maps each of
 //! them to an HTTP status and an error code.
 
 use thiserror::Error;
@@ -47,7 +47,7 @@ pub enum AuthError {
     NoSecret(String),
 }
 
-/// How a refused nonce was used before (both are `replayed_nonce`, SPEC 2.2).
+/// How a refused nonce was used before (both are `replayed_nonce`, contract 2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum NonceReuse {
     /// The same body, accepted for another tenant: a captured callback sent to another path.
@@ -112,7 +112,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// HTTP status of the refusal (SPEC 2.3).
+    /// HTTP status of the refusal (contract 2.3).
     pub fn status(&self) -> u16 {
         match self {
             Self::Request(RequestError::MethodNotAllowed(_)) => 405,
@@ -123,7 +123,7 @@ impl ApiError {
         }
     }
 
-    /// Machine-readable error code (SPEC 2.3).
+    /// Machine-readable error code (contract 2.3).
     pub fn code(&self) -> &'static str {
         match self {
             Self::Request(RequestError::MethodNotAllowed(_)) => "method_not_allowed",

@@ -94,7 +94,7 @@ pub fn header_text<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.headers().get(name).map(|value| value.to_str().unwrap_or(""))
 }
 
-/// The refusal of SPEC 2.3 as an HTTP answer. It is logged and counted by
+/// The refusal of contract 2.3 as an HTTP answer. It is logged and counted by
 /// [`crate::observe::answer`], the one place every answer goes through.
 pub fn error_response(error: &ApiError) -> Response<Body> {
     let mut builder = Response::builder()

@@ -37,7 +37,7 @@ fn fitting_key(value: String, max_bytes: usize, field: impl FnOnce() -> String) 
 }
 
 /// A field the service reads but does not require, found in a shape it did not expect. The
-/// event is still accepted (SPEC 2.3, tolerant reading): the value stays in `last_raw`, and the
+/// event is still accepted (contract 2.3, tolerant reading): the value stays in `last_raw`, and the
 /// handler logs and counts the drift.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {

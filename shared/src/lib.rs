@@ -1,7 +1,7 @@
 //! The model crate: everything the two webhook functions know, as plain functions.
 //!
 //! The pure core (default features) has no AWS SDK and no async runtime: verification over raw
-//! bytes with an injectable clock, tolerant parsing, normalization into the items of the SPEC,
+//! bytes with an injectable clock, tolerant parsing, normalization into the items of the contract (docs/contract.md),
 //! and merge rules that converge whatever the delivery order. The `dynamodb` and `lambda`
 //! features add the adapters both functions share.
 

@@ -1,4 +1,4 @@
-//! The building blocks of convergence (SPEC 4): a total order on events, last-writer-wins
+//! The building blocks of convergence (contract 4): a total order on events, last-writer-wins
 //! registers, and a ledger that applies each distinct event once.
 
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! Refused deliveries are kept, never acted on (SPEC 2.4).
+//! Refused deliveries are kept, never acted on (contract 2.4).
 //!
 //! A delivery refused with 400, or with 401 other than a plain replay (a nonce accepted for
 //! another tenant with the same body), whose body is a JSON object of its source's general
@@ -132,7 +132,7 @@ pub trait QuarantineStore: Send + Sync {
 /// adds it only keeps its own delivery out of the quarantine.
 pub const REPLAY_HEADER: &str = "x-webhookctl-replay";
 
-/// Configuration of the quarantine (SPEC 2.4; variables in docs/refused-deliveries.md).
+/// Configuration of the quarantine (contract 2.4; variables in docs/refused-deliveries.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineConfig {
     /// `REFUSED_DELIVERIES_TABLE_NAME`; `None` turns the quarantine off.
@@ -233,7 +233,7 @@ pub struct Admission {
 /// Why a refused delivery was not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
-    /// Not a refusal SPEC 2.4 keeps (status, code, or not of the source's shape): not counted.
+    /// Not a refusal contract 2.4 keeps (status, code, or not of the source's shape): not counted.
     NotEligible,
     /// Eligible, but over the body size cap: counted as dropped.
     TooLarge,
@@ -359,7 +359,7 @@ impl QuarantinePolicy {
         &self.config
     }
 
-    /// Whether SPEC 2.4 keeps a refusal with this error: 400, or 401 except a plain replay (the
+    /// Whether contract 2.4 keeps a refusal with this error: 400, or 401 except a plain replay (the
     /// same body accepted for another tenant: the original was applied, nothing is lost). A
     /// stale timestamp is only checked after the sign, so a stale refusal is correctly signed.
     pub fn keeps(error: &ApiError) -> bool {

@@ -1,5 +1,5 @@
-//! What the functions report besides their answers: schema drift in accepted events (SPEC 2.3),
-//! nonce conflicts (SPEC 2.2) and the quarantine of refused deliveries (SPEC 2.4), as WARN logs and metrics through the
+//! What the functions report besides their answers: schema drift in accepted events (contract 2.3),
+//! nonce conflicts (contract 2.2) and the quarantine of refused deliveries (contract 2.4), as WARN logs and metrics through the
 //! `metrics` facade (a no-op until a recorder is installed).
 
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub fn report_drift(source: Source, mid: &str, drift: &[Drift]) {
     metrics::counter!("schema_drift", "source" => source.as_str()).increment(drift.len() as u64);
 }
 
-/// A nonce seen before with another body (SPEC 2.2): the one refusal where the genuine delivery
+/// A nonce seen before with another body (contract 2.2): the one refusal where the genuine delivery
 /// may be the one refused, if a forged copy landed first. Logged at WARN and counted in
 /// `nonce_conflicts{source=activity}`; the handler's refusal is quarantined like any other.
 pub fn report_nonce_conflict(mid: &str) {
@@ -57,7 +57,7 @@ impl Quarantine {
         Self { policy, store }
     }
 
-    /// Keeps the delivery of `request`, refused with `error`, if SPEC 2.4 says so and the caps
+    /// Keeps the delivery of `request`, refused with `error`, if contract 2.4 says so and the caps
     /// allow it: a slot of the global cap first (one conditional write to the counter), then
     /// the record. Never fails and never takes longer than [`QUARANTINE_TIMEOUT`] for both
     /// calls together: the refusal is answered the same way whatever happens here. `tenant` is

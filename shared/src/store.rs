@@ -37,7 +37,7 @@ pub struct RecordedNonce {
 }
 
 impl RecordedNonce {
-    /// A nonce found recorded (SPEC 2.2): the same body for the same tenant is a duplicate;
+    /// A nonce found recorded (contract 2.2): the same body for the same tenant is a duplicate;
     /// another body is a conflict whatever the tenant; the same body for another tenant is a
     /// captured callback sent to another path.
     pub fn outcome_for(&self, mid: &str, digest: &EventDigest) -> NonceOutcome {

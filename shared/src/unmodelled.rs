@@ -1,4 +1,4 @@
-//! Lexiang actions the service does not model (`doc/add`, `event/archive`, …), kept (SPEC 2.3):
+//! Lexiang actions the service does not model (`doc/add`, `event/archive`, …), kept (contract 2.3):
 //! they are verified and acknowledged `success`, so their bodies are stored where an operator can
 //! read them back (`webhookctl unmodelled list`) instead of only being logged.
 //!

@@ -1,10 +1,10 @@
-//! Convergence (SPEC 4), property-tested on realistic histories.
+//! Convergence (contract 4), property-tested on realistic histories.
 //!
 //! Histories are generated as abstract events, rendered to the JSON bodies the vendors send and
 //! run through the real pipeline (`Envelope::parse` → `CrmEvent::from_envelope` /
 //! `SignedFields::extract` → `verify` → `ActivityEvent::from_envelope`). The expected item comes
 //! from an independent oracle that sorts the abstract events by `(time, digest)` and folds them
-//! with the SPEC's rules; it never calls `merge`.
+//! with the contract's rules (docs/contract.md); it never calls `merge`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -479,7 +479,7 @@ fn text_of(extra: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-/// The item SPEC 3.1 and 4 describe for this set of events, folded oldest to newest.
+/// The item contract 3.1 and 4 describe for this set of events, folded oldest to newest.
 fn crm_oracle(deliveries: &[&CrmDelivery]) -> Item {
     let mut ordered: Vec<&CrmDelivery> = deliveries.to_vec();
     ordered.sort_by(|a, b| (a.spec.time, a.event.digest.as_str()).cmp(&(b.spec.time, b.event.digest.as_str())));
@@ -1145,7 +1145,7 @@ fn content_item(item: &mut Item, c: &ContentSpec) {
     }
 }
 
-/// SPEC 3.2 and 4: the whole item follows the newest event; a delete is a tombstone. The
+/// contract 3.2 and 4: the whole item follows the newest event; a delete is a tombstone. The
 /// tombstone keeps the content of the newest add/edit, so it still says what was deleted.
 fn activity_oracle(deliveries: &[&ActDelivery]) -> Item {
     let mut ordered: Vec<&ActDelivery> = deliveries.to_vec();

@@ -1,4 +1,4 @@
-//! Tolerant reading (SPEC 2.3): an authentic event is refused only for its required fields and
+//! Tolerant reading (contract 2.3): an authentic event is refused only for its required fields and
 //! for `mapping_data` values that cannot be merged. Any other field of an unexpected shape is
 //! accepted, read as absent, kept in the raw body, and reported as drift with its path.
 //!

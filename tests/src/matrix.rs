@@ -1,4 +1,4 @@
-//! The machinery of the table-driven HTTP tests of SPEC 2.3 (`tests/tests/matrix.rs` holds
+//! The machinery of the table-driven HTTP tests of contract 2.3 (`tests/tests/matrix.rs` holds
 //! only their case tables): cases, request builders, snapshots of the three tables, write checks
 //! and the runner.
 //!
@@ -20,9 +20,9 @@ use reqwest::Method;
 use serde_json::Value;
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
-/// SPEC 2.3: bodies over 256 KiB are refused with 413.
+/// contract 2.3: bodies over 256 KiB are refused with 413.
 pub const MAX_BODY: usize = 256 * 1024;
-/// SPEC 2.3: every answer within 5 s.
+/// contract 2.3: every answer within 5 s.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// DynamoDB's limits on key values (bytes): partition key (`mid`), sort key (`entity_id`, `nonce`).
 pub const MAX_PARTITION_KEY: usize = 2048;

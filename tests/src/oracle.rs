@@ -1,5 +1,5 @@
 //! The expected state of a tenant's tables, computed from the bodies the senders deliver and the
-//! contract's rules alone (SPEC 3 and 4, docs/items.md): it reads the bodies with `serde_json`
+//! contract's rules alone (contract 3 and 4, docs/items.md): it reads the bodies with `serde_json`
 //! and never calls the model crate, so the suites that compare against it do not take the code
 //! under test as their own oracle.
 //!
@@ -108,7 +108,7 @@ fn tie(digest: &[u8; 32]) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading bodies the way the contract describes (SPEC 3.1: empty strings count as absent, keys
+// Reading bodies the way the contract describes (contract 3.1: empty strings count as absent, keys
 // are trimmed of surrounding whitespace)
 
 /// The value under `key` (keys compared trimmed), `null` and `""` read as absent.
@@ -491,7 +491,7 @@ impl Lead {
         for (name, held) in &self.well_known {
             item.insert((*name).into(), s(&held.value));
         }
-        // A cleared field shows neither a value nor a label (SPEC 3.1).
+        // A cleared field shows neither a value nor a label (contract 3.1).
         let shown = || {
             self.fields
                 .iter()
@@ -581,7 +581,7 @@ impl Callback {
     }
 }
 
-/// The attributes SPEC 3.2 derives from an add's or edit's `attributes`.
+/// The attributes contract 3.2 derives from an add's or edit's `attributes`.
 fn content(attrs: &Map<String, Value>) -> SdkItem {
     let mut item = SdkItem::new();
     for name in [

@@ -1,4 +1,4 @@
-//! Reading the quarantine of refused deliveries (SPEC 2.4) back from the local stack.
+//! Reading the quarantine of refused deliveries (contract 2.4) back from the local stack.
 //!
 //! The functions keep at most `QUARANTINE_GLOBAL_MAX` refused deliveries per global window
 //! across every instance (a minute in `make test`), and every suite refuses deliveries: a test

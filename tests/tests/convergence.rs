@@ -1,4 +1,4 @@
-//! Convergence at scale over HTTP (SPEC 4): a generated history of CRM leads and Lexiang
+//! Convergence at scale over HTTP (contract 4): a generated history of CRM leads and Lexiang
 //! activities, a fifth of it delivered twice, shuffled, sent by 16 concurrent clients to the
 //! functions served by `cargo lambda watch`. Every stored item, `version` and `event_count`
 //! included, must equal the item the independent oracle (`tests::oracle`) gives for the same

@@ -1,4 +1,4 @@
-//! One lead, a long history, a crowd of senders (SPEC 4: concurrent deliveries never lose an
+//! One lead, a long history, a crowd of senders (contract 4: concurrent deliveries never lose an
 //! update), over HTTP to the functions served by `cargo lambda watch`.
 //!
 //! The history has more events than the item's record of applied events keeps (128, docs/items.md
@@ -196,7 +196,7 @@ async fn a_crowd_on_one_lead_with_late_events_past_the_bound_loses_no_count() {
     let (sent, refused) = deliver(&mid, deliveries(&events, &entity_id, &size, &mut rng), seed).await;
 
     // Each distinct event accepted exactly once and every copy a duplicate, except that an
-    // event answered 503 may have been applied all the same (SPEC 2.3): its redelivery is then
+    // event answered 503 may have been applied all the same (contract 2.3): its redelivery is then
     // a duplicate.
     let mut answers: HashMap<&str, (usize, usize)> = HashMap::new();
     for delivery in &sent {

@@ -1,4 +1,4 @@
-//! Table-driven HTTP tests of SPEC 2.3 against both functions served by `cargo lambda watch`:
+//! Table-driven HTTP tests of contract 2.3 against both functions served by `cargo lambda watch`:
 //! The machinery (cases, builders, snapshots, runner) is the test kit's `tests::matrix`; this
 //! file holds the case tables.
 //! every case is a request, the exact status and error `code` it must get, and what it may write.
@@ -221,7 +221,7 @@ fn crm_bad_input_cases() -> Vec<Case> {
         )
         .refused(400, "invalid_field")
         .naming("extra_data.entity_id"),
-        // mapping_data shapes (SPEC 3.1: `[after]` or `[before, after]`).
+        // mapping_data shapes (contract 3.1: `[after]` or `[before, after]`).
         Case::new(
             "crm mapping_data value a string",
             crm_set("/extra_data/mapping_data/name", json!("x")),
@@ -252,7 +252,7 @@ fn crm_bad_input_cases() -> Vec<Case> {
         )
         .refused(400, "invalid_field")
         .naming("extra_data.mapping_data"),
-        // Tolerant reading (SPEC 2.3): an odd label is drift, read as absent, kept in last_raw.
+        // Tolerant reading (contract 2.3): an odd label is drift, read as absent, kept in last_raw.
         Case::new(
             "crm mapping_data_text label an object",
             crm_set("/extra_data/mapping_data_text/name", json!({"zh": "label-drift"})),
@@ -311,7 +311,7 @@ fn crm_bad_input_cases() -> Vec<Case> {
                 expect_eq("tiny ≈ -2e-130", ((tiny + 2e-130) / 2e-130).abs() < 1e-15, true)
             }),
         ),
-        // Unknown event type: verified, acknowledged, its mapping_data merged (SPEC 2.3).
+        // Unknown event type: verified, acknowledged, its mapping_data merged (contract 2.3).
         Case::new(
             "crm unknown event type",
             crm_set("/event_type", json!("object_merge_v9")),
@@ -567,7 +567,7 @@ fn activity_bad_input_cases() -> Vec<Case> {
         )
         .refused(400, "invalid_field")
         .naming("attributes.event_id"),
-        // Tolerant reading (SPEC 2.3): odd optional attributes are drift, read as absent.
+        // Tolerant reading (contract 2.3): odd optional attributes are drift, read as absent.
         Case::new(
             "activity privilege_type out of range",
             activity_set("/attributes/privilege_type", json!(7)),
@@ -755,7 +755,7 @@ fn crm_authenticity_cases() -> Vec<Case> {
             crm_request(Method::POST, |_| vec![b' '; MAX_BODY + 1], |_, _| Vec::new()),
         )
         .refused(413, "payload_too_large"),
-        // Duplicates: the same event again changes nothing, even re-serialised (SPEC 4).
+        // Duplicates: the same event again changes nothing, even re-serialised (contract 4).
         Case::new("crm same body again", crm(|_, _| {}))
             .after(crm(|_, _| {}))
             .unchanged("duplicate"),
@@ -903,7 +903,7 @@ fn activity_authenticity_cases() -> Vec<Case> {
             }),
         )
         .refused(401, "invalid_signature"),
-        // Replay (SPEC 2.2): a nonce is accepted once per secret that verified it.
+        // Replay (contract 2.2): a nonce is accepted once per secret that verified it.
         Case::new("activity nonce again with the same body", activity(|_, _| {}))
             .after(activity(|_, _| {}))
             .unchanged("success"),

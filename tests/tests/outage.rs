@@ -1,4 +1,4 @@
-//! Storage outage in the middle of a stream of deliveries (SPEC 2.3, 4), over HTTP.
+//! Storage outage in the middle of a stream of deliveries (contract 2.3, 4), over HTTP.
 //!
 //! The local DynamoDB server is stopped with SIGSTOP and continued with SIGCONT (its PID comes
 //! from the stack as `TEST_DYNAMODB_PID`). A stopped server still completes TCP handshakes from
@@ -29,7 +29,7 @@ use tests::signing::now_unix;
 use tests::stack::{self, unique_mid};
 use tests::tables::{entity_items, mismatches, purge_tenant, record_keys};
 
-/// SPEC 2.3: every answer, 503 included, within 5 s.
+/// contract 2.3: every answer, 503 included, within 5 s.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 const CLIENTS: usize = 4;
 

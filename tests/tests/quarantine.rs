@@ -1,4 +1,4 @@
-//! Refused deliveries are kept, never acted on (SPEC 2.4), end to end: forged and malformed
+//! Refused deliveries are kept, never acted on (contract 2.4), end to end: forged and malformed
 //! deliveries posted over HTTP to both functions, the quarantine read back from the local
 //! DynamoDB through the real SDK.
 //!
@@ -39,7 +39,7 @@ fn crm_body(mid: &str, entity: &str) -> String {
 async fn refused_deliveries_are_kept_accepted_ones_are_not_and_the_cap_holds() {
     let http = client();
 
-    // 1. A CRM event signed with a secret the stack does not know: 401, kept with what SPEC 2.4
+    // 1. A CRM event signed with a secret the stack does not know: 401, kept with what contract 2.4
     //    lists, and nothing applied.
     let mid = unique_mid("quarantine-crm");
     let record = post_until_kept(Source::Crm, &mid, |attempt| {
@@ -88,7 +88,7 @@ async fn refused_deliveries_are_kept_accepted_ones_are_not_and_the_cap_holds() {
     let answer = post_crm(&http, &crm_body(&accepted_mid, "OK"), dev_crm_secret()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(kept_for(Source::Crm, &accepted_mid).await.is_empty());
-    // Nor a refusal SPEC 2.4 leaves out: a body that is not of the CRM's shape.
+    // Nor a refusal contract 2.4 leaves out: a body that is not of the CRM's shape.
     let probe_mid = unique_mid("quarantine-probe");
     let body = format!(r#"{{"mid":"{probe_mid}"}}"#);
     let answer = post_crm(&http, &body, "a-secret-nobody-configured").await;

@@ -1,4 +1,4 @@
-//! Replay and freshness of activity callbacks (SPEC 2.2, 2.4), end to end: signed callbacks
+//! Replay and freshness of activity callbacks (contract 2.2, 2.4), end to end: signed callbacks
 //! posted over HTTP to the local stack, the tables and the quarantine read back from the local
 //! DynamoDB through the real SDK, the metrics read from the function log.
 //!

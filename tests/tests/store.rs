@@ -575,7 +575,7 @@ async fn an_unreachable_dynamodb_fails_fast_and_cleanly() {
     );
     assert!(
         started.elapsed() < Duration::from_secs(5),
-        "SPEC: every answer within 5 s"
+        "contract 2.3: every answer within 5 s"
     );
     assert!(get(
         &stack::crm_table(),

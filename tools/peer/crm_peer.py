@@ -2,7 +2,7 @@
 """The Python peer of `make bench`: what a user would write instead of this project.
 
 A plain Lambda handler for the CRM webhook: verify the HMAC-SHA1 signature, parse, normalize
-the object into the item of SPEC 3.1, and write it with one unconditional PutItem. It is not
+the object into the item of contract 3.1, and write it with one unconditional PutItem. It is not
 order-safe (a late older event overwrites a newer one, concurrent writers lose updates) and does
 not recognise duplicates: it is the baseline the storage path is measured against, not a
 design to copy.
@@ -54,7 +54,7 @@ def attr(value):
 
 
 def item_of(body):
-    """The item of SPEC 3.1 for one event, as DynamoDB attribute values."""
+    """The item of contract 3.1 for one event, as DynamoDB attribute values."""
     event = json.loads(body)
     extra = event["extra_data"]
     fields, labels = {}, {}

@@ -1,5 +1,5 @@
 //! `webhookctl quarantine apply`: an operator's replay of one quarantined activity callback
-//! (SPEC 2.4), without the endpoint. The record is verified again with the current secrets (the
+//! (contract 2.4), without the endpoint. The record is verified again with the current secrets (the
 //! function's own configuration, read from this environment: Secrets Manager or variables),
 //! freshness is waived for this record alone, and the event goes through the same store code as
 //! a delivery, with the operator's own AWS credentials: the nonce rule still applies, so a second

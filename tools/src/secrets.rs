@@ -1,5 +1,5 @@
 //! `webhookctl secrets`: the tenant-secret documents the functions read from AWS Secrets Manager
-//! (SPEC 5), shown and changed without a secret value ever being printed.
+//! (contract 5), shown and changed without a secret value ever being printed.
 //!
 //! - `show` prints which version the functions use, the default list and each tenant's list as
 //!   counts and fingerprints: the first 8 hex digits of a SHA-256 of the secret (32 bits, far too

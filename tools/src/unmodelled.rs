@@ -1,5 +1,5 @@
 //! `webhookctl unmodelled list`: the Lexiang actions the service does not model, acknowledged
-//! and kept (SPEC 2.3), one JSON object a line (delivery id, time, tenant, action, nonce, raw
+//! and kept (contract 2.3), one JSON object a line (delivery id, time, tenant, action, nonce, raw
 //! body), oldest first. They are no refused deliveries: `quarantine` never lists or replays them.
 
 use std::process::ExitCode;

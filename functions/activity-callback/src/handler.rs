@@ -1,5 +1,5 @@
 //! `POST /activity/{mid}`: method → size → JSON object → tenant → nonce/timestamp/sign present →
-//! sign → freshness → fields → replay → write (SPEC 2.3).
+//! sign → freshness → fields → replay → write (contract 2.3).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +23,7 @@ use shared::store::{ActivityStore, NonceOutcome};
 pub struct App<S, K = TenantSecretSource> {
     pub config: ActivityConfig,
     pub store: S,
-    /// Where refused deliveries are kept (SPEC 2.4).
+    /// Where refused deliveries are kept (contract 2.4).
     pub quarantine: Quarantine,
     /// The tenant secrets of the moment (environment, or AWS Secrets Manager refreshed).
     pub secrets: K,
@@ -120,7 +120,7 @@ impl<S: ActivityStore, K: SecretSource> App<S, K> {
         })
     }
 
-    /// The tenant (SPEC 2.2): path parameter, else the segment after `/activity/` in the path
+    /// The tenant (contract 2.2): path parameter, else the segment after `/activity/` in the path
     /// (function URLs, the local emulator), else the `mid` query parameter, else the default.
     fn tenant(&self, request: &Request) -> Option<String> {
         let from_path_parameter = || request.path_parameters().first("mid").map(str::to_owned);

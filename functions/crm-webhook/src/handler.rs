@@ -1,5 +1,5 @@
 //! `POST /crm/webhook`: method → size → JSON object → mid → signature → fields → write
-//! (SPEC 2.3), so that nothing unauthenticated is ever acted on.
+//! (contract 2.3), so that nothing unauthenticated is ever acted on.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,7 +26,7 @@ use shared::store::CrmStore;
 pub struct App<S, K = TenantSecretSource> {
     pub config: CrmConfig,
     pub store: S,
-    /// Where refused deliveries are kept (SPEC 2.4).
+    /// Where refused deliveries are kept (contract 2.4).
     pub quarantine: Quarantine,
     /// The tenant secrets of the moment (environment, or AWS Secrets Manager refreshed).
     pub secrets: K,

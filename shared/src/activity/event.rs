@@ -119,7 +119,7 @@ pub struct ActivityEvent {
     /// The body as received; shared with the state it is merged into.
     #[serde(skip)]
     pub raw: Arc<str>,
-    /// Under which scope the nonce is remembered (SPEC 2.2): the secret that verified the sign
+    /// Under which scope the nonce is remembered (contract 2.2): the secret that verified the sign
     /// (set by the intake), else the tenant.
     #[serde(skip)]
     pub replay_scope: ReplayScope,
@@ -128,7 +128,7 @@ pub struct ActivityEvent {
 impl ActivityEvent {
     /// Normalizes a verified envelope for tenant `mid`, with its verified `nonce` and `timestamp`.
     ///
-    /// Only the required fields of SPEC 2.3 are refused; every other field is read tolerantly
+    /// Only the required fields of contract 2.3 are refused; every other field is read tolerantly
     /// (see [`Fields::optional`]).
     pub fn from_envelope(
         envelope: Envelope<'_>,

@@ -1,6 +1,6 @@
 //! The activity source's intake: one value, built once from configuration (as svix's `Webhook`
 //! is), that turns a callback body and the tenant its request names into a verified, normalized
-//! event, in the order of checks of SPEC 2.3 that follows method and size: a JSON object → tenant
+//! event, in the order of checks of contract 2.3 that follows method and size: a JSON object → tenant
 //! (`missing_mid`) → `nonce`/`timestamp`/`sign` present → sign → freshness → the other fields. The
 //! replay check needs the store and comes after, under the replay scope the sign gave. The handler, the benchmark, the fuzzer and the
 //! tests all go through it.

@@ -1,4 +1,4 @@
-//! The current state of one activity and its merge rule (SPEC 4): the whole item follows the
+//! The current state of one activity and its merge rule (contract 4): the whole item follows the
 //! newest event; a delete is a tombstone that older adds and edits cannot undo.
 
 use std::sync::Arc;
@@ -36,7 +36,7 @@ impl ActivityState {
         self.last.value.action == ActivityAction::Delete
     }
 
-    /// The item of SPEC 3.2.
+    /// The item of contract 3.2.
     pub fn to_item(&self, updated_at: &str) -> Item {
         let empty = ActivityContent::default();
         let c = self.content.as_ref().map_or(&empty, |held| &held.value);

@@ -1,4 +1,4 @@
-//! Activity authenticity (SPEC 2.2): `sign == lowercase hex(sha1(nonce + secret + timestamp))`,
+//! Activity authenticity (contract 2.2): `sign == lowercase hex(sha1(nonce + secret + timestamp))`,
 //! two freshness windows around the receiver's clock (past and future), and the replay scope
 //! under which the store remembers the nonce.
 
@@ -53,7 +53,7 @@ fn digest(nonce: &str, secret: &Secret, timestamp: i64) -> [u8; 20] {
     hasher.finalize().into()
 }
 
-/// How far a callback's timestamp may lie from the receiver's clock (SPEC 2.2): at most
+/// How far a callback's timestamp may lie from the receiver's clock (contract 2.2): at most
 /// `max_age_seconds` in the past and `max_future_seconds` in the future, both inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
@@ -62,7 +62,7 @@ pub struct Freshness {
 }
 
 impl Freshness {
-    /// The defaults of SPEC 2.2: five minutes back (a sender's retries), 30 s ahead (clock skew).
+    /// The defaults of contract 2.2: five minutes back (a sender's retries), 30 s ahead (clock skew).
     pub const DEFAULT: Self = Self {
         max_age_seconds: 300,
         max_future_seconds: 30,
@@ -105,7 +105,7 @@ pub enum FreshnessCheck {
 
 /// Which secret verified a sign, as a value that can be stored: the first 16 bytes of
 /// HMAC-SHA256(key = the secret, message = [`REPLAY_SCOPE_LABEL`]), in hex. A nonce is accepted
-/// once per scope (SPEC 2.2): the same captured callback verifies with the same secret whatever
+/// once per scope (contract 2.2): the same captured callback verifies with the same secret whatever
 /// tenant path it is sent to, so it finds its own record there. Keyed by the secret itself, it
 /// reveals no more of it than a sign already does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -163,7 +163,7 @@ pub fn tenant_of(object: &Object<'_>) -> Result<String, ParseError> {
 impl CrmEvent {
     /// Normalizes a verified envelope. `offset` reads the zone-less `created_timestamp`.
     ///
-    /// Only the required fields of SPEC 2.3 and `mapping_data` values that cannot be merged are
+    /// Only the required fields of contract 2.3 and `mapping_data` values that cannot be merged are
     /// refused; every other field is read tolerantly (see [`Fields::optional`]).
     pub fn from_envelope(envelope: Envelope<'_>, offset: SourceOffset) -> Result<Self, ParseError> {
         let mid = tenant_of(&envelope.object)?;

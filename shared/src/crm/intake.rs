@@ -1,6 +1,6 @@
 //! The CRM source's intake: one value, built once from configuration (as svix's `Webhook` is),
 //! that turns a request body and its signature header into a verified, normalized event, in the
-//! order of checks of SPEC 2.3 that follows method and size: a JSON object → `mid` (it picks the
+//! order of checks of contract 2.3 that follows method and size: a JSON object → `mid` (it picks the
 //! secret) → signature → the other fields. The handler, the benchmark, the fuzzer and the tests
 //! all go through it.
 
@@ -14,9 +14,9 @@ use crate::timefmt::SourceOffset;
 /// What verifying and reading a CRM webhook needs. `Debug` shows no secret.
 #[derive(Debug, Clone)]
 pub struct CrmIntake {
-    /// The header that carries the signature (SPEC 2.1: configuration, not code).
+    /// The header that carries the signature (contract 2.1: configuration, not code).
     pub signature_header: String,
-    /// How the signature is computed and written (SPEC 2.1's HMAC-SHA1/hex by default).
+    /// How the signature is computed and written (contract 2.1's HMAC-SHA1/hex by default).
     pub scheme: SignatureScheme,
     pub secrets: TenantSecrets,
     /// The offset of the vendor's zone-less times.

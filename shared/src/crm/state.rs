@@ -1,4 +1,4 @@
-//! The current state of one CRM object and the merge rules that make it converge (SPEC 4):
+//! The current state of one CRM object and the merge rules that make it converge (contract 4):
 //! per-field last writer wins, collaborators per member, void/restore, newest-event metadata.
 
 use std::collections::BTreeMap;
@@ -79,7 +79,7 @@ impl CrmState {
         }
     }
 
-    /// The item of SPEC 3.1. `updated_at` is the time of the write, which is not part of the
+    /// The item of contract 3.1. `updated_at` is the time of the write, which is not part of the
     /// convergent state.
     pub fn to_item(&self, updated_at: &str) -> Item {
         fn value(slot: &Option<Lww<String>>) -> Option<&str> {

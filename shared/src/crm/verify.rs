@@ -1,4 +1,4 @@
-//! CRM authenticity (SPEC 2.1): an HMAC of the exact body bytes, checked against every secret of
+//! CRM authenticity (contract 2.1): an HMAC of the exact body bytes, checked against every secret of
 //! the tenant in constant time.
 //!
 //! The vendor does not publish its scheme, so it is configuration: HMAC-SHA1 (default) or
@@ -149,7 +149,7 @@ impl FromStr for Encoding {
     }
 }
 
-/// How the CRM signature is computed and written. The default is SPEC 2.1's: HMAC-SHA1, hex.
+/// How the CRM signature is computed and written. The default is contract 2.1's: HMAC-SHA1, hex.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SignatureScheme {
     pub algorithm: Algorithm,
@@ -200,12 +200,12 @@ impl SignatureScheme {
 }
 
 /// Lowercase hex HMAC-SHA1 of `body` under `secret`: what the sender puts in the header under
-/// SPEC 2.1's default scheme.
+/// contract 2.1's default scheme.
 pub fn sign(body: &[u8], secret: &Secret) -> String {
     SignatureScheme::default().sign(body, secret)
 }
 
-/// [`SignatureScheme::verify`] under SPEC 2.1's default scheme.
+/// [`SignatureScheme::verify`] under contract 2.1's default scheme.
 pub fn verify(body: &[u8], header_name: &str, header: Option<&str>, secrets: &SecretSet) -> Result<(), AuthError> {
     SignatureScheme::default().verify(body, header_name, header, secrets)
 }

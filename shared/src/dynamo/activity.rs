@@ -2,7 +2,7 @@
 //! it), and two nonce records per accepted callback in the nonces table.
 //!
 //! The sign covers neither the body nor the tenant, so a replayed nonce may name any activity of
-//! any tenant whose secrets verify it: only records keyed by the nonce itself catch it (SPEC
+//! any tenant whose secrets verify it: only records keyed by the nonce itself catch it (contract
 //! 2.2). Each accepted callback writes, in one transaction with its item:
 //!
 //! - the **tenant record**, key (`mid` = tenant, `nonce`): what the tenant received;

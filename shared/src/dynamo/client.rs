@@ -48,7 +48,7 @@ fn region(env: &Env) -> Option<Region> {
         .map(|region| Region::new(region.trim().to_owned()))
 }
 
-/// A local or otherwise non-default endpoint (SPEC 5): the service-specific variable first.
+/// A local or otherwise non-default endpoint (contract 5): the service-specific variable first.
 fn endpoint_url(env: &Env) -> Option<String> {
     env.get("AWS_ENDPOINT_URL_DYNAMODB")
         .or_else(|| env.get("AWS_ENDPOINT_URL"))

@@ -1,4 +1,4 @@
-//! The `refused_deliveries` table (SPEC 2.4): key `source` (S, `crm` | `activity`) and
+//! The `refused_deliveries` table (contract 2.4): key `source` (S, `crm` | `activity`) and
 //! `delivery_id` (S, `<received_at>#<body digest>`, so that a source reads in time order), TTL
 //! on `expires_at`. The functions put records; `webhookctl` lists, reads and annotates them.
 //!
@@ -7,7 +7,7 @@
 //! same `expires_at` TTL. A partition of its own keeps the counters out of every per-source
 //! query, hence out of `webhookctl quarantine list`, `show` and `replay`.
 //!
-//! Unmodelled Lexiang actions, acknowledged and kept (SPEC 2.3), have a partition of their own
+//! Unmodelled Lexiang actions, acknowledged and kept (contract 2.3), have a partition of their own
 //! too, [`UNMODELLED_PARTITION`]; `webhookctl unmodelled list` reads it.
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,7 +1,7 @@
 //! `webhookctl`: the command-line tool for integrators and operators of the webhook service.
 //!
 //! Sign and send deliveries as the vendors do, inspect and replay the deliveries the service
-//! refused and kept (SPEC 2.4), and find which CRM signature scheme a captured request uses.
+//! refused and kept (contract 2.4), and find which CRM signature scheme a captured request uses.
 //! Walkthrough: docs/refused-deliveries.md.
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! The environment a function process gets: what the Lambda service sets for every `provided.al2023`
 //! function (documented reserved and unreserved variables, with dummy credentials), plus the
-//! function's own configuration as `template.yaml` sets it (SPEC 5), pointed at a local DynamoDB.
+//! function's own configuration as `template.yaml` sets it (contract 5), pointed at a local DynamoDB.
 //! `LD_LIBRARY_PATH` is left out: Lambda's value names directories that do not exist here, and
 //! the loader would search them all for every library, a cost a real sandbox does not have.
 
