@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -20,7 +19,7 @@ use serde_json::Value;
 use shared::activity::ActivityState;
 use shared::config::Env;
 use shared::crm::CrmState;
-use shared::dynamo::{client_from_env, read_entity, visible_item, Tracked, FORMAT, VERSION};
+use shared::dynamo::{read_entity, visible_item, Tracked, FORMAT, VERSION};
 use shared::error::StoreError;
 use shared::format1::Format1;
 use shared::timefmt::utc_rfc3339;
@@ -186,7 +185,7 @@ enum EntityCommand {
 
 /// Runs one `entity` command.
 pub async fn run(args: EntityArgs) -> Result<ExitCode, Failure> {
-    let client = operator_client();
+    let client = crate::operator::dynamodb_client(&Env::from_process());
     match args.command {
         EntityCommand::Show {
             source,
@@ -252,21 +251,6 @@ pub async fn run(args: EntityArgs) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The functions' client (region, credentials and endpoint from the environment), with an
-/// operator's patience: the functions' bounds exist for the senders' 5 s, and a page of a large
-/// tenant takes longer.
-fn operator_client() -> Client {
-    let functions_client = client_from_env(&Env::from_process());
-    let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(60))
-        .build();
-    let config = functions_client.config().to_builder().timeout_config(patient).build();
-    Client::from_conf(config)
 }
 
 async fn get(client: &Client, table: &str, mid: &str, entity_id: &str) -> Result<Option<SdkItem>, Failure> {

@@ -4,6 +4,7 @@
 pub mod coldstart;
 pub mod entity;
 pub mod fuzz;
+pub mod operator;
 pub mod probe;
 pub mod replay;
 pub mod secrets;

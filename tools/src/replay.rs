@@ -8,7 +8,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use shared::activity::verify::FreshnessCheck;
@@ -31,20 +30,6 @@ pub struct ApplyArgs {
     pub delivery_id: String,
 }
 
-/// A DynamoDB client with the functions' configuration but an operator's patience: the
-/// functions' short timeouts exist for the senders' 5 s, which does not apply here.
-pub fn patient_client(env: &Env) -> aws_sdk_dynamodb::Client {
-    let functions_client = client_from_env(env);
-    let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(60))
-        .build();
-    let config = functions_client.config().to_builder().timeout_config(patient).build();
-    aws_sdk_dynamodb::Client::from_conf(config)
-}
-
 /// What applying the record gave: `accepted`, `duplicate`, or the refusal's code.
 fn outcome_of(applied: NonceOutcome) -> &'static str {
     match applied {
@@ -57,7 +42,7 @@ fn outcome_of(applied: NonceOutcome) -> &'static str {
 pub async fn run(args: ApplyArgs) -> Result<ExitCode, Failure> {
     let env = Env::from_process();
     let config = ActivityConfig::from_env(&env)?;
-    let quarantine = DynamoQuarantineStore::new(patient_client(&env), args.table.clone());
+    let quarantine = DynamoQuarantineStore::new(crate::operator::dynamodb_client(&env), args.table.clone());
     let record = quarantine
         .get(Source::Activity, &args.delivery_id)
         .await?

@@ -16,7 +16,6 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
@@ -138,13 +137,7 @@ fn describe_set(set: &SecretSet) -> String {
 
 /// The operator's client: the functions' one, with the patience of a command line.
 fn client() -> Client {
-    let functions_client = shared::secrets_manager::client_from_env(&Env::from_process());
-    let patient = aws_sdk_secretsmanager::config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(20))
-        .operation_timeout(Duration::from_secs(40))
-        .build();
-    Client::from_conf(functions_client.config().to_builder().timeout_config(patient).build())
+    crate::operator::secrets_manager_client(&Env::from_process())
 }
 
 pub async fn run(args: SecretsArgs) -> Result<ExitCode, Failure> {

@@ -34,7 +34,7 @@ pub enum UnmodelledCommand {
 
 pub async fn run(args: UnmodelledArgs) -> Result<ExitCode, Failure> {
     let UnmodelledCommand::List { table, tenant, action } = args.command;
-    let store = DynamoQuarantineStore::new(crate::replay::patient_client(&Env::from_process()), table);
+    let store = DynamoQuarantineStore::new(crate::operator::dynamodb_client(&Env::from_process()), table);
     let mut records = store.list_unmodelled().await?;
     records.retain(|record| {
         tenant.as_deref().is_none_or(|tenant| record.tenant == tenant)

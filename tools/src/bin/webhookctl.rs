@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::activity::ActivityIntake;
 use shared::config::Env;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
-use shared::dynamo::{client_from_env, DynamoQuarantineStore};
+use shared::dynamo::DynamoQuarantineStore;
 use shared::quarantine::{RefusedDelivery, Source, REPLAY_HEADER};
 use shared::secret::{Secret, TenantSecrets};
 use tools::probe::probe;
@@ -400,19 +400,12 @@ async fn send(args: &SendArgs) -> Result<ExitCode, Failure> {
 // ---------------------------------------------------------------------------------------------
 // quarantine
 
-/// The functions' client, but patient: an operator's listing may read many records, and the
-/// functions' 3 s bound exists for the senders' 5 s, which does not apply here.
+/// The quarantine table, through the operator's patient client.
 fn quarantine_store(table: &TableArgs) -> DynamoQuarantineStore {
-    let functions_client = client_from_env(&Env::from_process());
-    let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        // Each of these replaces the functions' 1.5 s, which a page of a large table exceeds.
-        .read_timeout(Duration::from_secs(30))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(60))
-        .build();
-    let config = functions_client.config().to_builder().timeout_config(patient).build();
-    DynamoQuarantineStore::new(aws_sdk_dynamodb::Client::from_conf(config), table.table.clone())
+    DynamoQuarantineStore::new(
+        tools::operator::dynamodb_client(&Env::from_process()),
+        table.table.clone(),
+    )
 }
 
 /// The kept deliveries of `source` (or both), oldest first, for `tenant` (or all).
