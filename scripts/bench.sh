@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: every performance figure of issue 5 in one table, printed and written to
+# `make bench`: every performance figure in one table, printed and written to
 # .local/bench/results.md (docs/performance.md shows the latest one).
 #
 #   1. per-event cost: criterion, `cargo bench -p shared --bench ingest`
@@ -8,7 +8,7 @@
 #      run by the cold-start harness (tools' `cold-start`) against its own Runtime API
 #      stand-in and a local moto with the tables, both on 127.0.0.1
 #   4. the table: tools' `bench-report`
-#   5. issue 11's side-by-side table against the Python peer (tools/peer/crm_peer.py, run by the
+#   5. the side-by-side table against the Python peer (tools/peer/crm_peer.py, run by the
 #      same harness), with calls and capacity units counted by the local DynamoDB wrapper, the
 #      hot-key and growth cases (tools' `storage-bench`): scripts/bench_compare.py
 #

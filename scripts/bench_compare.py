@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The side-by-side table of `make bench`: this project's CRM function against the Python peer
-(tools/peer/crm_peer.py), measured in the same run, on the seed CRM event (issue 11).
+(tools/peer/crm_peer.py), measured in the same run, on the seed CRM event.
 
 Inputs (all written by scripts/bench.sh under .local/bench/):
   coldstart-crm-webhook.json, coldstart-peer.json   the cold-start harness, one per function

@@ -28,7 +28,7 @@ DEADLINE = 4.0  # seconds: shared/src/dynamo/client.rs
 
 
 def exponential(lost, last_call, age):
-    """The backoff used before issue 11's hot-key work: from 10 ms, doubling, at most 1 s."""
+    """A plain exponential backoff, for comparison: from 10 ms, doubling, at most 1 s."""
     return min(0.010 * 2 ** min(lost, 7), 1.0)
 
 
