@@ -172,20 +172,12 @@ impl Fuzzer {
         check_item(&item, &event.mid, &event.entity_id)?;
         let companions = crm_companions(&event)?;
         let body = std::str::from_utf8(body).map_err(|e| format!("an accepted body is not UTF-8: {e}"))?;
-        let deliveries = |order: &[usize]| -> Vec<(String, CrmEvent)> {
-            let all = [
-                (body.to_owned(), event.clone()),
-                companions[0].clone(),
-                companions[1].clone(),
-            ];
-            order.iter().map(|&i| all[i].clone()).collect()
-        };
+        let [first, second] = companions;
         check_orders(
             Source::Crm,
             &event.mid,
             &event.entity_id,
-            &deliveries(&[0, 1, 2, 0, 1]),
-            &deliveries(&[2, 0, 1, 1, 0]),
+            [(body.to_owned(), event.clone()), first, second],
             |event| event.stamp(),
             |state: &CrmState| state.to_item(UPDATED_AT),
         )?;
@@ -211,20 +203,12 @@ impl Fuzzer {
         check_item(&item, ACTIVITY_MID, &activity_id)?;
         let companions = activity_companions(&event, &activity_id)?;
         let body = std::str::from_utf8(body).map_err(|e| format!("an accepted body is not UTF-8: {e}"))?;
-        let deliveries = |order: &[usize]| -> Vec<(String, ActivityEvent)> {
-            let all = [
-                (body.to_owned(), event.clone()),
-                companions[0].clone(),
-                companions[1].clone(),
-            ];
-            order.iter().map(|&i| all[i].clone()).collect()
-        };
+        let [first, second] = companions;
         check_orders(
             Source::Activity,
             ACTIVITY_MID,
             &activity_id,
-            &deliveries(&[0, 1, 2, 0, 1]),
-            &deliveries(&[2, 0, 1, 1, 0]),
+            [(body.to_owned(), event.clone()), first, second],
             |event| event.stamp(),
             |state: &ActivityState| state.to_item(UPDATED_AT),
         )?;
@@ -371,17 +355,20 @@ fn store_deliveries<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
 /// Two delivery orders of one entity's events, through [`store_deliveries`]: each answer is the
 /// oracle's, each final item (`merge` and `updated_at` aside) is the oracle's, and the two orders
 /// leave the same `merge` bytes.
-fn check_orders<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
+fn check_orders<E: Clone, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
     source: Source,
     mid: &str,
     entity_id: &str,
-    first: &[(String, E)],
-    second: &[(String, E)],
+    events: [(String, E); 3],
     stamp: impl Fn(&E) -> Stamp + Copy,
     to_item: impl Fn(&S) -> Item + Copy,
 ) -> Result<(), String> {
+    // Two delivery orders of the accepted event and its two companions, each with redeliveries.
+    let in_order = |order: [usize; 5]| -> Vec<(String, E)> { order.iter().map(|&i| events[i].clone()).collect() };
+    let first = in_order([0, 1, 2, 0, 1]);
+    let second = in_order([2, 0, 1, 1, 0]);
     let mut merges = Vec::new();
-    for (name, deliveries) in [("first", first), ("second", second)] {
+    for (name, deliveries) in [("first", &first), ("second", &second)] {
         let (answers, mut item) = store_deliveries::<E, S>(source, deliveries, stamp, to_item)?;
         let mut oracle = Oracle::new(mid);
         let want: Vec<Answer> = deliveries
