@@ -111,11 +111,13 @@ fn tie(digest: &[u8; 32]) -> u64 {
 // Reading bodies the way the contract describes (contract 3.1: empty strings count as absent, keys
 // are trimmed of surrounding whitespace)
 
-/// The value under `key` (keys compared trimmed), `null` and `""` read as absent.
+/// The value under `key` (keys compared trimmed), `null` and `""` read as absent. Of several keys
+/// that are `key` once trimmed, the one whose text as sent sorts last wins (contract 3.1).
 fn present<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     object
         .iter()
-        .find(|(name, _)| name.trim() == key)
+        .filter(|(name, _)| name.trim() == key)
+        .max_by(|(a, _), (b, _)| a.cmp(b))
         .map(|(_, value)| value)
         .filter(|value| !is_blank(value))
 }
