@@ -136,7 +136,7 @@ mod tests {
     use crate::signals::test_counts::counted;
 
     /// A function's quarantine (CRM: signature header `X-Signature`) over `store`, at a fixed time.
-    fn quarantine(source: Source, config: QuarantineConfig, store: Arc<dyn QuarantineStore>) -> Quarantine {
+    fn quarantine_over(source: Source, config: QuarantineConfig, store: Arc<dyn QuarantineStore>) -> Quarantine {
         let header = (source == Source::Crm).then_some("X-Signature");
         let config = QuarantineConfig {
             table_name: Some("refused_deliveries".into()),
@@ -144,6 +144,13 @@ mod tests {
         };
         let policy = QuarantinePolicy::new(source, header, config, Arc::new(FixedClock(1_780_000_020)));
         Quarantine::new(policy, Some(store))
+    }
+
+    /// [`quarantine_over`] an in-memory store, and that store.
+    fn in_memory(source: Source, config: QuarantineConfig) -> (Quarantine, Arc<MemoryQuarantine>) {
+        let store = Arc::new(MemoryQuarantine::default());
+        let quarantine = quarantine_over(source, config, Arc::clone(&store) as Arc<dyn QuarantineStore>);
+        (quarantine, store)
     }
 
     /// A delivery of `source`'s shape with a forged signature.
@@ -167,12 +174,11 @@ mod tests {
 
     #[test]
     fn kept_dropped_and_failed_writes_are_counted() {
-        let store = Arc::new(MemoryQuarantine::default());
         let config = QuarantineConfig {
             max_per_minute: 2,
             ..QuarantineConfig::default()
         };
-        let quarantine = quarantine(Source::Crm, config, Arc::clone(&store) as Arc<dyn QuarantineStore>);
+        let (quarantine, store) = in_memory(Source::Crm, config);
         let request = forged(Source::Crm);
         let error = ApiError::from(AuthError::InvalidSignature);
         let (counts, ()) = counted(async {
@@ -213,16 +219,11 @@ mod tests {
 
     #[test]
     fn the_global_cap_and_a_failing_counter_drop_and_are_counted() {
-        let store = Arc::new(MemoryQuarantine::default());
         let config = QuarantineConfig {
             global_max: 1,
             ..QuarantineConfig::default()
         };
-        let capped = quarantine(
-            Source::Activity,
-            config.clone(),
-            Arc::clone(&store) as Arc<dyn QuarantineStore>,
-        );
+        let (capped, store) = in_memory(Source::Activity, config.clone());
         let request = forged(Source::Activity);
         let error = ApiError::from(AuthError::InvalidSignature);
         let (counts, ()) = counted(async {
@@ -256,7 +257,7 @@ mod tests {
 
         // A counter that never answers: dropped when the quarantine's time bound runs out, on
         // tokio's paused clock (it moves straight to the deadline: no waiting).
-        let hanging = quarantine(Source::Activity, config, Arc::new(Hanging));
+        let hanging = quarantine_over(Source::Activity, config, Arc::new(Hanging));
         let (counts, took) = counted(async {
             let started = tokio::time::Instant::now();
             consider(&hanging, &request, &error, None).await;
