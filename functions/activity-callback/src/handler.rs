@@ -9,14 +9,16 @@ use shared::bounded::{bounded, bounded_opt};
 use shared::clock::{Clock, SystemClock};
 use shared::config::{ActivityConfig, ConfigError, Env};
 use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore, UnmodelledTable};
+use shared::envelope::Envelope;
 use shared::error::{ApiError, AuthError, NonceReuse};
 use shared::http::{post_body, text_response, Handler, RequestDeadline};
 use shared::merge::Delivery;
 use shared::observe::{answer, Applied};
-use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
+use shared::quarantine::{Quarantine, QuarantinePolicy, QuarantineStore};
 use shared::secret::SecretSource;
 use shared::secrets_manager::TenantSecretSource;
-use shared::signals::{report_drift, report_nonce_conflict, Quarantine};
+use shared::signals::{report_drift, report_nonce_conflict};
+use shared::source::Source;
 use shared::store::{ActivityStore, NonceOutcome};
 
 /// Everything a request needs, built once at start-up.
@@ -66,10 +68,13 @@ impl App<DynamoActivityStore> {
 impl<S: ActivityStore + 'static, K: SecretSource + 'static> Handler for App<S, K> {
     async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
-        let result = self.accept(&request).await;
+        let mut parsed = None;
+        let result = self.accept(&request, &mut parsed).await;
         if let Err(error) = &result {
             let tenant = self.tenant(&request);
-            self.quarantine.consider(&request, error, tenant.as_deref()).await;
+            self.quarantine
+                .consider(&request, error, parsed.as_ref(), tenant.as_deref())
+                .await;
         }
         answer(Source::Activity, &request, started, result, || self.tenant(&request))
     }
@@ -88,14 +93,16 @@ impl<S: ActivityStore> App<S> {
 }
 
 impl<S: ActivityStore, K: SecretSource> App<S, K> {
-    async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
+    /// Applies the delivery of `request`; `parsed` keeps its body once parsed, for the quarantine.
+    async fn accept<'r>(&self, request: &'r Request, parsed: &mut Option<Envelope<'r>>) -> Result<Applied, ApiError> {
         let deadline = RequestDeadline::start();
         let body = post_body(request)?;
         let secrets = deadline.secrets(&self.secrets).await?;
+        let envelope = parsed.insert(Envelope::parse(body)?);
         let event = self
             .config
             .intake
-            .verified_event_with(&secrets, body, self.tenant(request).as_deref())?;
+            .verified_event_with(&secrets, envelope, self.tenant(request).as_deref())?;
         let mid = &event.mid;
         report_drift(Source::Activity, mid, &event.drift);
         if event.activity_id().is_none() {

@@ -10,8 +10,9 @@ use shared::activity::verify::sign;
 use shared::clock::FixedClock;
 use shared::config::{ActivityConfig, Env};
 use shared::http::Handler;
-use shared::quarantine::{MemoryQuarantine, QuarantineStore, Source};
+use shared::quarantine::{MemoryQuarantine, QuarantineStore};
 use shared::secret::Secret;
+use shared::source::Source;
 use shared::store::MemoryStore;
 
 use shared::secret::{FixedSecrets, SecretSource, TenantSecrets};

@@ -16,10 +16,11 @@ use shared::error::ApiError;
 use shared::http::{header_text, json_response, post_body, Handler, RequestDeadline};
 use shared::merge::Delivery;
 use shared::observe::{answer, Applied};
-use shared::quarantine::{QuarantinePolicy, QuarantineStore, Source};
+use shared::quarantine::{Quarantine, QuarantinePolicy, QuarantineStore};
 use shared::secret::SecretSource;
 use shared::secrets_manager::TenantSecretSource;
-use shared::signals::{report_drift, Quarantine};
+use shared::signals::report_drift;
+use shared::source::Source;
 use shared::store::CrmStore;
 
 /// Everything a request needs, built once at start-up.
@@ -55,17 +56,15 @@ impl App<DynamoCrmStore> {
 impl<S: CrmStore + 'static, K: SecretSource + 'static> Handler for App<S, K> {
     async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
-        let result = self.accept(&request).await;
+        let mut parsed = None;
+        let result = self.accept(&request, &mut parsed).await;
         if let Err(error) = &result {
-            self.quarantine.consider(&request, error, None).await;
+            self.quarantine.consider(&request, error, parsed.as_ref(), None).await;
         }
-        answer(Source::Crm, &request, started, result, || mid_of(request.body()))
+        // The tenant a refused body names, if it names one (for the refusal's log line).
+        let mid = || tenant_of(&parsed.as_ref()?.object).ok();
+        answer(Source::Crm, &request, started, result, mid)
     }
-}
-
-/// The tenant a refused body names, if it names one (for the refusal's log line).
-fn mid_of(body: &[u8]) -> Option<String> {
-    tenant_of(&Envelope::parse(body).ok()?.object).ok()
 }
 
 impl<S: CrmStore> App<S> {
@@ -86,12 +85,14 @@ impl<S: CrmStore> App<S> {
 }
 
 impl<S: CrmStore, K: SecretSource> App<S, K> {
-    async fn accept(&self, request: &Request) -> Result<Applied, ApiError> {
+    /// Applies the delivery of `request`; `parsed` keeps its body once parsed, for the quarantine.
+    async fn accept<'r>(&self, request: &'r Request, parsed: &mut Option<Envelope<'r>>) -> Result<Applied, ApiError> {
         let deadline = RequestDeadline::start();
         let body = post_body(request)?;
         let secrets = deadline.secrets(&self.secrets).await?;
+        let envelope = parsed.insert(Envelope::parse(body)?);
         let intake = &self.config.intake;
-        let event = intake.verified_event_with(&secrets, body, header_text(request, &intake.signature_header))?;
+        let event = intake.verified_event_with(&secrets, envelope, header_text(request, &intake.signature_header))?;
         report_drift(Source::Crm, &event.mid, &event.drift);
         if !event.event_type.is_known() {
             tracing::warn!(

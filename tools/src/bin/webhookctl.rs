@@ -14,8 +14,9 @@ use shared::activity::ActivityIntake;
 use shared::config::Env;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::dynamo::DynamoQuarantineStore;
-use shared::quarantine::{RefusedDelivery, Source, REPLAY_HEADER};
+use shared::quarantine::{RefusedDelivery, REPLAY_HEADER};
 use shared::secret::{Secret, TenantSecrets};
+use shared::source::Source;
 use tools::probe::probe;
 
 type Failure = Box<dyn std::error::Error>;
