@@ -2,8 +2,8 @@
 //! is), that turns a callback body and the tenant its request names into a verified, normalized
 //! event, in the order of checks of contract 2.3 that follows method and size: a JSON object → tenant
 //! (`missing_mid`) → `nonce`/`timestamp`/`sign` present → sign → freshness → the other fields. The
-//! replay check needs the store and comes after, under the replay scope the sign gave. The handler, the benchmark, the fuzzer and the
-//! tests all go through it.
+//! replay check needs the store and comes after, under the replay scope the sign gave. The
+//! request pipeline, the benchmark, the fuzzer and the tests all go through it.
 
 use std::sync::Arc;
 
@@ -65,6 +65,28 @@ impl ActivityIntake {
     ) -> Result<ActivityEvent, ApiError> {
         let envelope = Envelope::parse(body)?;
         let mid = mid.ok_or(RequestError::MissingMid)?;
+        self.verify_checking(secrets, mid, envelope, freshness)
+    }
+
+    /// The checks after the tenant, on a body parsed once by the caller: `nonce`/`timestamp`/
+    /// `sign` present → sign → freshness → the other fields. `mid` is the tenant the request
+    /// names.
+    pub fn verify(
+        &self,
+        secrets: &TenantSecrets,
+        mid: &str,
+        envelope: Envelope<'_>,
+    ) -> Result<ActivityEvent, ApiError> {
+        self.verify_checking(secrets, mid, envelope, self.freshness)
+    }
+
+    fn verify_checking(
+        &self,
+        secrets: &TenantSecrets,
+        mid: &str,
+        envelope: Envelope<'_>,
+        freshness: FreshnessCheck,
+    ) -> Result<ActivityEvent, ApiError> {
         let signed = SignedFields::extract(&envelope.object)?;
         let secrets = secrets
             .for_tenant(mid)
