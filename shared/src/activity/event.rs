@@ -161,7 +161,7 @@ impl ActivityEvent {
         // Both become key values: too long for DynamoDB is an invalid field, not a 503.
         let mid = key_value("mid", mid.to_owned(), MAX_PARTITION_KEY_BYTES)?;
         let nonce = key_value("nonce", nonce.to_owned(), MAX_SORT_KEY_BYTES)?;
-        let action = ActivityAction::from_wire(top.req_text("action")?);
+        let action = ActivityAction::from_wire(top.req_str("action")?);
         // `attributes` holds the required `event_id` of `event/*` actions.
         let attributes = if action.names_an_activity() {
             top.container("attributes")?
@@ -181,7 +181,7 @@ impl ActivityEvent {
         };
         let operator_info = top.opt_object("operator_info")?;
         let operator_name = operator_info
-            .map(|info| top.nested(info, "operator_info").opt_str("name"))
+            .map(|info| top.nested(info, "operator_info").opt_string("name"))
             .transpose()?
             .flatten();
         let operator = top.opt_id("operator")?;
@@ -218,23 +218,23 @@ impl ActivityEvent {
 fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, ParseError> {
     let time = |key: &str| attrs.optional(key, |node| text(node).and_then(|text| offset.local_to_rfc3339(text)));
     Ok(ActivityContent {
-        title: attrs.opt_str("title")?,
-        summary: attrs.opt_str("summary")?,
-        content: attrs.opt_str("content")?,
-        location: attrs.opt_str("location")?,
+        title: attrs.opt_string("title")?,
+        summary: attrs.opt_string("summary")?,
+        content: attrs.opt_string("content")?,
+        location: attrs.opt_string("location")?,
         started_at: time("started_at")?,
         ended_at: time("ended_at")?,
         closed_at: time("closed_at")?,
         created_at: time("created_at")?,
         attend_start_at: time("attend_start_at")?,
         attend_end_at: time("attend_end_at")?,
-        attend_method: attrs.opt_str("attend_method")?,
-        app_source_type: attrs.opt_str("app_source_type")?,
+        attend_method: attrs.opt_string("attend_method")?,
+        app_source_type: attrs.opt_string("app_source_type")?,
         participant_count_limit: attrs.opt_int("participant_count_limit")?,
         enable_random_extract: flag(attrs, "enable_random_extract")?,
         privilege_type: privilege_type(attrs)?,
         privilege: privilege(attrs)?,
-        logo: attrs.opt_str("logo")?,
+        logo: attrs.opt_string("logo")?,
         team_id: attrs.opt_id("team_id")?,
         category_id: attrs.opt_id("category_id")?,
         roadmap_id: attrs.opt_int("roadmap_id")?.filter(|id| *id != 0),
@@ -277,7 +277,7 @@ fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseE
         let read = match entry {
             Node::Object(entry) => {
                 let entry = Fields::new(entry, "");
-                match (entry.req_str("type"), entry.req_id("id")) {
+                match (entry.req_string("type"), entry.req_id("id")) {
                     (Ok(kind), Ok(id)) => Ok((kind, id)),
                     (Err(error), _) | (_, Err(error)) => Err(error.to_string()),
                 }

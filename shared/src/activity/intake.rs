@@ -2,8 +2,8 @@
 //! is), that turns a callback body and the tenant its request names into a verified, normalized
 //! event, in the order of checks of contract 2.3 that follows method and size: a JSON object → tenant
 //! (`missing_mid`) → `nonce`/`timestamp`/`sign` present → sign → freshness → the other fields. The
-//! replay check needs the store and comes after, under the replay scope the sign gave. The handler, the benchmark, the fuzzer and the
-//! tests all go through it.
+//! replay check needs the store and comes after, under the replay scope the sign gave. The
+//! request pipeline, the benchmark, the fuzzer and the tests all go through it.
 
 use std::sync::Arc;
 
@@ -52,7 +52,8 @@ impl ActivityIntake {
         envelope: &Envelope<'_>,
         mid: Option<&str>,
     ) -> Result<ActivityEvent, ApiError> {
-        self.verified_parsed(secrets, envelope, mid, self.freshness)
+        let mid = mid.ok_or(RequestError::MissingMid)?;
+        self.verify_checking(secrets, mid, envelope, self.freshness)
     }
 
     /// As [`Self::verified_event`] with the given secrets, and freshness checked as `freshness`
@@ -64,17 +65,30 @@ impl ActivityIntake {
         mid: Option<&str>,
         freshness: FreshnessCheck,
     ) -> Result<ActivityEvent, ApiError> {
-        self.verified_parsed(secrets, &Envelope::parse(body)?, mid, freshness)
+        let envelope = Envelope::parse(body)?;
+        let mid = mid.ok_or(RequestError::MissingMid)?;
+        self.verify_checking(secrets, mid, &envelope, freshness)
     }
 
-    fn verified_parsed(
+    /// The checks after the tenant, on a body parsed once by the caller: `nonce`/`timestamp`/
+    /// `sign` present → sign → freshness → the other fields. `mid` is the tenant the request
+    /// names.
+    pub fn verify(
         &self,
         secrets: &TenantSecrets,
+        mid: &str,
         envelope: &Envelope<'_>,
-        mid: Option<&str>,
+    ) -> Result<ActivityEvent, ApiError> {
+        self.verify_checking(secrets, mid, envelope, self.freshness)
+    }
+
+    fn verify_checking(
+        &self,
+        secrets: &TenantSecrets,
+        mid: &str,
+        envelope: &Envelope<'_>,
         freshness: FreshnessCheck,
     ) -> Result<ActivityEvent, ApiError> {
-        let mid = mid.ok_or(RequestError::MissingMid)?;
         let signed = SignedFields::extract(&envelope.object)?;
         let secrets = secrets
             .for_tenant(mid)

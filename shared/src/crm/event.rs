@@ -185,9 +185,9 @@ impl CrmEvent {
     ) -> Result<Self, ParseError> {
         let drift = DriftLog::default();
         let top = Fields::tolerant(&envelope.object, "", &drift);
-        let event_type = CrmEventType::from_wire(top.req_text("event_type")?);
+        let event_type = CrmEventType::from_wire(top.req_str("event_type")?);
         let action_keyword = top
-            .opt_str("action_keyword")?
+            .opt_string("action_keyword")?
             .unwrap_or_else(|| event_type.as_str().to_owned());
         let create_time = top.req_unix_seconds("create_time")?;
         let extra_map = top
@@ -205,7 +205,7 @@ impl CrmEvent {
             _ => Vec::new(),
         };
         let details = details(&extra)?;
-        let object_name = extra.opt_str("object_name")?;
+        let object_name = extra.opt_string("object_name")?;
         let object_id = extra.opt_id("object_id")?;
         Ok(Self {
             details,
@@ -312,11 +312,11 @@ fn well_known(extra: &Fields<'_>, changes: &BTreeMap<String, FieldChange>) -> Re
     };
     Ok(WellKnown {
         owner: extra.opt_id("owner")?,
-        life_status: extra.opt_str("to_life_status")?.or(extra.opt_str("life_status")?),
-        lead_pool: extra.opt_str("to_lead_pool")?.or_else(|| changed_to("lead_pool")),
+        life_status: extra.opt_string("to_life_status")?.or(extra.opt_string("life_status")?),
+        lead_pool: extra.opt_string("to_lead_pool")?.or_else(|| changed_to("lead_pool")),
         leads_status: extra.opt_id("to_leads_status")?,
         business_type: extra.opt_id("business_type")?,
-        business_type_name: extra.opt_str("business_type_name")?,
+        business_type_name: extra.opt_string("business_type_name")?,
         lead_omni_user_uuid: extra.opt_id("lead_omni_user_uuid")?,
     })
 }
@@ -355,14 +355,14 @@ fn details(extra: &Fields<'_>) -> Result<Details, ParseError> {
     Ok(Details {
         scene_type: extra.opt_int("scene_type")?,
         former_owner: extra.opt_id("former_owner")?,
-        former_owner_name: extra.opt_str("former_owner_name")?,
-        notes: extra.opt_str("notes")?,
+        former_owner_name: extra.opt_string("former_owner_name")?,
+        notes: extra.opt_string("notes")?,
         from_leads_status: extra.opt_id("from_leads_status")?,
-        from_life_status: extra.opt_str("from_life_status")?,
-        from_lead_pool: extra.opt_str("from_lead_pool")?,
+        from_life_status: extra.opt_string("from_life_status")?,
+        from_lead_pool: extra.opt_string("from_lead_pool")?,
         target_object_id: extra.opt_id("target_object_id")?,
         target_entity_id: extra.opt_id("target_entity_id")?,
-        target_object_name: extra.opt_str("target_object_name")?,
+        target_object_name: extra.opt_string("target_object_name")?,
     })
 }
 

@@ -1,8 +1,8 @@
 //! The CRM source's intake: one value, built once from configuration (as svix's `Webhook` is),
 //! that turns a request body and its signature header into a verified, normalized event, in the
 //! order of checks of contract 2.3 that follows method and size: a JSON object → `mid` (it picks the
-//! secret) → signature → the other fields. The handler, the benchmark, the fuzzer and the tests
-//! all go through it.
+//! secret) → signature → the other fields. The request pipeline, the benchmark, the fuzzer and
+//! the tests all go through it.
 
 use crate::crm::verify::SignatureScheme;
 use crate::crm::{tenant_of, CrmEvent};
@@ -39,8 +39,20 @@ impl CrmIntake {
         signature: Option<&str>,
     ) -> Result<CrmEvent, ApiError> {
         let mid = tenant_of(&envelope.object)?;
-        let Some(tenant_secrets) = secrets.for_tenant(&mid) else {
-            return Err(AuthError::NoSecret(mid).into());
+        self.verify(secrets, &mid, envelope, signature)
+    }
+
+    /// The checks after the tenant, on a body parsed once by the caller: the signature, then the
+    /// other fields. `mid` is the envelope's tenant ([`tenant_of`]), read to pick the secret.
+    pub fn verify(
+        &self,
+        secrets: &TenantSecrets,
+        mid: &str,
+        envelope: &Envelope<'_>,
+        signature: Option<&str>,
+    ) -> Result<CrmEvent, ApiError> {
+        let Some(tenant_secrets) = secrets.for_tenant(mid) else {
+            return Err(AuthError::NoSecret(mid.to_owned()).into());
         };
         // The signature covers the exact bytes received, which the envelope keeps.
         self.scheme.verify(
@@ -49,6 +61,6 @@ impl CrmIntake {
             signature,
             tenant_secrets,
         )?;
-        Ok(CrmEvent::from_tenant_envelope(mid, envelope, self.offset)?)
+        Ok(CrmEvent::from_tenant_envelope(mid.to_owned(), envelope, self.offset)?)
     }
 }
