@@ -51,6 +51,9 @@ pub const MAX_CONFLICT_RETRIES: u32 = 32;
 /// One delivery's contest for its entity, what the pause after a lost race is computed from.
 pub struct Race {
     started: Instant,
+    /// The request's deadline, and the budget the store had when the contest started.
+    ends: Instant,
+    budget: Duration,
     lost: u32,
     /// How long the last write took. Under contention that is mostly the time it waited behind
     /// the other writers' calls, so it measures the crowd without counting it.
@@ -69,20 +72,42 @@ impl Race {
         let now = Instant::now();
         Self {
             started: now.checked_sub(used).unwrap_or(now),
+            ends: now + budget,
+            budget,
             lost: 0,
             last_call: Duration::ZERO,
             guessing: true,
         }
     }
 
-    /// Runs one write, remembering how long it took.
-    pub async fn timed<T>(&mut self, write: impl std::future::Future<Output = T>) -> T {
+    /// Runs one write, remembering how long it took; refuses (503) to send it when it would
+    /// likely still be in flight at the deadline ([`Self::may_send`]).
+    pub async fn timed<T>(
+        &mut self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if !self.may_send() {
+            return Err(StoreError::Timeout(whole_millis(self.budget)));
+        }
         let sent = Instant::now();
         let answer = write.await;
         self.last_call = sent.elapsed();
         answer
     }
+
+    /// Whether a write may still be sent: at least twice the last write's time, and at least
+    /// [`MIN_TIME_TO_WRITE`], is left before the deadline. A write the deadline cuts off in flight
+    /// may still commit after the delivery was answered 503: harmless for an event the item's
+    /// record keeps (its redelivery is a duplicate), but an event older than the record's bound
+    /// would be counted again. Not sending it keeps such a 503 a plain "not applied".
+    pub fn may_send(&self) -> bool {
+        let left = self.ends.saturating_duration_since(Instant::now());
+        left >= (self.last_call * 2).max(MIN_TIME_TO_WRITE)
+    }
 }
+
+/// The least time left before the deadline in which a write is still sent ([`Race::may_send`]).
+pub const MIN_TIME_TO_WRITE: Duration = Duration::from_millis(100);
 
 /// A stored entity: the state and its bookkeeping, as read.
 #[derive(Debug, Clone)]
@@ -801,6 +826,17 @@ mod tests {
         // Far from the deadline, the reserve changes nothing.
         assert_eq!(backoff_window(2, 10 * MS, Duration::ZERO), 40 * MS);
         assert_eq!(backoff_window(8, 50 * MS, Duration::ZERO), MAX_PAUSE);
+    }
+
+    #[test]
+    fn a_write_is_sent_only_with_time_left_to_finish_it() {
+        assert!(Race::start(crate::dynamo::DEADLINE).may_send());
+        assert!(!Race::start(MIN_TIME_TO_WRITE / 2).may_send());
+        let mut race = Race::start(Duration::from_millis(900));
+        race.last_call = 100 * MS;
+        assert!(race.may_send(), "two writes of 100 ms fit in 900 ms");
+        race.last_call = 500 * MS;
+        assert!(!race.may_send(), "two of 500 ms do not");
     }
 
     #[test]
