@@ -41,9 +41,9 @@ impl BookError {
 
 /// The events applied to an entity, in stamp order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Applied(Vec<Stamp>);
+pub struct AppliedEvents(Vec<Stamp>);
 
-impl Applied {
+impl AppliedEvents {
     pub fn contains(&self, stamp: &Stamp) -> bool {
         self.0.binary_search(stamp).is_ok()
     }
@@ -98,7 +98,7 @@ pub trait Registers: Sized {
 
 /// Encodes `applied` and the registers of `state`. Fails only if a register holds a stamp that is
 /// not among the applied events, which the merge never produces.
-pub fn encode<S: Registers>(applied: &Applied, state: &S) -> Result<Vec<u8>, BookError> {
+pub fn encode<S: Registers>(applied: &AppliedEvents, state: &S) -> Result<Vec<u8>, BookError> {
     let mut out = Vec::with_capacity(16 + applied.len() * 13 + 32);
     put_varint(&mut out, applied.len() as u64);
     for stamp in &applied.0 {
@@ -120,7 +120,7 @@ pub fn encode<S: Registers>(applied: &Applied, state: &S) -> Result<Vec<u8>, Boo
 }
 
 /// Decodes bookkeeping written by [`encode`], reading the values from `item`.
-pub fn decode<S: Registers>(bytes: &[u8], item: &Item) -> Result<(Applied, S), BookError> {
+pub fn decode<S: Registers>(bytes: &[u8], item: &Item) -> Result<(AppliedEvents, S), BookError> {
     let mut reader = Reader {
         bytes,
         table: Vec::new(),
@@ -144,7 +144,7 @@ pub fn decode<S: Registers>(bytes: &[u8], item: &Item) -> Result<(Applied, S), B
     if !reader.bytes.is_empty() {
         return Err(BookError::new(format!("{} bytes left over", reader.bytes.len())));
     }
-    Ok((Applied(applied), state))
+    Ok((AppliedEvents(applied), state))
 }
 
 pub struct Writer<'a> {
@@ -345,14 +345,14 @@ mod tests {
     #[test]
     fn each_stamp_is_stored_once_and_registers_refer_to_it() {
         let (a, b) = (stamp(1_677_481_345, u64::MAX), stamp(1_677_481_346, 7));
-        let mut applied = Applied::default();
+        let mut applied = AppliedEvents::default();
         let state = Two(Some(b), Some(b));
         applied.record(a, &state);
         applied.record(b, &state);
         let bytes = encode(&applied, &state).unwrap();
         // count, 2 × (5-byte time + 8-byte tie), two 1-byte references.
         assert_eq!(bytes.len(), 1 + 2 * 13 + 2);
-        let mut reversed = Applied::default();
+        let mut reversed = AppliedEvents::default();
         reversed.record(b, &state);
         reversed.record(a, &state);
         assert_eq!(
@@ -367,7 +367,7 @@ mod tests {
     fn the_record_forgets_the_oldest_unreferenced_events_beyond_its_bound() {
         let pinned = stamp(0, 0);
         let state = Two(Some(pinned), None);
-        let mut applied = Applied::default();
+        let mut applied = AppliedEvents::default();
         applied.record(pinned, &state);
         for i in 1..=(MAX_APPLIED_EVENTS as i64 + 10) {
             applied.record(stamp(i, i as u64), &state);
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn damaged_bookkeeping_is_an_error_not_a_panic() {
         let applied = {
-            let mut applied = Applied::default();
+            let mut applied = AppliedEvents::default();
             applied.record(stamp(5, 5), &Two(None, None));
             applied
         };

@@ -1,9 +1,10 @@
 //! The identity of an event: SHA-256 of the canonical JSON of its body (object keys sorted, no
 //! insignificant whitespace, strings and numbers as serde_json writes them).
 //!
-//! Digests are persisted (merge stamps, delivery records), so the canonical bytes must never
-//! change; `tests/digest_vectors.rs` pins them. The canonical form is streamed into the hasher
-//! rather than built as a string first, which once cost more than parsing the body.
+//! Digests are persisted (the stamps of the items' bookkeeping, nonce records), so the canonical
+//! bytes must never change; `tests/digest_vectors.rs` pins them. The canonical form is streamed
+//! into the hasher rather than built as a string first, which once cost more than parsing the
+//! body.
 
 use std::borrow::Cow;
 use std::io::{self, Write};

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::activity::event::ActivityContent;
 use crate::activity::state::{ActivityState, LastActivityEvent};
-use crate::bookkeeping::{Applied, BookError, Registers};
+use crate::bookkeeping::{AppliedEvents, BookError, Registers};
 use crate::crm::state::{CrmState, FieldValue, LastEvent};
 use crate::item::{Item, ItemRead};
 use crate::json::EventDigest;
@@ -53,14 +53,14 @@ pub trait Format1: Registers + Sized {
 /// A format-1 entity item, read: its state and the events its registers refer to. `merge_state`
 /// is the item's `merge_state` attribute, `item` its other attributes (`last_raw` and the key
 /// are read from it).
-pub fn read<S: Format1>(merge_state: &str, item: &Item) -> Result<(Applied, S), BookError> {
+pub fn read<S: Format1>(merge_state: &str, item: &Item) -> Result<(AppliedEvents, S), BookError> {
     let stored: S::Stored = serde_json::from_str(merge_state)
         .map_err(|e| BookError::new(format!("format 1 `{MERGE_STATE}` cannot be read: {e}")))?;
     let last_raw = item
-        .s("last_raw")
+        .string("last_raw")
         .ok_or_else(|| BookError::new("the format 1 item has no readable `last_raw`"))?;
     let state = S::convert(stored, last_raw)?;
-    let key = (item.s("mid"), item.s("entity_id"));
+    let key = (item.string("mid"), item.string("entity_id"));
     if key != (Some(state.key().0), Some(state.key().1)) {
         return Err(BookError::new(format!(
             "format 1 `{MERGE_STATE}` is of {:?}, the item is {key:?}",
@@ -69,7 +69,7 @@ pub fn read<S: Format1>(merge_state: &str, item: &Item) -> Result<(Applied, S), 
     }
     let mut referenced = Vec::new();
     state.visit_stamps(&mut |stamp| referenced.push(*stamp));
-    let mut applied = Applied::default();
+    let mut applied = AppliedEvents::default();
     for stamp in referenced {
         applied.record(stamp, &state);
     }
@@ -223,7 +223,7 @@ mod tests {
     }
 
     fn item(mid: &str) -> Item {
-        ItemBuilder::key(mid, "A").s("last_raw", "{}").build()
+        ItemBuilder::key(mid, "A").string("last_raw", "{}").build()
     }
 
     #[test]
@@ -252,7 +252,7 @@ mod tests {
         let mut no_raw = item("124");
         no_raw.remove("last_raw");
         assert!(read::<ActivityState>(&activity_state(DIGEST), &no_raw).is_err());
-        no_raw.insert("last_raw".into(), AttrValue::n(1));
+        no_raw.insert("last_raw".into(), AttrValue::number(1));
         assert!(read::<ActivityState>(&activity_state(DIGEST), &no_raw).is_err());
     }
 }

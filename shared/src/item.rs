@@ -23,7 +23,7 @@ pub enum AttrValue {
 }
 
 impl AttrValue {
-    pub fn n(number: impl ToString) -> Self {
+    pub fn number(number: impl ToString) -> Self {
         Self::N(number.to_string())
     }
 
@@ -70,13 +70,13 @@ impl AttrValue {
 
 /// Typed reads of an item's attributes, for rebuilding a state from a stored item.
 pub trait ItemRead {
-    fn s(&self, name: &str) -> Option<&str>;
+    fn string(&self, name: &str) -> Option<&str>;
     fn i64(&self, name: &str) -> Option<i64>;
     fn bool(&self, name: &str) -> Option<bool>;
 }
 
 impl ItemRead for Item {
-    fn s(&self, name: &str) -> Option<&str> {
+    fn string(&self, name: &str) -> Option<&str> {
         self.get(name)?.as_s()
     }
 
@@ -120,29 +120,29 @@ pub struct ItemBuilder(Item);
 
 impl ItemBuilder {
     pub fn key(mid: &str, entity_id: &str) -> Self {
-        Self::default().s("mid", mid).s("entity_id", entity_id)
+        Self::default().string("mid", mid).string("entity_id", entity_id)
     }
 
-    pub fn s(mut self, name: &str, value: impl Into<String>) -> Self {
+    pub fn string(mut self, name: &str, value: impl Into<String>) -> Self {
         self.0.insert(name.to_owned(), AttrValue::S(value.into()));
         self
     }
 
-    pub fn opt_s(self, name: &str, value: Option<&str>) -> Self {
+    pub fn opt_string(self, name: &str, value: Option<&str>) -> Self {
         match value {
-            Some(value) => self.s(name, value),
+            Some(value) => self.string(name, value),
             None => self,
         }
     }
 
-    pub fn n(mut self, name: &str, value: impl ToString) -> Self {
-        self.0.insert(name.to_owned(), AttrValue::n(value));
+    pub fn number(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.insert(name.to_owned(), AttrValue::number(value));
         self
     }
 
-    pub fn opt_n(self, name: &str, value: Option<i64>) -> Self {
+    pub fn opt_number(self, name: &str, value: Option<i64>) -> Self {
         match value {
-            Some(value) => self.n(name, value),
+            Some(value) => self.number(name, value),
             None => self,
         }
     }
@@ -217,8 +217,8 @@ mod tests {
     #[test]
     fn absent_values_leave_no_attribute() {
         let item = ItemBuilder::key("124", "E")
-            .opt_s("owner", None)
-            .opt_n("roadmap_id", None)
+            .opt_string("owner", None)
+            .opt_number("roadmap_id", None)
             .opt_bool("b", None)
             .build();
         assert_eq!(item.len(), 2);

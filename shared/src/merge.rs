@@ -100,8 +100,10 @@ impl Delivery {
     }
 }
 
-/// A state together with the digests of the events merged into it: the pure model of what the
-/// store does with its delivery records.
+/// A state together with the digests of every event merged into it: the pure model of a store
+/// that merges each distinct event once (the in-memory store, and the oracle of the property
+/// tests). The DynamoDB store keeps a bounded record of stamps in the item instead
+/// ([`crate::bookkeeping`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ledger<S> {
     pub state: Option<S>,

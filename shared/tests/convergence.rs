@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use shared::activity::verify::{self as activity_verify, Freshness, FreshnessCheck, SignedFields};
 use shared::activity::{ActivityEvent, ActivityState};
-use shared::bookkeeping::{self, Applied, Registers};
+use shared::bookkeeping::{self, AppliedEvents, Registers};
 use shared::clock::FixedClock;
 use shared::crm::{CrmEvent, CrmState};
 use shared::envelope::Envelope;
@@ -620,11 +620,11 @@ proptest! {
     /// bookkeeping, and after every delivery the item is the oracle's.
     #[test]
     fn activity_state_read_back_from_the_item_converges((_, shuffled) in with_shuffle(activity_history())) {
-        let mut stored: Option<(Applied, ActivityState)> = None;
+        let mut stored: Option<(AppliedEvents, ActivityState)> = None;
         for (n, delivery) in shuffled.iter().enumerate() {
             let (mut applied, state) = match stored.take() {
                 Some((applied, state)) => (applied, Some(state)),
-                None => (Applied::default(), None),
+                None => (AppliedEvents::default(), None),
             };
             let merged = ActivityState::merge(state, &delivery.event);
             applied.record(delivery.event.stamp(), &merged);
@@ -705,10 +705,10 @@ proptest! {
 /// What the store keeps of a state: its item and the bookkeeping, and nothing else. Writes both
 /// and reads the state back from them, checking that the read-back state shows the same item.
 fn through_storage<S: Registers + Clone>(
-    applied: &Applied,
+    applied: &AppliedEvents,
     state: &S,
     to_item: impl Fn(&S) -> Item,
-) -> Result<(Applied, S), TestCaseError> {
+) -> Result<(AppliedEvents, S), TestCaseError> {
     let item = to_item(state);
     let bytes = bookkeeping::encode(applied, state).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let (read_applied, read) =
@@ -727,11 +727,11 @@ proptest! {
     /// bound).
     #[test]
     fn crm_state_read_back_from_the_item_converges((_, shuffled) in with_shuffle(crm_history())) {
-        let mut stored: Option<(Applied, CrmState)> = None;
+        let mut stored: Option<(AppliedEvents, CrmState)> = None;
         for (n, delivery) in shuffled.iter().enumerate() {
             let (mut applied, state) = match stored.take() {
                 Some((applied, state)) => (applied, Some(state)),
-                None => (Applied::default(), None),
+                None => (AppliedEvents::default(), None),
             };
             let stamp = delivery.event.stamp();
             prop_assert!(!applied.contains(&stamp), "a new event is not in the record");

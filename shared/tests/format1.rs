@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use shared::activity::verify::SignedFields;
 use shared::activity::{ActivityEvent, ActivityState};
-use shared::bookkeeping::{self, Applied, Registers};
+use shared::bookkeeping::{self, AppliedEvents, Registers};
 use shared::crm::{CrmEvent, CrmState};
 use shared::envelope::Envelope;
 use shared::format1::{self, Format1, MERGE_STATE};
@@ -102,9 +102,9 @@ impl<S: Mergeable> Source<S> {
 }
 
 /// What today's code holds after `events`: the state and the record of applied events.
-fn merged<S: Mergeable + Registers>(events: &[S::Event], stamp: impl Fn(&S::Event) -> Stamp) -> (Applied, S) {
+fn merged<S: Mergeable + Registers>(events: &[S::Event], stamp: impl Fn(&S::Event) -> Stamp) -> (AppliedEvents, S) {
     let mut state = None;
-    let mut applied = Applied::default();
+    let mut applied = AppliedEvents::default();
     for event in events {
         let next = S::merge(state.take(), event);
         applied.record(stamp(event), &next);

@@ -1,9 +1,11 @@
 //! The DynamoDB adapter against a real DynamoDB-compatible server (moto, started by
 //! `make test`) through the real aws-sdk-dynamodb client. Stored items are compared, `version`
-//! and `event_count` included, with the independent oracle (`tests::oracle`).
+//! and `event_count` included, with the independent oracle (`tests::oracle`); the calls each
+//! delivery costs are counted through the store's own `store_calls` metric.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -77,6 +79,14 @@ fn expected(oracle: &Oracle, source: Source, entity_id: &str) -> HashMap<String,
 
 fn n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
     item[name].as_n().unwrap().parse().unwrap()
+}
+
+/// Update `i` of `base`'s lead: at `create_time` 1_677_500_000 + `i`, setting `field_<i>` only.
+fn numbered_update(base: &CrmEvent, i: i64) -> CrmEvent {
+    let mut value: Value = serde_json::from_str(&base.raw).unwrap();
+    value["create_time"] = (1_677_500_000 + i).into();
+    value["extra_data"]["mapping_data"] = serde_json::json!({ format!("field_{i}"): [null, i] });
+    parse_crm(&value.to_string())
 }
 
 fn crm_fixture_names() -> Vec<String> {
@@ -199,12 +209,7 @@ async fn interleaved_instances_lose_no_update_and_a_deleted_item_is_written_anew
     let (a, b) = (crm_store(), crm_store());
     let mid = unique_mid("stale");
     let base = crm_event("lead_object_update.json", &mid);
-    let event = |i: i64| {
-        let mut value: Value = serde_json::from_str(&base.raw).unwrap();
-        value["create_time"] = (1_677_500_000 + i).into();
-        value["extra_data"]["mapping_data"] = serde_json::json!({ format!("field_{i}"): [null, i] });
-        parse_crm(&value.to_string())
-    };
+    let event = |i: i64| numbered_update(&base, i);
     assert_eq!(a.apply(&event(1)).await, Ok(Delivery::Accepted));
     assert_eq!(b.apply(&event(2)).await, Ok(Delivery::Accepted));
     assert_eq!(
@@ -277,14 +282,7 @@ async fn concurrent_writers_on_one_entity_lose_no_update() {
     let store = Arc::new(crm_store());
     let mid = unique_mid("race");
     let base = crm_event("lead_object_update.json", &mid);
-    let events: Vec<CrmEvent> = (0..12)
-        .map(|i| {
-            let mut value: Value = serde_json::from_str(&base.raw).unwrap();
-            value["create_time"] = (1_677_500_000 + i).into();
-            value["extra_data"]["mapping_data"] = serde_json::json!({ format!("field_{i}"): [null, i] });
-            parse_crm(&value.to_string())
-        })
-        .collect();
+    let events: Vec<CrmEvent> = (0..12).map(|i| numbered_update(&base, i)).collect();
     let tasks: Vec<_> = events
         .iter()
         .cloned()
@@ -583,4 +581,203 @@ async fn an_unreachable_dynamodb_fails_fast_and_cleanly() {
     )
     .await
     .is_none());
+}
+
+/// The store's calls by kind (the `call` label of its `store_calls` metric), counted on this
+/// thread only: [`StoreCalls::run`] drives a test on a runtime of the calling thread, so other
+/// tests of the binary, on other threads, are not counted.
+#[derive(Default)]
+struct StoreCalls {
+    counted: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+/// One `store_calls` counter, one kind of call.
+struct CallCounter {
+    call: String,
+    counted: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl metrics::CounterFn for CallCounter {
+    fn increment(&self, value: u64) {
+        *self.counted.lock().unwrap().entry(self.call.clone()).or_default() += value;
+    }
+
+    fn absolute(&self, value: u64) {
+        self.counted.lock().unwrap().insert(self.call.clone(), value);
+    }
+}
+
+impl metrics::Recorder for StoreCalls {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let call = key.labels().find(|label| label.key() == "call");
+        match call {
+            Some(call) if key.name() == "store_calls" => metrics::Counter::from_arc(Arc::new(CallCounter {
+                call: call.value().to_owned(),
+                counted: Arc::clone(&self.counted),
+            })),
+            _ => metrics::Counter::noop(),
+        }
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+impl StoreCalls {
+    /// Runs `test` to completion on a runtime of this thread, with this recorder counting.
+    fn run<T>(&self, test: impl Future<Output = T>) -> T {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        metrics::with_local_recorder(self, || runtime.block_on(test))
+    }
+
+    /// The calls counted since the last take.
+    fn take(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.counted.lock().unwrap())
+    }
+}
+
+/// The calls counted, as [`StoreCalls::take`] gives them (kinds not called left out).
+fn calls(counts: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    counts
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(call, count)| (call.to_string(), *count))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+fn each_delivery_costs_one_write_call_unless_another_instance_wrote_its_entity_since() {
+    let counter = StoreCalls::default();
+    counter.run(crm_calls_by_case(&counter));
+    counter.run(activity_calls_by_case(&counter));
+}
+
+/// Two instances of the CRM function, taking turns on one lead.
+async fn crm_calls_by_case(counter: &StoreCalls) {
+    let (a, b) = (crm_store(), crm_store());
+    let mid = unique_mid("calls");
+    let base = crm_event("lead_object_update.json", &mid);
+    let mut oracle = Oracle::new(&mid);
+    // (instance, event, answer, PutItem calls, GetItem calls)
+    let steps = [
+        // A new entity: one put, conditional on no item.
+        (&a, 1, Delivery::Accepted, 1, 0),
+        // a wrote it last: one put, conditional on what a wrote.
+        (&a, 2, Delivery::Accepted, 1, 0),
+        // a remembers the event applied: one read confirms it.
+        (&a, 2, Delivery::Duplicate, 0, 1),
+        // b has not seen the entity: its put fails and returns the item, which holds it.
+        (&b, 2, Delivery::Duplicate, 1, 0),
+        // b remembers the item its failed put returned.
+        (&b, 3, Delivery::Accepted, 1, 0),
+        // b wrote in between: a's put fails and returns b's item, into which a merges.
+        (&a, 4, Delivery::Accepted, 2, 0),
+    ];
+    for (step, (store, i, want, puts, gets)) in steps.into_iter().enumerate() {
+        let event = numbered_update(&base, i);
+        assert_eq!(store.apply(&event).await, Ok(want), "CRM step {step}");
+        assert_eq!(
+            counter.take(),
+            calls(&[("PutItem", puts), ("GetItem", gets)]),
+            "CRM step {step}"
+        );
+        oracle.deliver(Source::Crm, &event.raw);
+    }
+    let key = [("mid", mid.as_str()), ("entity_id", base.entity_id.as_str())];
+    let item = get(&stack::crm_table(), &key).await.unwrap();
+    assert_eq!((n(&item, "event_count"), n(&item, "version")), (4, 4));
+    assert_eq!(visible(item), expected(&oracle, Source::Crm, &base.entity_id));
+}
+
+/// Two instances of the activity function, taking turns on one activity.
+async fn activity_calls_by_case(counter: &StoreCalls) {
+    let (a, b) = (activity_store(), activity_store());
+    let mid = unique_mid("calls-activity");
+    let add = activity_event("event_add.json", &mid);
+    let edit = activity_event("event_edit.json", &mid);
+    let mut later: Value = serde_json::from_str(&edit.raw).unwrap();
+    later["nonce"] = tests::signing::unique_nonce().into();
+    later["timestamp"] = (later["timestamp"].as_i64().unwrap() + 60).into();
+    later["attributes"]["title"] = "later".into();
+    let later = parse_activity(&later.to_string(), &mid);
+    // (instance, callback, answer, TransactWriteItems calls)
+    let steps = [
+        // A new activity: one transaction.
+        (&a, &add, NonceOutcome::Accepted, 1),
+        // a wrote it last: one transaction.
+        (&a, &edit, NonceOutcome::Accepted, 1),
+        // The cancelled transaction returns the nonce record.
+        (&b, &edit, NonceOutcome::Duplicate, 1),
+        // b has not seen the activity: the first transaction returns it.
+        (&b, &later, NonceOutcome::Accepted, 2),
+    ];
+    let mut oracle = Oracle::new(&mid);
+    for (step, (store, event, want, transactions)) in steps.into_iter().enumerate() {
+        assert_eq!(store.apply(event).await, Ok(want), "activity step {step}");
+        assert_eq!(
+            counter.take(),
+            calls(&[("TransactWriteItems", transactions)]),
+            "activity step {step}: no read"
+        );
+        oracle.deliver(Source::Activity, &event.raw);
+    }
+    let entity_id = add.activity_id().unwrap();
+    let item = get(&stack::activity_table(), &[("mid", &mid), ("entity_id", entity_id)])
+        .await
+        .unwrap();
+    assert_eq!(n(&item, "version"), 3);
+    assert_eq!(visible(item), expected(&oracle, Source::Activity, entity_id));
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
+async fn the_store_answers_within_the_budget_it_is_given() {
+    // A server that accepts connections and never answers: every call waits for the budget.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    let client = stack::client_for(&endpoint);
+    let crm = DynamoCrmStore::new(client.clone(), stack::crm_table(), Arc::new(FixedClock(NOW)));
+    let activities = DynamoActivityStore::new(
+        client,
+        stack::activity_table(),
+        stack::activity_nonces_table(),
+        660,
+        Arc::new(FixedClock(NOW)),
+    );
+    let mid = unique_mid("budget");
+    // What a slow first read of the secrets left of the request's 4 s: the store gets that much,
+    // not its own 3 s operation timeout.
+    for budget_ms in [300, 700] {
+        let budget = Duration::from_millis(budget_ms);
+        let event = crm_event("seed_124_object_create.json", &mid);
+        assert_eq!(
+            crm.apply_within(&event, budget).await,
+            Err(StoreError::Timeout(budget_ms))
+        );
+        let callback = activity_event("event_add.json", &mid);
+        assert_eq!(
+            activities.apply_within(&callback, budget).await,
+            Err(StoreError::Timeout(budget_ms))
+        );
+    }
+    silent.abort();
 }

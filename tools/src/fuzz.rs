@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use shared::activity::verify::{self as activity_verify, Freshness};
 use shared::activity::{ActivityEvent, ActivityIntake, ActivityState};
-use shared::bookkeeping::{self, Applied, Registers};
+use shared::bookkeeping::{self, AppliedEvents, Registers};
 use shared::clock::FixedClock;
 use shared::crm::{self, CrmEvent, CrmIntake, CrmState};
 use shared::dynamo::{item_to_sdk, read_entity, FORMAT, MERGE, VERSION};
@@ -334,7 +334,7 @@ fn store_deliveries<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
         }
         let (version, mut applied, state) = match current {
             Some(t) => (t.version, t.applied, Some(t.state)),
-            None => (0, Applied::default(), None),
+            None => (0, AppliedEvents::default(), None),
         };
         let state = S::merge(state, event);
         applied.record(stamp, &state);

@@ -51,32 +51,32 @@ impl ActivityState {
             })
             .collect();
         let mut item = ItemBuilder::key(&self.mid, &self.entity_id)
-            .opt_s("title", c.title.as_deref())
-            .opt_s("summary", c.summary.as_deref())
-            .opt_s("content", c.content.as_deref())
-            .opt_s("location", c.location.as_deref())
-            .opt_s("started_at", c.started_at.as_deref())
-            .opt_s("ended_at", c.ended_at.as_deref())
-            .opt_s("closed_at", c.closed_at.as_deref())
-            .opt_s("created_at", c.created_at.as_deref())
-            .opt_s("attend_start_at", c.attend_start_at.as_deref())
-            .opt_s("attend_end_at", c.attend_end_at.as_deref())
-            .opt_s("attend_method", c.attend_method.as_deref())
-            .opt_s("app_source_type", c.app_source_type.as_deref())
-            .opt_n("participant_count_limit", c.participant_count_limit)
+            .opt_string("title", c.title.as_deref())
+            .opt_string("summary", c.summary.as_deref())
+            .opt_string("content", c.content.as_deref())
+            .opt_string("location", c.location.as_deref())
+            .opt_string("started_at", c.started_at.as_deref())
+            .opt_string("ended_at", c.ended_at.as_deref())
+            .opt_string("closed_at", c.closed_at.as_deref())
+            .opt_string("created_at", c.created_at.as_deref())
+            .opt_string("attend_start_at", c.attend_start_at.as_deref())
+            .opt_string("attend_end_at", c.attend_end_at.as_deref())
+            .opt_string("attend_method", c.attend_method.as_deref())
+            .opt_string("app_source_type", c.app_source_type.as_deref())
+            .opt_number("participant_count_limit", c.participant_count_limit)
             .opt_bool("enable_random_extract", c.enable_random_extract)
-            .opt_s("privilege_type", c.privilege_type.map(|p| p.as_str()))
-            .opt_s("logo", c.logo.as_deref())
-            .opt_s("team_id", c.team_id.as_deref())
-            .opt_s("category_id", c.category_id.as_deref())
-            .opt_n("roadmap_id", c.roadmap_id)
-            .opt_s("operator", self.last.value.operator.as_deref())
-            .opt_s("operator_name", self.last.value.operator_name.as_deref())
-            .s("last_action", self.last.value.action.as_str())
-            .n("event_time", self.last.stamp.time)
+            .opt_string("privilege_type", c.privilege_type.map(|p| p.as_str()))
+            .opt_string("logo", c.logo.as_deref())
+            .opt_string("team_id", c.team_id.as_deref())
+            .opt_string("category_id", c.category_id.as_deref())
+            .opt_number("roadmap_id", c.roadmap_id)
+            .opt_string("operator", self.last.value.operator.as_deref())
+            .opt_string("operator_name", self.last.value.operator_name.as_deref())
+            .string("last_action", self.last.value.action.as_str())
+            .number("event_time", self.last.stamp.time)
             .bool("deleted", self.deleted())
-            .s("updated_at", updated_at)
-            .s("last_raw", &*self.last_raw);
+            .string("updated_at", updated_at)
+            .string("last_raw", &*self.last_raw);
         if self.content.is_some() {
             item = item.attr("privilege", AttrValue::M(privilege));
         }
@@ -99,7 +99,7 @@ impl Registers for ActivityState {
 
     fn read_registers(item: &Item, reader: &mut Reader<'_>) -> Result<Self, BookError> {
         let missing = |name: &str| BookError::new(format!("the item has no readable `{name}`"));
-        let text = |name: &str| item.s(name).map(str::to_owned);
+        let text = |name: &str| item.string(name).map(str::to_owned);
         let content = match reader.stamp()? {
             Some(stamp) => Some(Lww {
                 value: content_from_item(item).ok_or_else(|| missing("privilege"))?,
@@ -109,7 +109,7 @@ impl Registers for ActivityState {
         };
         let last = Lww {
             value: LastActivityEvent {
-                action: ActivityAction::from_wire(item.s("last_action").ok_or_else(|| missing("last_action"))?),
+                action: ActivityAction::from_wire(item.string("last_action").ok_or_else(|| missing("last_action"))?),
                 operator: text("operator"),
                 operator_name: text("operator_name"),
             },
@@ -127,7 +127,7 @@ impl Registers for ActivityState {
 
 /// The content [`ActivityState::to_item`] wrote (`None` if the item is not of that shape).
 fn content_from_item(item: &Item) -> Option<ActivityContent> {
-    let text = |name: &str| item.s(name).map(str::to_owned);
+    let text = |name: &str| item.string(name).map(str::to_owned);
     let AttrValue::M(privilege) = item.get("privilege")? else {
         return None;
     };
@@ -143,7 +143,7 @@ fn content_from_item(item: &Item) -> Option<ActivityContent> {
             _ => None,
         })
         .collect::<Option<_>>()?;
-    let privilege_type = match item.s("privilege_type") {
+    let privilege_type = match item.string("privilege_type") {
         None => None,
         Some(kind) => Some(
             [

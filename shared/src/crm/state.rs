@@ -105,25 +105,25 @@ impl CrmState {
             .map(|(member, _)| member.clone())
             .collect();
         let mut item = ItemBuilder::key(&self.mid, &self.entity_id)
-            .opt_s("object_name", value(&self.object_name))
-            .opt_s("object_id", value(&self.object_id))
+            .opt_string("object_name", value(&self.object_name))
+            .opt_string("object_id", value(&self.object_id))
             .attr("fields", AttrValue::M(fields))
             .attr("field_labels", AttrValue::M(labels))
-            .opt_s("owner", value(&self.owner))
-            .opt_s("life_status", value(&self.life_status))
-            .opt_s("lead_pool", value(&self.lead_pool))
-            .opt_s("leads_status", value(&self.leads_status))
-            .opt_s("business_type", value(&self.business_type))
-            .opt_s("business_type_name", value(&self.business_type_name))
-            .opt_s("lead_omni_user_uuid", value(&self.lead_omni_user_uuid))
+            .opt_string("owner", value(&self.owner))
+            .opt_string("life_status", value(&self.life_status))
+            .opt_string("lead_pool", value(&self.lead_pool))
+            .opt_string("leads_status", value(&self.leads_status))
+            .opt_string("business_type", value(&self.business_type))
+            .opt_string("business_type_name", value(&self.business_type_name))
+            .opt_string("lead_omni_user_uuid", value(&self.lead_omni_user_uuid))
             .opt_bool("voided", self.voided.as_ref().map(|held| held.value))
-            .opt_s("created_at", value(&self.created_at))
-            .s("last_event_type", &self.last.value.event_type)
-            .s("last_action_keyword", &self.last.value.action_keyword)
-            .n("event_time", self.last.stamp.time)
-            .n("event_count", self.event_count)
-            .s("updated_at", updated_at)
-            .s("last_raw", &*self.last_raw);
+            .opt_string("created_at", value(&self.created_at))
+            .string("last_event_type", &self.last.value.event_type)
+            .string("last_action_keyword", &self.last.value.action_keyword)
+            .number("event_time", self.last.stamp.time)
+            .number("event_count", self.event_count)
+            .string("updated_at", updated_at)
+            .string("last_raw", &*self.last_raw);
         if !members.is_empty() {
             item = item.attr("team_members", AttrValue::SS(members));
         }
@@ -189,7 +189,7 @@ impl Registers for CrmState {
 
     fn read_registers(item: &Item, reader: &mut Reader<'_>) -> Result<Self, BookError> {
         let missing = |name: &str| BookError::new(format!("the item has no readable `{name}`"));
-        let text = |name: &str| item.s(name).map(str::to_owned).ok_or_else(|| missing(name));
+        let text = |name: &str| item.string(name).map(str::to_owned).ok_or_else(|| missing(name));
         let mut strings: [Option<Lww<String>>; 10] = Default::default();
         for (slot, name) in strings.iter_mut().zip(STRING_REGISTERS) {
             if let Some(stamp) = reader.stamp()? {

@@ -14,29 +14,30 @@
 //!   partitions. Its sort key cannot be a nonce a sender signed without the secret, so no
 //!   tenant record can take a claim's key.
 //!
-//! Both hold the body's digest and are written with the item (or, for an action the service
-//! does not model, with its record in the `refused_deliveries` table), so that a nonce record
-//! always means "this body was applied": the same nonce, tenant and digest again is a duplicate,
-//! another digest or tenant a replay, and a 503 leaves nothing behind.
+//! Both hold the body's digest and are written with the item (or, for an action the service does
+//! not model, with its record in the `refused_deliveries` table), so that a nonce record always
+//! means "this body was applied": the same nonce, tenant and digest again is a duplicate, another
+//! digest or tenant a replay, and no nonce record ever exists without its item.
 //!
-//! Calls per callback: one consistent `BatchGetItem` of both records and the item, then one
-//! `TransactWriteItems` of the three. A duplicate or a replay is answered from the read alone. A
-//! transaction whose condition failed returns the current records or item in its cancellation
-//! reasons (`ReturnValuesOnConditionCheckFailure = ALL_OLD` on every put), so a lost race costs
-//! one more transaction, not a read and a transaction.
+//! Calls per callback: one `TransactWriteItems` of the three, written first, without a read: both
+//! records conditional on their absence, the item merged into the activity as this instance
+//! last saw it ([`super::entity::EntityTable::recent`]; none: conditional on no item existing).
+//! Every put asks for what is stored when its condition fails
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), and the cancelled transaction returns it in
+//! its cancellation reasons: a nonce already recorded answers `duplicate` or `replayed_nonce`
+//! from its record, an item other than the one guessed is merged into and written again. So a
+//! duplicate or a replay costs the one transaction, and an activity this instance did not write
+//! last costs two.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    CancellationReason, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::attr::{self, key, n, s, SdkItem, EXPIRES_AT};
-use super::entity::{entity_write, read_entity, within_deadline, Apply, EntityTable, Race, Tracked};
+use super::attr::{self, key, number, string, SdkItem, EXPIRES_AT};
+use super::entity::{entity_write, read_entity, within_deadline, Apply, EntityTable, EntityWrite, Race, Tracked};
 use crate::activity::{ActivityEvent, ActivityState};
 use crate::clock::Clock;
 use crate::error::StoreError;
@@ -56,7 +57,7 @@ pub struct UnmodelledTable {
 }
 
 pub struct DynamoActivityStore {
-    entities: EntityTable,
+    entities: EntityTable<ActivityState>,
     nonces_table: String,
     nonce_retention_seconds: i64,
     /// `None`: unmodelled actions are only logged (no quarantine table configured).
@@ -64,12 +65,13 @@ pub struct DynamoActivityStore {
     clock: Arc<dyn Clock>,
 }
 
-/// What one read found, or a cancelled transaction returned: what the nonce was recorded with
-/// (its claim, else its tenant record), and the activity's item.
+/// What a cancelled transaction returned: what the nonce was recorded with (its claim, else its
+/// tenant record), and the activity's item.
 #[derive(Debug)]
 struct Found {
     nonce: Option<RecordedNonce>,
-    activity: Option<Tracked<ActivityState>>,
+    /// The item, decoded, and its size.
+    activity: Option<(Tracked<ActivityState>, usize)>,
 }
 
 impl DynamoActivityStore {
@@ -113,87 +115,20 @@ impl DynamoActivityStore {
     /// (so that a tenant record names its claim).
     fn nonce_records(&self, event: &ActivityEvent, now: i64) -> [SdkItem; 2] {
         [Self::nonce_key(event), Self::claim_key(event)].map(|mut record| {
-            record.insert("body_digest".to_owned(), s(event.digest.as_str()));
-            record.insert("tenant".to_owned(), s(event.mid.as_str()));
-            record.insert("replay_scope".to_owned(), s(event.replay_scope.as_str()));
-            record.insert(EXPIRES_AT.to_owned(), n(now + self.nonce_retention_seconds));
+            record.insert("body_digest".to_owned(), string(event.digest.as_str()));
+            record.insert("tenant".to_owned(), string(event.mid.as_str()));
+            record.insert("replay_scope".to_owned(), string(event.replay_scope.as_str()));
+            record.insert(EXPIRES_AT.to_owned(), number(now + self.nonce_retention_seconds));
             record
         })
     }
 
-    /// The nonce record and the activity's item (if the callback names one), in one consistent
-    /// read.
-    async fn read(&self, event: &ActivityEvent, entity_id: Option<&str>) -> Result<Found, StoreError> {
-        let consistent = |keys: SdkItem| {
-            KeysAndAttributes::builder()
-                .keys(keys)
-                .consistent_read(true)
-                .build()
-                .map_err(|error| StoreError::Corrupt(error.to_string()))
-        };
-        let nonce_keys = KeysAndAttributes::builder()
-            .keys(Self::nonce_key(event))
-            .keys(Self::claim_key(event))
-            .consistent_read(true)
-            .build()
-            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        let mut keys = HashMap::from([(self.nonces_table.clone(), nonce_keys)]);
-        if let Some(entity_id) = entity_id {
-            keys.insert(
-                self.entities.name.clone(),
-                consistent(key(("mid", &event.mid), ("entity_id", entity_id)))?,
-            );
-        }
-        let mut request = Some(keys);
-        let mut found = Found {
-            nonce: None,
-            activity: None,
-        };
-        let mut tenant_record = None;
-        // DynamoDB may leave keys unprocessed when throttled: ask again for those after a pause
-        // that doubles each round, as DynamoDB advises (the deadline bounds the loop).
-        let mut round = 0u32;
-        while let Some(keys) = request.take().filter(|keys: &HashMap<_, _>| !keys.is_empty()) {
-            if round > 0 {
-                tokio::time::sleep(Duration::from_millis(10 << round.min(6))).await;
-            }
-            round += 1;
-            metrics::counter!("store_calls", "source" => "activity", "call" => "BatchGetItem").increment(1);
-            let output = self
-                .client()
-                .batch_get_item()
-                .set_request_items(Some(keys))
-                .send()
-                .await
-                .map_err(attr::unavailable)?;
-            if let Some(responses) = output.responses() {
-                for record in responses.get(&self.nonces_table).into_iter().flatten() {
-                    let recorded = recorded_nonce(record);
-                    if record.get("nonce").and_then(|k| k.as_s().ok()).map(String::as_str) == Some(CLAIM_SORT_KEY) {
-                        found.nonce = recorded;
-                    } else {
-                        tenant_record = recorded;
-                    }
-                }
-                if let Some(item) = responses.get(&self.entities.name).and_then(|items| items.first()) {
-                    found.activity = Some(read_entity(item)?);
-                }
-            }
-            request = output.unprocessed_keys().cloned();
-        }
-        // The claim answers for every tenant; a tenant record without one (written before
-        // claims existed) for its own tenant.
-        found.nonce = found.nonce.or(tenant_record);
-        Ok(found)
-    }
-
     /// Writes both nonce records and what the callback brings (the merged item, conditional on
-    /// what was read, or an unmodelled action's record) together.
+    /// the activity it was merged into, or an unmodelled action's record) together.
     async fn commit(
         &self,
         event: &ActivityEvent,
-        found: &Found,
-        apply: Option<&Apply<'_, ActivityEvent>>,
+        write: Option<&EntityWrite<ActivityState>>,
         now: i64,
     ) -> Result<Committed, StoreError> {
         let build = |error: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(error.to_string());
@@ -209,14 +144,13 @@ impl DynamoActivityStore {
                     .map_err(build)?,
             );
         }
-        match apply {
-            Some(apply) => {
-                let write = entity_write(found.activity.as_ref(), apply, ActivityState::to_item)?;
+        match write {
+            Some(write) => {
                 let condition = write.condition();
                 puts.push(
                     Put::builder()
                         .table_name(&self.entities.name)
-                        .set_item(Some(write.item))
+                        .set_item(Some(write.item.clone()))
                         .condition_expression(condition.expression)
                         .set_expression_attribute_names(condition.names)
                         .set_expression_attribute_values(condition.values)
@@ -251,11 +185,13 @@ impl DynamoActivityStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Committed::Yes),
+            Ok(_) => Ok(Committed::Stored),
             Err(error) => match error.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
                     let found = cancelled_by(cancelled.cancellation_reasons())?;
-                    Ok(found.map_or(Committed::Unknown, |found| Committed::Conflict(Box::new(found))))
+                    Ok(found.map_or(Committed::Cancelled, |found| {
+                        Committed::ConditionFailed(Box::new(found))
+                    }))
                 }
                 _ => Err(attr::unavailable(error)),
             },
@@ -267,7 +203,6 @@ impl DynamoActivityStore {
         let updated_at = utc_rfc3339(now);
         let entity_id = event.activity_id();
         let mut race = Race::start(budget);
-        let mut found = self.read(event, entity_id).await?;
         let apply = entity_id.map(|entity_id| Apply {
             mid: &event.mid,
             entity_id,
@@ -275,33 +210,48 @@ impl DynamoActivityStore {
             stamp: event.stamp(),
             updated_at: &updated_at,
         });
+        // The activity the item is merged into: as this instance last saw it, then as a failed
+        // condition returned it.
+        let mut activity = entity_id.and_then(|entity_id| self.entities.recent(&event.mid, entity_id));
         loop {
-            if let Some(recorded) = &found.nonce {
-                return Ok(recorded.outcome_for(&event.mid, &event.digest));
+            let write = apply
+                .as_ref()
+                .map(|apply| entity_write(activity.as_deref(), apply, ActivityState::to_item))
+                .transpose()?;
+            let contested = entity_id.unwrap_or(event.nonce.as_str());
+            match race.timed(self.commit(event, write.as_ref(), now)).await? {
+                Committed::Stored => {
+                    if let (Some(write), Some(entity_id)) = (write, entity_id) {
+                        self.entities.remember_written(&event.mid, entity_id, write);
+                    }
+                    return Ok(NonceOutcome::Accepted);
+                }
+                Committed::ConditionFailed(found) => {
+                    if let Some(recorded) = &found.nonce {
+                        return Ok(recorded.outcome_for(&event.mid, &event.digest));
+                    }
+                    self.entities.failed_condition(&mut race, &event.mid, contested).await?;
+                    activity = match (found.activity, entity_id) {
+                        (Some((returned, bytes)), Some(entity_id)) => {
+                            Some(self.entities.remember_returned(&event.mid, entity_id, returned, bytes))
+                        }
+                        _ => None,
+                    };
+                }
+                // Nothing to go on: the same transaction again, after a pause.
+                Committed::Cancelled => self.entities.lost_race(&mut race, &event.mid, contested).await?,
             }
-            let returned = match race.timed(self.commit(event, &found, apply.as_ref(), now)).await? {
-                Committed::Yes => return Ok(NonceOutcome::Accepted),
-                Committed::Conflict(current) => Some(*current),
-                Committed::Unknown => None,
-            };
-            self.entities
-                .lost_race(&mut race, &event.mid, entity_id.unwrap_or(event.nonce.as_str()))
-                .await?;
-            found = match returned {
-                Some(current) => current,
-                None => self.read(event, entity_id).await?,
-            };
         }
     }
 }
 
-/// What became of a transaction of the nonce record and the item.
+/// What became of a transaction of the nonce records and the item.
 enum Committed {
-    Yes,
-    /// A condition failed; the nonce record and the item as they are now.
-    Conflict(Box<Found>),
-    /// Cancelled for another reason (a concurrent transaction on either item, say): read again.
-    Unknown,
+    Stored,
+    /// A condition failed; the nonce record or the item as it is now.
+    ConditionFailed(Box<Found>),
+    /// Cancelled for another reason (a concurrent transaction on any of its items, say).
+    Cancelled,
 }
 
 /// What a nonce record holds: its digest and tenant (`None` when it has no digest).
@@ -336,10 +286,10 @@ fn cancelled_by(reasons: &[CancellationReason]) -> Result<Option<Found>, StoreEr
     let Some(activity) = activity else {
         return Ok(None);
     };
-    Ok(Some(Found {
-        nonce: None,
-        activity: activity.map(read_entity).transpose()?,
-    }))
+    let activity = activity
+        .map(|item| Ok::<_, StoreError>((read_entity(item)?, attr::item_size(item))))
+        .transpose()?;
+    Ok(Some(Found { nonce: None, activity }))
 }
 
 impl DynamoActivityStore {
@@ -369,6 +319,8 @@ impl ActivityStore for DynamoActivityStore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::envelope::Envelope;
     use crate::timefmt::SourceOffset;
@@ -404,8 +356,12 @@ mod tests {
 
     #[test]
     fn a_nonce_recorded_meanwhile_answers_from_its_records_whatever_the_item() {
-        let record =
-            |tenant: &str| HashMap::from([("body_digest".to_owned(), s("d1")), ("tenant".to_owned(), s(tenant))]);
+        let record = |tenant: &str| {
+            HashMap::from([
+                ("body_digest".to_owned(), string("d1")),
+                ("tenant".to_owned(), string(tenant)),
+            ])
+        };
         let claimed_by = |tenant: &str| RecordedNonce {
             tenant: Some(tenant.to_owned()),
             digest: "d1".to_owned(),
@@ -451,7 +407,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(found.nonce, None);
-        assert_eq!(found.activity.unwrap().version, 1);
+        assert_eq!(found.activity.unwrap().0.version, 1);
         // Deleted meanwhile: nothing comes back, and the next write creates it.
         let found = cancelled_by(&[reason(NOT_FAILED, None), reason(NOT_FAILED, None), reason(FAILED, None)])
             .unwrap()

@@ -33,13 +33,13 @@ pub fn item_size(item: &SdkItem) -> usize {
 }
 
 fn value_size(value: &AttributeValue) -> usize {
-    let number = |n: &str| n.bytes().filter(u8::is_ascii_digit).count().div_ceil(2) + 1;
+    let digits_size = |n: &str| n.bytes().filter(u8::is_ascii_digit).count().div_ceil(2) + 1;
     match value {
         AttributeValue::S(s) => s.len(),
-        AttributeValue::N(n) => number(n),
+        AttributeValue::N(n) => digits_size(n),
         AttributeValue::B(b) => b.as_ref().len(),
         AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
-        AttributeValue::Ns(set) => set.iter().map(|n| number(n)).sum(),
+        AttributeValue::Ns(set) => set.iter().map(|n| digits_size(n)).sum(),
         AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
         AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
         AttributeValue::M(map) => 3 + map.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum::<usize>(),
@@ -64,16 +64,21 @@ pub fn item_to_sdk(item: Item) -> SdkItem {
     item.into_iter().map(|(k, v)| (k, to_sdk(v))).collect()
 }
 
-pub fn s(value: impl Into<String>) -> AttributeValue {
+/// A string attribute value (S).
+pub fn string(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub fn n(value: impl ToString) -> AttributeValue {
+/// A number attribute value (N), in DynamoDB's decimal-string form.
+pub fn number(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
 pub fn key(partition: (&str, &str), sort: (&str, &str)) -> SdkItem {
-    HashMap::from([(partition.0.to_owned(), s(partition.1)), (sort.0.to_owned(), s(sort.1))])
+    HashMap::from([
+        (partition.0.to_owned(), string(partition.1)),
+        (sort.0.to_owned(), string(sort.1)),
+    ])
 }
 
 /// The pure value of an SDK attribute value; `None` for the types items never hold (binary).
@@ -124,7 +129,7 @@ mod tests {
     #[test]
     fn pure_items_map_one_to_one_onto_sdk_values() {
         let item = crate::item::ItemBuilder::key("124", "E")
-            .n("event_count", 2)
+            .number("event_count", 2)
             .bool("voided", false)
             .attr("cleared", AttrValue::Null)
             .attr("team_members", AttrValue::SS(["b".to_owned(), "a".to_owned()].into()))
@@ -134,34 +139,34 @@ mod tests {
             )
             .build();
         let sdk = item_to_sdk(item);
-        assert_eq!(sdk["mid"], s("124"));
-        assert_eq!(sdk["event_count"], n(2));
+        assert_eq!(sdk["mid"], string("124"));
+        assert_eq!(sdk["event_count"], number(2));
         assert_eq!(sdk["voided"], AttributeValue::Bool(false));
         assert_eq!(sdk["cleared"], AttributeValue::Null(true));
         assert_eq!(sdk["team_members"], AttributeValue::Ss(vec!["a".into(), "b".into()]));
         assert_eq!(
             sdk["fields"],
-            AttributeValue::M(HashMap::from([("l".to_owned(), AttributeValue::L(vec![s("x")]))]))
+            AttributeValue::M(HashMap::from([("l".to_owned(), AttributeValue::L(vec![string("x")]))]))
         );
     }
 
     #[test]
     fn item_size_counts_names_and_values_at_every_depth() {
         let item: SdkItem = HashMap::from([
-            ("mid".to_owned(), s("124")),
-            ("n".to_owned(), n(12345)),
+            ("mid".to_owned(), string("124")),
+            ("n".to_owned(), number(12345)),
             ("b".to_owned(), AttributeValue::Bool(true)),
             (
                 "m".to_owned(),
                 AttributeValue::M(HashMap::from([(
                     "k".to_owned(),
-                    AttributeValue::L(vec![s("ab"), AttributeValue::Null(true)]),
+                    AttributeValue::L(vec![string("ab"), AttributeValue::Null(true)]),
                 )])),
             ),
         ]);
         // mid 3+3, n 1+(3+1), b 1+1, m 1+(3 + 1+1+(3 + 1+2 + 1+1)).
         assert_eq!(item_size(&item), 6 + 5 + 2 + 1 + 3 + 2 + 3 + 3 + 2);
-        let big: SdkItem = HashMap::from([("last_raw".to_owned(), s("x".repeat(MAX_ITEM_BYTES)))]);
+        let big: SdkItem = HashMap::from([("last_raw".to_owned(), string("x".repeat(MAX_ITEM_BYTES)))]);
         assert!(item_size(&big) > MAX_ITEM_BYTES);
     }
 }

@@ -15,7 +15,7 @@ use crate::store::CrmStore;
 use crate::timefmt::utc_rfc3339;
 
 pub struct DynamoCrmStore {
-    entities: EntityTable,
+    entities: EntityTable<CrmState>,
     clock: Arc<dyn Clock>,
 }
 

@@ -1,22 +1,32 @@
 //! What both adapters share: one entity item per object, which carries its own compact record
-//! of applied events (storage format 2, docs/items.md), read once and then written with one
-//! conditional `PutItem`. The condition is on the item's `version`, which every write
-//! increments: the bookkeeping alone would not do, because an event older than everything the
-//! record keeps leaves `merge` as it was, and a writer that read the item before such a write
-//! would then pass its condition and erase that event's count. When the condition fails, the
-//! failed put returns the current item (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which
-//! is merged into at once: a lost race costs one more put, never a read and never an update. An
-//! item still in storage format 1 is migrated when it is read ([`crate::format1`]): its next
-//! write stores it as format 2, conditional on the format-1 `merge_state` and `version` read.
+//! of applied events (storage format 2, docs/items.md), written with one conditional `PutItem`
+//! (activities: one transaction) without reading it first.
 //!
-//! Why every delivery reads before it writes, even for an entity it creates: a write sent to a
-//! DynamoDB that has stopped answering is not cancelled by the client's timeout. It waits in
-//! the server's queue and commits when the server comes back, after this function has answered
-//! `503 storage_unavailable` ("nothing written, retry"). A consistent read first means that a
-//! delivery which meets an outage at its first call writes nothing at all (the outage suite
-//! checks exactly this); a write is only sent once the table has just answered.
+//! - **The write comes first.** A delivery merges its event into the entity as this instance
+//!   last saw it ([`Recent`]), and writes the result conditional on that entity's `version`; an
+//!   entity this instance has not seen is written as new, conditional on no item existing. A new
+//!   entity, and an entity this instance wrote last, cost one call.
+//! - **A failed condition is the read.** The failed put returns the item as it is
+//!   (`ReturnValuesOnConditionCheckFailure = ALL_OLD`): the event is merged into it (or found in
+//!   its record: a duplicate) and written again, conditional on its `version`. The first such
+//!   failure only corrects a guess; the following ones are lost races, paused for
+//!   ([`backoff_window`]) and bounded ([`MAX_CONFLICT_RETRIES`], the 4 s deadline).
+//! - **The condition is on `version`**, which every write increments: the bookkeeping alone would
+//!   not do, because an event older than everything the record keeps leaves `merge` as it was,
+//!   and a writer that saw the item before such a write would then pass its condition and erase
+//!   that event's count.
+//! - **A remembered entity never answers alone.** When it already holds the event, one
+//!   consistent `GetItem` confirms the duplicate (the item may have been deleted since).
+//!
+//! A write sent when the table stops answering may still commit after the delivery was answered
+//! `503`: the event is then wholly applied, and its redelivery is a duplicate (contract 2.3).
+//!
+//! An item still in storage format 1 is migrated when a failed condition or a read returns it
+//! ([`crate::format1`]): its next write stores it as format 2, conditional on the format-1
+//! `merge_state` and `version` it had.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -24,8 +34,9 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
-use super::attr::{self, key, n, SdkItem, FORMAT, MERGE, VERSION};
-use crate::bookkeeping::{self, Applied, Registers, FORMAT_VERSION};
+use super::attr::{self, key, number, SdkItem, FORMAT, MERGE, VERSION};
+use super::recent::Recent;
+use crate::bookkeeping::{self, AppliedEvents, Registers, FORMAT_VERSION};
 use crate::bounded::bounded;
 use crate::error::StoreError;
 use crate::format1::{self, Format1, MERGE_STATE};
@@ -40,10 +51,17 @@ pub const MAX_CONFLICT_RETRIES: u32 = 32;
 /// One delivery's contest for its entity, what the pause after a lost race is computed from.
 pub struct Race {
     started: Instant,
+    /// The request's deadline, and the budget the store had when the contest started.
+    ends: Instant,
+    budget: Duration,
     lost: u32,
     /// How long the last write took. Under contention that is mostly the time it waited behind
     /// the other writers' calls, so it measures the crowd without counting it.
     last_call: Duration,
+    /// Whether the next write is based on a guess (the entity as this instance remembered it, or
+    /// no entity at all) rather than on what the table just returned: its failed condition
+    /// corrects the guess and is not a lost race.
+    guessing: bool,
 }
 
 impl Race {
@@ -54,25 +72,48 @@ impl Race {
         let now = Instant::now();
         Self {
             started: now.checked_sub(used).unwrap_or(now),
+            ends: now + budget,
+            budget,
             lost: 0,
             last_call: Duration::ZERO,
+            guessing: true,
         }
     }
 
-    /// Runs one write, remembering how long it took.
-    pub async fn timed<T>(&mut self, write: impl std::future::Future<Output = T>) -> T {
+    /// Runs one write, remembering how long it took; refuses (503) to send it when it would
+    /// likely still be in flight at the deadline ([`Self::may_send`]).
+    pub async fn timed<T>(
+        &mut self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if !self.may_send() {
+            return Err(StoreError::Timeout(whole_millis(self.budget)));
+        }
         let sent = Instant::now();
         let answer = write.await;
         self.last_call = sent.elapsed();
         answer
     }
+
+    /// Whether a write may still be sent: at least twice the last write's time, and at least
+    /// [`MIN_TIME_TO_WRITE`], is left before the deadline. A write the deadline cuts off in flight
+    /// may still commit after the delivery was answered 503: harmless for an event the item's
+    /// record keeps (its redelivery is a duplicate), but an event older than the record's bound
+    /// would be counted again. Not sending it keeps such a 503 a plain "not applied".
+    pub fn may_send(&self) -> bool {
+        let left = self.ends.saturating_duration_since(Instant::now());
+        left >= (self.last_call * 2).max(MIN_TIME_TO_WRITE)
+    }
 }
+
+/// The least time left before the deadline in which a write is still sent ([`Race::may_send`]).
+pub const MIN_TIME_TO_WRITE: Duration = Duration::from_millis(100);
 
 /// A stored entity: the state and its bookkeeping, as read.
 #[derive(Debug, Clone)]
 pub struct Tracked<S> {
     pub version: u64,
-    pub applied: Applied,
+    pub applied: AppliedEvents,
     pub state: S,
     /// The bookkeeping exactly as stored: the next write is conditional on it.
     read: AsRead,
@@ -81,9 +122,11 @@ pub struct Tracked<S> {
 /// What the next write of an entity is conditional on: the item must still hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AsRead {
-    /// Storage format 2: the `version` read. Every write increments it, so no other write can
-    /// have come in between when it is unchanged.
-    Version(u64),
+    /// Storage format 2: the `version` and the `merge` bookkeeping seen. Every write increments
+    /// `version`, so no other write can have come in between when it is unchanged; `merge` makes
+    /// sure it is the same item: one deleted and written anew (an operator's clean-up) can reach
+    /// the remembered version again with other events, and would then hold other bookkeeping.
+    Version { version: u64, merge: Vec<u8> },
     /// Storage format 1, migrated on read: the `merge_state` JSON and the `version`. The next
     /// write replaces the whole item with a format-2 one, which has no `merge_state`.
     MergeState(String, u64),
@@ -96,12 +139,13 @@ pub struct Condition {
     pub values: Option<HashMap<String, AttributeValue>>,
 }
 
-/// One table of entity items.
-pub struct EntityTable {
+/// One table of entity items, and the entities of it this instance saw last.
+pub struct EntityTable<S> {
     pub client: Client,
     pub name: String,
     /// `crm` or `activity`, the `source` label of the metrics.
     pub source: &'static str,
+    recent: Recent<Tracked<S>>,
 }
 
 /// What a delivery needs to be merged into its entity.
@@ -114,22 +158,26 @@ pub struct Apply<'a, E> {
     pub updated_at: &'a str,
 }
 
-/// The write that merges one event into an entity: the whole new item (always format 2), and
-/// the condition that the entity is still as it was read.
-pub struct EntityWrite {
+/// The write that merges one event into an entity: the whole new item (always format 2), the
+/// condition that the entity is still as it was seen, and the entity as it is once written.
+pub struct EntityWrite<S> {
     pub item: SdkItem,
-    /// `None`: the item must not exist; `Some`: its bookkeeping must still be as read.
+    /// `None`: the item must not exist; `Some`: its bookkeeping must still be as seen.
     expected: Option<AsRead>,
+    /// The entity once this write succeeds, and the size of its item.
+    written: Tracked<S>,
+    bytes: usize,
 }
 
-impl EntityWrite {
+impl<S> EntityWrite<S> {
     /// The condition expression, with its names and values: the item does not exist, or its
-    /// `version` is the one read (format 2), or its `merge_state` and `version` are (format 1).
+    /// `version` and `merge` are the ones seen (format 2), or its `merge_state` and `version`
+    /// are (format 1).
     pub fn condition(&self) -> Condition {
         let version = |v: u64| {
             (
                 ("#version".to_owned(), VERSION.to_owned()),
-                (":version".to_owned(), n(v)),
+                (":version".to_owned(), number(v)),
             )
         };
         match &self.expected {
@@ -138,16 +186,19 @@ impl EntityWrite {
                 names: None,
                 values: None,
             },
-            Some(AsRead::Version(read)) => {
-                let (name, value) = version(*read);
+            Some(AsRead::Version { version: seen, merge }) => {
+                let (name, value) = version(*seen);
                 Condition {
-                    expression: "#version = :version",
-                    names: Some(HashMap::from([name])),
-                    values: Some(HashMap::from([value])),
+                    expression: "#version = :version AND #merge = :merge",
+                    names: Some(HashMap::from([name, ("#merge".to_owned(), MERGE.to_owned())])),
+                    values: Some(HashMap::from([
+                        value,
+                        (":merge".to_owned(), AttributeValue::B(Blob::new(merge.clone()))),
+                    ])),
                 }
             }
-            Some(AsRead::MergeState(json, read)) => {
-                let (name, value) = version(*read);
+            Some(AsRead::MergeState(json, seen)) => {
+                let (name, value) = version(*seen);
                 Condition {
                     expression: "#bookkeeping = :read AND #version = :version",
                     names: Some(HashMap::from([
@@ -164,49 +215,92 @@ impl EntityWrite {
     }
 }
 
-enum Written<S> {
-    Yes,
-    /// The condition failed; the item as it is now (`None`: it does not exist).
-    Conflict(Option<Tracked<S>>),
+/// What became of a conditional `PutItem` of an entity.
+enum PutOutcome<S> {
+    Stored,
+    /// The condition failed; the item as it is now (`None`: it does not exist), remembered.
+    ConditionFailed(Option<Arc<Tracked<S>>>),
 }
 
-impl EntityTable {
+impl<S: Format1 + Mergeable + Clone> EntityTable<S> {
     pub fn new(client: Client, name: String, source: &'static str) -> Self {
-        Self { client, name, source }
+        Self {
+            client,
+            name,
+            source,
+            recent: Recent::default(),
+        }
+    }
+
+    /// The entity as this instance last wrote or read it, if it remembers it: what the first
+    /// write of a delivery is conditional on.
+    pub fn recent(&self, mid: &str, entity_id: &str) -> Option<Arc<Tracked<S>>> {
+        self.recent.get(mid, entity_id)
+    }
+
+    /// Remembers what a successful write stored.
+    pub fn remember_written(&self, mid: &str, entity_id: &str, write: EntityWrite<S>) {
+        self.recent.remember(mid, entity_id, write.written, write.bytes);
+    }
+
+    /// Remembers `entity`, whose item of `bytes` the table returned.
+    pub fn remember_returned(&self, mid: &str, entity_id: &str, entity: Tracked<S>, bytes: usize) -> Arc<Tracked<S>> {
+        self.recent.remember(mid, entity_id, entity, bytes)
     }
 
     /// Merges the event into its entity once: `Duplicate` when the entity's record of applied
-    /// events holds it already. One consistent read, then one conditional put per attempt.
-    /// `budget` is what is left of the request's deadline.
-    pub async fn apply<S>(
+    /// events holds it already. One conditional put per attempt, starting from the entity as this
+    /// instance remembers it. `budget` is what is left of the request's deadline.
+    pub async fn apply(
         &self,
         apply: &Apply<'_, S::Event>,
         to_item: impl Fn(&S, &str) -> Item,
         budget: Duration,
-    ) -> Result<Delivery, StoreError>
-    where
-        S: Format1 + Mergeable + Clone,
-    {
+    ) -> Result<Delivery, StoreError> {
         let mut race = Race::start(budget);
-        let mut current = self.read(apply.mid, apply.entity_id).await?;
+        let mut current = self.recent(apply.mid, apply.entity_id);
         loop {
             if current.as_ref().is_some_and(|t| t.applied.contains(&apply.stamp)) {
-                return Ok(Delivery::Duplicate);
+                if !race.guessing {
+                    return Ok(Delivery::Duplicate);
+                }
+                // Remembered as applied: the table confirms it (the item may be gone since).
+                race.guessing = false;
+                current = self.read(apply.mid, apply.entity_id).await?;
+                continue;
             }
-            let write = entity_write(current.as_ref(), apply, &to_item)?;
-            match race.timed(self.put(write)).await? {
-                Written::Yes => return Ok(Delivery::Accepted),
-                Written::Conflict(now) => {
-                    self.lost_race(&mut race, apply.mid, apply.entity_id).await?;
+            let mut write = entity_write(current.as_deref(), apply, &to_item)?;
+            let condition = write.condition();
+            let item = std::mem::take(&mut write.item);
+            match race
+                .timed(self.put((apply.mid, apply.entity_id), item, condition))
+                .await?
+            {
+                PutOutcome::Stored => {
+                    self.remember_written(apply.mid, apply.entity_id, write);
+                    return Ok(Delivery::Accepted);
+                }
+                PutOutcome::ConditionFailed(now) => {
+                    self.failed_condition(&mut race, apply.mid, apply.entity_id).await?;
                     current = now;
                 }
             }
         }
     }
 
+    /// After a write whose condition failed on entity `entity_id` of tenant `mid`: nothing when
+    /// the write was based on a guess, else a lost race ([`Self::lost_race`]).
+    pub async fn failed_condition(&self, race: &mut Race, mid: &str, entity_id: &str) -> Result<(), StoreError> {
+        if std::mem::replace(&mut race.guessing, false) {
+            return Ok(());
+        }
+        self.lost_race(race, mid, entity_id).await
+    }
+
     /// Counts a lost race on entity `entity_id` of tenant `mid` and pauses before the next
     /// attempt, or gives up past the bound.
     pub async fn lost_race(&self, race: &mut Race, mid: &str, entity_id: &str) -> Result<(), StoreError> {
+        race.guessing = false;
         metrics::counter!("store_conflicts", "source" => self.source).increment(1);
         race.lost += 1;
         if race.lost > MAX_CONFLICT_RETRIES {
@@ -233,8 +327,8 @@ impl EntityTable {
         Ok(())
     }
 
-    /// The stored entity, read consistently, or `None`.
-    pub async fn read<S: Format1>(&self, mid: &str, entity_id: &str) -> Result<Option<Tracked<S>>, StoreError> {
+    /// The stored entity, read consistently, or `None`; remembered when found.
+    async fn read(&self, mid: &str, entity_id: &str) -> Result<Option<Arc<Tracked<S>>>, StoreError> {
         metrics::counter!("store_calls", "source" => self.source, "call" => "GetItem").increment(1);
         let output = self
             .client
@@ -245,28 +339,43 @@ impl EntityTable {
             .send()
             .await
             .map_err(attr::unavailable)?;
-        output.item().map(decode).transpose()
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        Ok(Some(self.remember_item(mid, entity_id, item)?))
     }
 
-    /// Writes the entity, conditional on it being as read.
-    async fn put<S: Format1>(&self, write: EntityWrite) -> Result<Written<S>, StoreError> {
-        let condition = write.condition();
+    /// Decodes a stored item of the entity and remembers it.
+    fn remember_item(&self, mid: &str, entity_id: &str, item: &SdkItem) -> Result<Arc<Tracked<S>>, StoreError> {
+        Ok(self.remember_returned(mid, entity_id, decode(item)?, attr::item_size(item)))
+    }
+
+    /// Writes `item` of entity `entity_id` of tenant `mid`, on `condition`.
+    async fn put(
+        &self,
+        (mid, entity_id): (&str, &str),
+        item: SdkItem,
+        condition: Condition,
+    ) -> Result<PutOutcome<S>, StoreError> {
         let put = self
             .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(write.item))
+            .set_item(Some(item))
             .condition_expression(condition.expression)
             .set_expression_attribute_names(condition.names)
             .set_expression_attribute_values(condition.values)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         metrics::counter!("store_calls", "source" => self.source, "call" => "PutItem").increment(1);
         match put.send().await {
-            Ok(_) => Ok(Written::Yes),
+            Ok(_) => Ok(PutOutcome::Stored),
             Err(error) => match error.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Written::Conflict(failed.item().map(decode).transpose()?))
-                }
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => Ok(PutOutcome::ConditionFailed(
+                    failed
+                        .item()
+                        .map(|item| self.remember_item(mid, entity_id, item))
+                        .transpose()?,
+                )),
                 _ => Err(attr::unavailable(error)),
             },
         }
@@ -280,22 +389,33 @@ pub fn entity_write<S: Registers + Mergeable + Clone>(
     current: Option<&Tracked<S>>,
     apply: &Apply<'_, S::Event>,
     to_item: impl Fn(&S, &str) -> Item,
-) -> Result<EntityWrite, StoreError> {
+) -> Result<EntityWrite<S>, StoreError> {
     let next = merged(current, apply)?;
     let mut item: SdkItem = attr::item_to_sdk(to_item(&next.state, apply.updated_at));
-    item.insert(VERSION.to_owned(), n(next.version));
-    item.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
-    item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(next.merge)));
-    check_size(&item)?;
+    item.insert(VERSION.to_owned(), number(next.version));
+    item.insert(FORMAT.to_owned(), number(FORMAT_VERSION));
+    item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(next.merge.clone())));
+    let bytes = check_size(&item)?;
     Ok(EntityWrite {
         item,
         expected: current.map(|read| read.read.clone()),
+        written: Tracked {
+            version: next.version,
+            applied: next.applied,
+            state: next.state,
+            read: AsRead::Version {
+                version: next.version,
+                merge: next.merge,
+            },
+        },
+        bytes,
     })
 }
 
 /// An entity after an event, to be written: its version, state and format-2 bookkeeping.
 struct Merged<S> {
     version: u64,
+    applied: AppliedEvents,
     state: S,
     merge: Vec<u8>,
 }
@@ -307,20 +427,22 @@ fn merged<S: Registers + Mergeable + Clone>(
 ) -> Result<Merged<S>, StoreError> {
     let (version, mut applied, state) = match current {
         Some(t) => (t.version, t.applied.clone(), Some(t.state.clone())),
-        None => (0, Applied::default(), None),
+        None => (0, AppliedEvents::default(), None),
     };
     let state = S::merge(state, apply.event);
     applied.record(apply.stamp, &state);
     let merge = bookkeeping::encode(&applied, &state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Merged {
         version: version + 1,
+        applied,
         state,
         merge,
     })
 }
 
-/// Refuses an item DynamoDB would refuse (ValidationException) on every retry.
-pub fn check_size(item: &SdkItem) -> Result<(), StoreError> {
+/// The size of the item, refused when DynamoDB would refuse it (ValidationException) on every
+/// retry.
+pub fn check_size(item: &SdkItem) -> Result<usize, StoreError> {
     let size = attr::item_size(item);
     if size > attr::MAX_ITEM_BYTES {
         return Err(StoreError::ItemTooLarge {
@@ -328,7 +450,7 @@ pub fn check_size(item: &SdkItem) -> Result<(), StoreError> {
             limit: attr::MAX_ITEM_BYTES,
         });
     }
-    Ok(())
+    Ok(size)
 }
 
 /// An entity item as stored: its version, record of applied events and state. A format-1 item
@@ -379,7 +501,7 @@ fn decode<S: Format1>(item: &SdkItem) -> Result<Tracked<S>, StoreError> {
         version,
         applied,
         state,
-        read: AsRead::Version(version),
+        read: AsRead::Version { version, merge },
     })
 }
 
@@ -513,28 +635,56 @@ mod tests {
             condition.values,
             Some(HashMap::from([
                 (":read".to_owned(), stored[MERGE_STATE].clone()),
-                (":version".to_owned(), n(15)),
+                (":version".to_owned(), number(15)),
             ])),
             "the merge_state and version exactly as read"
         );
         assert!(!write.item.contains_key(MERGE_STATE), "the put drops merge_state");
-        assert_eq!(write.item[FORMAT], n(FORMAT_VERSION));
+        assert_eq!(write.item[FORMAT], number(FORMAT_VERSION));
 
         let written = read_entity::<CrmState>(&write.item).unwrap();
         assert_eq!(written.version, 16);
         assert_eq!(written.state.event_count, 16);
         assert_eq!(written.state.last.stamp, event.stamp());
         assert!(written.applied.contains(&event.stamp()) && written.applied.contains(&newest.stamp()));
+        let merge = write.item[MERGE].as_b().unwrap().as_ref().to_vec();
         assert_eq!(
             written.read,
-            AsRead::Version(16),
-            "the write after that is conditional on the format-2 version"
+            AsRead::Version { version: 16, merge },
+            "the write after that is conditional on the format-2 version and bookkeeping"
         );
         let next = entity_write(Some(&written), &apply, CrmState::to_item)
             .unwrap()
             .condition();
-        assert_eq!(next.expression, "#version = :version");
-        assert_eq!(next.values.unwrap()[":version"], n(16));
+        assert_eq!(next.expression, "#version = :version AND #merge = :merge");
+        let values = next.values.unwrap();
+        assert_eq!(values[":version"], number(16));
+        assert_eq!(values[":merge"], write.item[MERGE]);
+    }
+
+    #[test]
+    fn the_entity_a_write_remembers_is_the_one_its_item_reads_back_as() {
+        let (events, _) = long_lead(3);
+        let mut remembered: Option<Tracked<CrmState>> = None;
+        for event in &events {
+            let write = entity_write(remembered.as_ref(), &apply_of(event), CrmState::to_item).unwrap();
+            let read = read_entity::<CrmState>(&write.item).unwrap();
+            assert_eq!(write.written.version, read.version);
+            assert_eq!(write.written.applied, read.applied);
+            assert_eq!(write.written.read, read.read, "the next write's condition");
+            assert_eq!(
+                CrmState::to_item(&write.written.state, "t"),
+                CrmState::to_item(&read.state, "t")
+            );
+            assert_eq!(write.bytes, attr::item_size(&write.item));
+            remembered = Some(write.written);
+        }
+        let first = entity_write(None, &apply_of(&events[0]), CrmState::to_item).unwrap();
+        assert_eq!(
+            first.condition().expression,
+            "attribute_not_exists(mid)",
+            "an entity not seen is written as new"
+        );
     }
 
     /// A lead with `count` events, the `i`th at `1_700_000_000 + i`, each setting `name` only
@@ -581,11 +731,14 @@ mod tests {
         assert!(!read.applied.contains(&late.stamp()), "forgotten: past the bound");
         let late = entity_write(Some(&read), &apply_of(late), CrmState::to_item).unwrap();
         assert_eq!(late.item[MERGE], stored[MERGE], "the bookkeeping is unchanged");
-        assert_eq!(late.item["event_count"], n(bound as u64 + 21));
+        assert_eq!(late.item["event_count"], number(bound as u64 + 21));
         // A writer that read the item before the late event's write is refused by it.
         let after_late = read_entity::<CrmState>(&late.item).unwrap();
         let before = entity_write(Some(&read), &apply_of(&events[2]), CrmState::to_item).unwrap();
-        assert_eq!(before.condition().values.unwrap()[":version"], n(bound as u64 + 20));
+        assert_eq!(
+            before.condition().values.unwrap()[":version"],
+            number(bound as u64 + 20)
+        );
         assert_eq!(
             after_late.version,
             bound as u64 + 21,
@@ -606,7 +759,7 @@ mod tests {
         let mut neither = stored.clone();
         neither.remove(MERGE_STATE);
         let mut both = stored.clone();
-        both.insert(FORMAT.to_owned(), n(FORMAT_VERSION));
+        both.insert(FORMAT.to_owned(), number(FORMAT_VERSION));
         let mut damaged = stored;
         damaged.insert(MERGE_STATE.to_owned(), AttributeValue::S("{}".to_owned()));
         for item in [neither, both, damaged] {
@@ -673,6 +826,17 @@ mod tests {
         // Far from the deadline, the reserve changes nothing.
         assert_eq!(backoff_window(2, 10 * MS, Duration::ZERO), 40 * MS);
         assert_eq!(backoff_window(8, 50 * MS, Duration::ZERO), MAX_PAUSE);
+    }
+
+    #[test]
+    fn a_write_is_sent_only_with_time_left_to_finish_it() {
+        assert!(Race::start(crate::dynamo::DEADLINE).may_send());
+        assert!(!Race::start(MIN_TIME_TO_WRITE / 2).may_send());
+        let mut race = Race::start(Duration::from_millis(900));
+        race.last_call = 100 * MS;
+        assert!(race.may_send(), "two writes of 100 ms fit in 900 ms");
+        race.last_call = 500 * MS;
+        assert!(!race.may_send(), "two of 500 ms do not");
     }
 
     #[test]

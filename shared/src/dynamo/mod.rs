@@ -10,6 +10,7 @@ mod client;
 mod crm;
 mod entity;
 mod quarantine;
+mod recent;
 
 pub use crate::format1::MERGE_STATE;
 pub use activity::{DynamoActivityStore, UnmodelledTable, CLAIM_SORT_KEY};
