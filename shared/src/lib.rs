@@ -22,6 +22,7 @@ pub mod merge;
 pub mod node;
 pub mod quarantine;
 pub mod secret;
+pub mod source;
 pub mod store;
 pub mod timefmt;
 pub mod unmodelled;

@@ -39,7 +39,7 @@ static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
 static ANSWERED_BEFORE: AtomicBool = AtomicBool::new(false);
 
 /// Which webhook a request came to: the `source` dimension.
-pub use crate::quarantine::Source;
+pub use crate::source::Source;
 
 /// How a request ended, as its metrics and its log line tell it.
 #[derive(Debug, Clone, Copy)]

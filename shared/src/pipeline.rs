@@ -2,7 +2,8 @@
 //! [`Webhook`]); the pipeline runs every request through the order of checks of contract 2.3:
 //! method → size → the tenant secrets of the moment → a JSON object → tenant → the source's own
 //! checks → write → answer. The body is parsed once, here, and the envelope travels on to the
-//! source's intake and from there, as an event, to the store. The tenant is worked out once, and
+//! source's intake and from there, as an event, to the store; a refused delivery's envelope goes
+//! to the quarantine. The tenant is worked out once, and
 //! serves the intake, the logs, the metrics and the quarantine alike.
 
 use std::future::Future;
@@ -23,10 +24,11 @@ use crate::http::{error_response, post_body, RequestDeadline};
 use crate::json::Drift;
 use crate::merge::Delivery;
 use crate::observe::{self, Outcome};
-use crate::quarantine::{QuarantineConfig, QuarantinePolicy, QuarantineStore, Source};
+use crate::quarantine::{Quarantine, QuarantineConfig, QuarantinePolicy, QuarantineStore};
 use crate::secret::{SecretSource, TenantSecrets};
 use crate::secrets_manager::TenantSecretSource;
-use crate::signals::{report_drift, Quarantine};
+use crate::signals::report_drift;
+use crate::source::Source;
 
 #[cfg(feature = "test-harness")]
 pub mod harness;
@@ -58,7 +60,7 @@ pub trait Webhook<S>: Send + Sync + 'static {
         request: &Request,
         secrets: &TenantSecrets,
         mid: &str,
-        envelope: Envelope<'_>,
+        envelope: &Envelope<'_>,
     ) -> Result<Self::Event, ApiError>;
 
     /// Writes `event` to `store` within `budget` (what the request has left of its deadline).
@@ -245,8 +247,8 @@ impl<W: Webhook<S>, S: Sync, K: SecretSource> Pipeline<W, S, K> {
     /// quarantine before it is answered: the one place where refusals reach it.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
-        let mut tenant = None;
-        let result = self.accept(&request, &mut tenant).await;
+        let (mut tenant, mut parsed) = (None, None);
+        let result = self.accept(&request, &mut tenant, &mut parsed).await;
         let mid = tenant.as_deref();
         match result {
             Ok(acknowledged) => {
@@ -258,20 +260,26 @@ impl<W: Webhook<S>, S: Sync, K: SecretSource> Pipeline<W, S, K> {
                 acknowledged.response
             }
             Err(error) => {
-                self.quarantine.consider(&request, &error, mid).await;
+                self.quarantine.consider(&request, &error, parsed.as_ref(), mid).await;
                 observe::record(W::SOURCE, &request, started, mid, Outcome::Refused(&error));
                 error_response(&error)
             }
         }
     }
 
-    /// The request through every check to the store; `tenant` is set once the request names one.
-    async fn accept(&self, request: &Request, tenant: &mut Option<String>) -> Result<Acknowledged, ApiError> {
+    /// The request through every check to the store; `tenant` is set once the request names one,
+    /// `parsed` once its body is parsed (both for the quarantine and the logs of a refusal).
+    async fn accept<'r>(
+        &self,
+        request: &'r Request,
+        tenant: &mut Option<String>,
+        parsed: &mut Option<Envelope<'r>>,
+    ) -> Result<Acknowledged, ApiError> {
         let deadline = RequestDeadline::start();
         let body = post_body(request)?;
         let secrets = deadline.secrets(&self.secrets).await?;
-        let envelope = Envelope::parse(body)?;
-        let mid: &str = tenant.insert(self.source.tenant(request, &envelope)?);
+        let envelope = parsed.insert(Envelope::parse(body)?);
+        let mid: &str = tenant.insert(self.source.tenant(request, envelope)?);
         let event = self.source.verify(request, &secrets, mid, envelope)?;
         let summary = event.summary();
         report_drift(W::SOURCE, mid, summary.drift);

@@ -14,9 +14,9 @@ use shared::activity::verify::FreshnessCheck;
 use shared::clock::SystemClock;
 use shared::config::{ActivityConfig, Env};
 use shared::dynamo::{client_for, DynamoActivityStore, DynamoQuarantineStore, UnmodelledTable};
-use shared::quarantine::Source;
 use shared::secret::SecretSource;
 use shared::secrets_manager::TenantSecretSource;
+use shared::source::Source;
 use shared::store::{ActivityStore, NonceOutcome};
 
 type Failure = Box<dyn std::error::Error>;

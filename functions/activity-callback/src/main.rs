@@ -9,7 +9,7 @@ use shared::config::ActivityConfig;
 use shared::dynamo::DynamoActivityStore;
 use shared::error::{ApiError, AuthError, NonceReuse, RequestError};
 use shared::http::{tenant_in_url, text_response};
-use shared::{envelope::Envelope, merge::Delivery, pipeline::Webhook, quarantine::Source, secret::TenantSecrets};
+use shared::{envelope::Envelope, merge::Delivery, pipeline::Webhook, secret::TenantSecrets, source::Source};
 use shared::{signals::report_nonce_conflict, store::ActivityStore};
 
 /// The Lexiang source: the URL names the tenant, and the body's `sign` signs its nonce.
@@ -29,7 +29,7 @@ impl<S: ActivityStore + 'static> Webhook<S> for Activity {
         Ok(mid.ok_or(RequestError::MissingMid)?)
     }
 
-    fn verify(&self, _: &Request, keys: &TenantSecrets, mid: &str, body: Envelope) -> Result<Self::Event, ApiError> {
+    fn verify(&self, _: &Request, keys: &TenantSecrets, mid: &str, body: &Envelope) -> Result<Self::Event, ApiError> {
         self.intake.verify(keys, mid, body)
     }
 

@@ -9,8 +9,9 @@ use shared::activity::verify::sign;
 use shared::clock::FixedClock;
 use shared::config::{ActivityConfig, Env};
 use shared::pipeline::harness::{self, body_of, call, event_json, Answer, TestPipeline};
-use shared::quarantine::{MemoryQuarantine, Source};
+use shared::quarantine::MemoryQuarantine;
 use shared::secret::Secret;
+use shared::source::Source;
 
 use crate::Activity;
 

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 use shared::crm::{tenant_of, CrmEvent, CrmIntake};
 use shared::http::{header_text, json_response};
 use shared::{clock::SystemClock, config::CrmConfig, dynamo::DynamoCrmStore, envelope::Envelope, merge::Delivery};
-use shared::{pipeline::Webhook, quarantine::Source, secret::TenantSecrets, store::CrmStore, ApiError};
+use shared::{pipeline::Webhook, secret::TenantSecrets, source::Source, store::CrmStore, ApiError};
 
 /// The CRM source: the body names the tenant, and a header signs the body.
 struct Crm(CrmIntake);
@@ -31,7 +31,7 @@ impl<S: CrmStore + 'static> Webhook<S> for Crm {
         request: &Request,
         keys: &TenantSecrets,
         mid: &str,
-        body: Envelope,
+        body: &Envelope,
     ) -> Result<Self::Event, ApiError> {
         self.0
             .verify(keys, mid, body, header_text(request, &self.0.signature_header))

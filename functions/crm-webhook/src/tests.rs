@@ -10,8 +10,9 @@ use serde_json::Value;
 use shared::config::{CrmConfig, Env};
 use shared::crm::verify::{sign, Algorithm, Encoding, SignatureScheme};
 use shared::pipeline::harness::{self, body_of, call, event_json, Answer, TestPipeline};
-use shared::quarantine::{MemoryQuarantine, Source};
+use shared::quarantine::MemoryQuarantine;
 use shared::secret::Secret;
+use shared::source::Source;
 
 use crate::Crm;
 

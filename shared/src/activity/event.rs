@@ -125,6 +125,13 @@ pub struct ActivityEvent {
     pub replay_scope: ReplayScope,
 }
 
+/// Whether a body looks like a Lexiang callback at all, whatever else is wrong with it: it names
+/// an `action` or carries `attributes`. A probe such as `{}` does not. The body never names its
+/// tenant (contract 2.2: the request does).
+pub fn has_general_shape(object: &Object<'_>) -> bool {
+    ["action", "attributes"].iter().any(|key| object.contains_key(key))
+}
+
 impl ActivityEvent {
     /// Normalizes a verified envelope for tenant `mid`, with its verified `nonce` and `timestamp`.
     ///
@@ -132,6 +139,18 @@ impl ActivityEvent {
     /// (see [`Fields::optional`]).
     pub fn from_envelope(
         envelope: Envelope<'_>,
+        mid: &str,
+        nonce: &str,
+        timestamp: i64,
+        offset: SourceOffset,
+    ) -> Result<Self, ParseError> {
+        Self::from_parsed(&envelope, mid, nonce, timestamp, offset)
+    }
+
+    /// [`Self::from_envelope`] for an envelope the request path keeps (to quarantine the
+    /// delivery if it is refused).
+    pub(crate) fn from_parsed(
+        envelope: &Envelope<'_>,
         mid: &str,
         nonce: &str,
         timestamp: i64,
@@ -174,7 +193,7 @@ impl ActivityEvent {
             content,
             operator,
             operator_name,
-            digest: envelope.digest,
+            digest: envelope.digest.clone(),
             drift: drift.into_vec(),
             raw: envelope.raw.into(),
             replay_scope: ReplayScope::of_tenant(&mid),
@@ -368,6 +387,16 @@ mod tests {
             let event = parse(json!({"action": "event/add", "attributes": attributes})).unwrap();
             let paths: Vec<&str> = event.drift.iter().map(|d| d.path.as_str()).collect();
             assert_eq!(paths, [field], "accepted, with the field named as drift");
+        }
+    }
+
+    #[test]
+    fn the_general_shape_is_an_action_or_attributes_in_keys_as_trimmed() {
+        let shaped = |body: &str| has_general_shape(&Envelope::parse(body.as_bytes()).unwrap().object);
+        assert!(shaped(r#"{"action":"doc/add"}"#));
+        assert!(shaped(r#"{" attributes ":{}}"#), "a padded key still names the field");
+        for probe in ["{}", r#"{"nonce":"n","sign":"s"}"#, r#"{"event_type":"object_create"}"#] {
+            assert!(!shaped(probe), "{probe}");
         }
     }
 

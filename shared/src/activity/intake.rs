@@ -40,22 +40,23 @@ impl ActivityIntake {
 
     /// `mid` is the tenant the request names (path, query or default), if any.
     pub fn verified_event(&self, body: &[u8], mid: Option<&str>) -> Result<ActivityEvent, ApiError> {
-        self.verified_event_with(&self.secrets, body, mid)
+        self.verified_event_with(&self.secrets, &Envelope::parse(body)?, mid)
     }
 
-    /// As [`Self::verified_event`], with the tenant secrets of the moment (refreshed from AWS
+    /// As [`Self::verified_event`], for a body the request path parsed (and keeps, to quarantine
+    /// the delivery if it is refused), with the tenant secrets of the moment (refreshed from AWS
     /// Secrets Manager) instead of those read at start-up.
     pub fn verified_event_with(
         &self,
         secrets: &TenantSecrets,
-        body: &[u8],
+        envelope: &Envelope<'_>,
         mid: Option<&str>,
     ) -> Result<ActivityEvent, ApiError> {
-        self.verified_event_checking(secrets, body, mid, self.freshness)
+        self.verified_parsed(secrets, envelope, mid, self.freshness)
     }
 
-    /// As [`Self::verified_event_with`], with freshness checked as `freshness` says: an
-    /// operator's replay of one quarantined record waives it for that record alone.
+    /// As [`Self::verified_event`] with the given secrets, and freshness checked as `freshness`
+    /// says: an operator's replay of one quarantined record waives it for that record alone.
     pub fn verified_event_checking(
         &self,
         secrets: &TenantSecrets,
@@ -63,7 +64,16 @@ impl ActivityIntake {
         mid: Option<&str>,
         freshness: FreshnessCheck,
     ) -> Result<ActivityEvent, ApiError> {
-        let envelope = Envelope::parse(body)?;
+        self.verified_parsed(secrets, &Envelope::parse(body)?, mid, freshness)
+    }
+
+    fn verified_parsed(
+        &self,
+        secrets: &TenantSecrets,
+        envelope: &Envelope<'_>,
+        mid: Option<&str>,
+        freshness: FreshnessCheck,
+    ) -> Result<ActivityEvent, ApiError> {
         let mid = mid.ok_or(RequestError::MissingMid)?;
         self.verify_checking(secrets, mid, envelope, freshness)
     }
@@ -75,7 +85,7 @@ impl ActivityIntake {
         &self,
         secrets: &TenantSecrets,
         mid: &str,
-        envelope: Envelope<'_>,
+        envelope: &Envelope<'_>,
     ) -> Result<ActivityEvent, ApiError> {
         self.verify_checking(secrets, mid, envelope, self.freshness)
     }
@@ -84,7 +94,7 @@ impl ActivityIntake {
         &self,
         secrets: &TenantSecrets,
         mid: &str,
-        envelope: Envelope<'_>,
+        envelope: &Envelope<'_>,
         freshness: FreshnessCheck,
     ) -> Result<ActivityEvent, ApiError> {
         let signed = SignedFields::extract(&envelope.object)?;
@@ -92,7 +102,7 @@ impl ActivityIntake {
             .for_tenant(mid)
             .ok_or_else(|| AuthError::NoSecret(mid.to_owned()))?;
         let scope = verify::verify(&signed, secrets, self.clock.as_ref(), freshness)?;
-        let mut event = ActivityEvent::from_envelope(envelope, mid, &signed.nonce, signed.timestamp, self.offset)?;
+        let mut event = ActivityEvent::from_parsed(envelope, mid, &signed.nonce, signed.timestamp, self.offset)?;
         event.replay_scope = scope;
         Ok(event)
     }

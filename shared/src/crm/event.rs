@@ -160,6 +160,12 @@ pub fn tenant_of(object: &Object<'_>) -> Result<String, ParseError> {
     Fields::new(object, "").req_key("mid", MAX_PARTITION_KEY_BYTES)
 }
 
+/// Whether a body looks like a CRM delivery at all, whatever else is wrong with it: it names an
+/// `event_type` or carries `extra_data`. A probe such as `{}` or `{"mid": "124"}` does not.
+pub fn has_general_shape(object: &Object<'_>) -> bool {
+    ["event_type", "extra_data"].iter().any(|key| object.contains_key(key))
+}
+
 impl CrmEvent {
     /// Normalizes a verified envelope. `offset` reads the zone-less `created_timestamp`.
     ///
@@ -167,14 +173,14 @@ impl CrmEvent {
     /// refused; every other field is read tolerantly (see [`Fields::optional`]).
     pub fn from_envelope(envelope: Envelope<'_>, offset: SourceOffset) -> Result<Self, ParseError> {
         let mid = tenant_of(&envelope.object)?;
-        Self::from_tenant_envelope(mid, envelope, offset)
+        Self::from_tenant_envelope(mid, &envelope, offset)
     }
 
     /// [`Self::from_envelope`] for an envelope whose tenant was already read (by the intake, to
     /// pick the secret): `mid` must be `tenant_of(&envelope.object)`.
     pub(crate) fn from_tenant_envelope(
         mid: String,
-        envelope: Envelope<'_>,
+        envelope: &Envelope<'_>,
         offset: SourceOffset,
     ) -> Result<Self, ParseError> {
         let drift = DriftLog::default();
@@ -210,7 +216,7 @@ impl CrmEvent {
             event_type,
             action_keyword,
             create_time,
-            digest: envelope.digest,
+            digest: envelope.digest.clone(),
             created_at,
             changes,
             well_known,
@@ -503,6 +509,16 @@ mod tests {
         let event = parse(value).unwrap();
         assert!(event.members.is_empty());
         assert_eq!(event.drift[0].path, "extra_data.members", "drift, not a refusal");
+    }
+
+    #[test]
+    fn the_general_shape_is_an_event_type_or_extra_data_in_keys_as_trimmed() {
+        let shaped = |body: &str| has_general_shape(&Envelope::parse(body.as_bytes()).unwrap().object);
+        assert!(shaped(r#"{"event_type":"object_create"}"#));
+        assert!(shaped(r#"{" extra_data ":{}}"#), "a padded key still names the field");
+        for probe in ["{}", r#"{"mid":"124"}"#, r#"{"action":"event/add","attributes":{}}"#] {
+            assert!(!shaped(probe), "{probe}");
+        }
     }
 
     #[test]

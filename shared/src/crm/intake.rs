@@ -26,18 +26,18 @@ pub struct CrmIntake {
 impl CrmIntake {
     /// `signature` is the value of the header [`Self::signature_header`], if sent.
     pub fn verified_event(&self, body: &[u8], signature: Option<&str>) -> Result<CrmEvent, ApiError> {
-        self.verified_event_with(&self.secrets, body, signature)
+        self.verified_event_with(&self.secrets, &Envelope::parse(body)?, signature)
     }
 
-    /// As [`Self::verified_event`], with the tenant secrets of the moment (refreshed from AWS
+    /// As [`Self::verified_event`], for a body the request path parsed (and keeps, to quarantine
+    /// the delivery if it is refused), with the tenant secrets of the moment (refreshed from AWS
     /// Secrets Manager) instead of those read at start-up.
     pub fn verified_event_with(
         &self,
         secrets: &TenantSecrets,
-        body: &[u8],
+        envelope: &Envelope<'_>,
         signature: Option<&str>,
     ) -> Result<CrmEvent, ApiError> {
-        let envelope = Envelope::parse(body)?;
         let mid = tenant_of(&envelope.object)?;
         self.verify(secrets, &mid, envelope, signature)
     }
@@ -48,12 +48,13 @@ impl CrmIntake {
         &self,
         secrets: &TenantSecrets,
         mid: &str,
-        envelope: Envelope<'_>,
+        envelope: &Envelope<'_>,
         signature: Option<&str>,
     ) -> Result<CrmEvent, ApiError> {
         let Some(tenant_secrets) = secrets.for_tenant(mid) else {
             return Err(AuthError::NoSecret(mid.to_owned()).into());
         };
+        // The signature covers the exact bytes received, which the envelope keeps.
         self.scheme.verify(
             envelope.raw.as_bytes(),
             &self.signature_header,

@@ -13,8 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::config::Env;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::dynamo::DynamoQuarantineStore;
-use shared::quarantine::{RefusedDelivery, Source, REPLAY_HEADER};
+use shared::quarantine::{RefusedDelivery, REPLAY_HEADER};
 use shared::secret::Secret;
+use shared::source::Source;
 use tools::probe::probe;
 
 type Failure = Box<dyn std::error::Error>;
