@@ -2,8 +2,7 @@
 //! [`Webhook`]); the pipeline runs every request through the order of checks of contract 2.3:
 //! method → size → the tenant secrets of the moment → a JSON object → tenant → the source's own
 //! checks → write → answer. The body is parsed once, here, and the envelope travels on to the
-//! source's intake and from there, as an event, to the store; a refused delivery's envelope goes
-//! to the quarantine. The tenant is worked out once, and
+//! source's intake and from there, as an event, to the store. The tenant is worked out once, and
 //! serves the intake, the logs, the metrics and the quarantine alike.
 
 use std::future::Future;
@@ -136,6 +135,14 @@ pub struct Pipeline<W, S, K = TenantSecretSource> {
     pub quarantine: Quarantine,
 }
 
+/// What the pipeline has read of a request so far: its body once parsed, its tenant once worked
+/// out.
+#[derive(Default)]
+struct Read<'r> {
+    envelope: Option<Envelope<'r>>,
+    tenant: Option<String>,
+}
+
 /// An event applied, or recognised as a duplicate, with its answer.
 struct Acknowledged {
     delivery: Delivery,
@@ -247,9 +254,9 @@ impl<W: Webhook<S>, S: Sync, K: SecretSource> Pipeline<W, S, K> {
     /// quarantine before it is answered: the one place where refusals reach it.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
-        let (mut tenant, mut parsed) = (None, None);
-        let result = self.accept(&request, &mut tenant, &mut parsed).await;
-        let mid = tenant.as_deref();
+        let mut read = Read::default();
+        let result = self.accept(&request, &mut read).await;
+        let mid = read.tenant.as_deref();
         match result {
             Ok(acknowledged) => {
                 let outcome = Outcome::Acknowledged {
@@ -260,26 +267,23 @@ impl<W: Webhook<S>, S: Sync, K: SecretSource> Pipeline<W, S, K> {
                 acknowledged.response
             }
             Err(error) => {
-                self.quarantine.consider(&request, &error, parsed.as_ref(), mid).await;
+                self.quarantine
+                    .consider(&request, &error, read.envelope.as_ref(), mid)
+                    .await;
                 observe::record(W::SOURCE, &request, started, mid, Outcome::Refused(&error));
                 error_response(&error)
             }
         }
     }
 
-    /// The request through every check to the store; `tenant` is set once the request names one,
-    /// `parsed` once its body is parsed (both for the quarantine and the logs of a refusal).
-    async fn accept<'r>(
-        &self,
-        request: &'r Request,
-        tenant: &mut Option<String>,
-        parsed: &mut Option<Envelope<'r>>,
-    ) -> Result<Acknowledged, ApiError> {
+    /// The request through every check to the store; `read` keeps the body once parsed and the
+    /// tenant once worked out, for the quarantine and the logs of a refusal.
+    async fn accept<'r>(&self, request: &'r Request, read: &mut Read<'r>) -> Result<Acknowledged, ApiError> {
         let deadline = RequestDeadline::start();
         let body = post_body(request)?;
         let secrets = deadline.secrets(&self.secrets).await?;
-        let envelope = parsed.insert(Envelope::parse(body)?);
-        let mid: &str = tenant.insert(self.source.tenant(request, envelope)?);
+        let envelope = read.envelope.insert(Envelope::parse(body)?);
+        let mid: &str = read.tenant.insert(self.source.tenant(request, envelope)?);
         let event = self.source.verify(request, &secrets, mid, envelope)?;
         let summary = event.summary();
         report_drift(W::SOURCE, mid, summary.drift);

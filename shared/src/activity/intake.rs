@@ -52,7 +52,8 @@ impl ActivityIntake {
         envelope: &Envelope<'_>,
         mid: Option<&str>,
     ) -> Result<ActivityEvent, ApiError> {
-        self.verified_parsed(secrets, envelope, mid, self.freshness)
+        let mid = mid.ok_or(RequestError::MissingMid)?;
+        self.verify_checking(secrets, mid, envelope, self.freshness)
     }
 
     /// As [`Self::verified_event`] with the given secrets, and freshness checked as `freshness`
@@ -64,18 +65,9 @@ impl ActivityIntake {
         mid: Option<&str>,
         freshness: FreshnessCheck,
     ) -> Result<ActivityEvent, ApiError> {
-        self.verified_parsed(secrets, &Envelope::parse(body)?, mid, freshness)
-    }
-
-    fn verified_parsed(
-        &self,
-        secrets: &TenantSecrets,
-        envelope: &Envelope<'_>,
-        mid: Option<&str>,
-        freshness: FreshnessCheck,
-    ) -> Result<ActivityEvent, ApiError> {
+        let envelope = Envelope::parse(body)?;
         let mid = mid.ok_or(RequestError::MissingMid)?;
-        self.verify_checking(secrets, mid, envelope, freshness)
+        self.verify_checking(secrets, mid, &envelope, freshness)
     }
 
     /// The checks after the tenant, on a body parsed once by the caller: `nonce`/`timestamp`/
