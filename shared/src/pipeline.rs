@@ -251,7 +251,7 @@ where
 
 impl<W: Webhook<S>, S: Sync, K: SecretSource> Pipeline<W, S, K> {
     /// Every request gets its documented answer, never an `Err`. A refusal is offered to the
-    /// quarantine before it is answered.
+    /// quarantine before it is answered: the one place where refusals reach it.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         let mut read = Read::default();
@@ -289,7 +289,7 @@ impl<W: Webhook<S>, S: Sync, K: SecretSource> Pipeline<W, S, K> {
         report_drift(W::SOURCE, mid, summary.drift);
         let (source, kind) = (W::SOURCE.as_str(), bounded(summary.kind));
         if !summary.modelled {
-            tracing::warn!(source, mid = %bounded(mid), %kind, "kind not modelled; {}", W::UNMODELLED);
+            tracing::warn!(source, mid = %bounded(mid), %kind, "event of a kind not modelled; {}", W::UNMODELLED);
         }
         let delivery = self.source.write(&self.store, &event, deadline.remaining()).await?;
         let status = delivery.as_str();
