@@ -15,7 +15,9 @@
 //!   changes, `event_count` and `version` grow);
 //! - activities: the whole content follows the newest add/edit, `last_action`, `operator`,
 //!   `operator_name` and `event_time` the newest event, a delete is a tombstone; a callback whose
-//!   nonce was recorded is a duplicate;
+//!   nonce was recorded with the same body (the same canonical JSON) is a duplicate, with another
+//!   body it is refused (`replayed_nonce`); neither changes anything. A nonce recorded at another
+//!   tenant is not modelled: one oracle is one tenant;
 //! - `version`: one per write, that is per event merged; `format`: 2.
 //!
 //! Deliveries are applied in the order given: past the bound of 128 events what is a duplicate
@@ -56,6 +58,9 @@ impl Stamp {
 pub enum Answer {
     Accepted,
     Duplicate,
+    /// 401 `replayed_nonce`: a callback whose nonce the tenant recorded with another body
+    /// (contract 2.2). Nothing changes.
+    ReplayedNonce,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,8 +747,11 @@ impl Oracle {
     fn deliver_callback(&mut self, body: &str) -> Answer {
         let callback = Callback::read(body);
         if let Some(digest) = self.nonces.get(&callback.nonce) {
-            assert_eq!(digest, &callback.digest, "the oracle does not model replayed nonces");
-            return Answer::Duplicate;
+            return if digest == &callback.digest {
+                Answer::Duplicate
+            } else {
+                Answer::ReplayedNonce
+            };
         }
         self.nonces.insert(callback.nonce.clone(), callback.digest);
         let Some(entity_id) = callback.activity() else {
@@ -927,5 +935,28 @@ mod tests {
             item["privilege"],
             AttributeValue::M([("staff".to_owned(), AttributeValue::L(vec![s("7")]))].into())
         );
+    }
+
+    #[test]
+    fn a_nonce_again_with_another_body_is_refused_and_changes_nothing() {
+        let add = json!({"nonce": "n1", "timestamp": 10, "sign": "x", "action": "event/add",
+                         "attributes": {"event_id": "A1", "title": "first"}});
+        let mut oracle = Oracle::new("124");
+        assert_eq!(oracle.deliver(Source::Activity, &add.to_string()), Answer::Accepted);
+        let (items, records) = (oracle.items(), oracle.record_keys());
+        let pretty = serde_json::to_string_pretty(&add).unwrap();
+        assert_eq!(oracle.deliver(Source::Activity, &pretty), Answer::Duplicate);
+        let mut copy = add.clone();
+        copy["attributes"]["title"] = json!("replayed");
+        assert_eq!(
+            oracle.deliver(Source::Activity, &copy.to_string()),
+            Answer::ReplayedNonce
+        );
+        copy["action"] = json!("doc/add");
+        assert_eq!(
+            oracle.deliver(Source::Activity, &copy.to_string()),
+            Answer::ReplayedNonce
+        );
+        assert_eq!((oracle.items(), oracle.record_keys()), (items, records));
     }
 }
