@@ -809,6 +809,31 @@ impl Oracle {
         crm.chain(nonces).collect()
     }
 
+    /// Whether a callback with this nonce was recorded.
+    pub fn knows_nonce(&self, nonce: &str) -> bool {
+        self.nonces.contains_key(nonce)
+    }
+
+    /// Every nonce record of the tenant, by nonce: its key, the tenant and the SHA-256 of the
+    /// recorded callback's canonical JSON in lowercase hex (`body_digest`). Without `replay_scope`
+    /// (which names the secret list that verified the callback, not decided by its body) and
+    /// `expires_at` (a time of the clock).
+    pub fn nonce_records(&self) -> BTreeMap<String, SdkItem> {
+        self.nonces
+            .iter()
+            .map(|(nonce, digest)| {
+                let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+                let record = SdkItem::from([
+                    ("mid".to_owned(), s(&self.mid)),
+                    ("nonce".to_owned(), s(nonce)),
+                    ("tenant".to_owned(), s(&self.mid)),
+                    ("body_digest".to_owned(), s(&hex)),
+                ]);
+                (nonce.clone(), record)
+            })
+            .collect()
+    }
+
     /// The events one CRM item remembers, oldest first.
     pub fn crm_record(&self, entity_id: &str) -> Vec<Stamp> {
         self.leads
@@ -821,6 +846,11 @@ impl Oracle {
 /// The stamp of a CRM body: `(create_time, tie-break)`.
 pub fn crm_stamp(body: &str) -> Stamp {
     CrmEvent::read(body).stamp
+}
+
+/// The tenant a CRM body names (`mid`).
+pub fn crm_mid(body: &str) -> String {
+    CrmEvent::read(body).mid
 }
 
 /// The nonce of a callback body.
