@@ -7,6 +7,11 @@
 //! them exactly as they were. Cases under a fixed tenant (`900`, `901`: the tenants the stack
 //! configures with their own secrets) are CRM-only and compare only the items of the case's own
 //! `entity_id`, since other tests write to those tenants too.
+//!
+//! Every delivery a compared tenant acknowledges, setup requests included, also goes through that
+//! tenant's independent oracle ([`crate::oracle`], see [`Expected`]): its answer must be the
+//! oracle's, and after the case the tenant's items, CRM records of applied events and nonce
+//! records must be the oracle's, attribute by attribute.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};

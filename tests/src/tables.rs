@@ -205,7 +205,13 @@ fn differences<K: Ord + std::fmt::Debug>(
         .filter_map(|key| match (expected.get(key), stored.get(key)) {
             (Some(want), Some(got)) => {
                 let got = shown(got.clone());
-                (*want != got).then(|| format!("{key:?} differs:\n  expected {want:?}\n  stored   {got:?}"))
+                let names: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
+                let differing: Vec<String> = names
+                    .into_iter()
+                    .filter(|name| want.get(*name) != got.get(*name))
+                    .map(|name| format!("{name}: expected {:?}, stored {:?}", want.get(name), got.get(name)))
+                    .collect();
+                (!differing.is_empty()).then(|| format!("{key:?} differs: {}", differing.join("; ")))
             }
             (Some(_), None) => Some(format!("{key:?} is missing")),
             (None, _) => Some(format!("{key:?} is stored but no event names it")),

@@ -10,6 +10,8 @@
 //! `version` included, which tell a new activity callback from a repeated one, both answered
 //! `success`), with each CRM item's record of applied events and each nonce record.
 //!
+//! Before the clock starts, the instances are started and have read their secrets ([`warm_up`]).
+//!
 //! Meanwhile the resident memory of every function instance below `cargo lambda watch`
 //! (`TEST_FUNCTIONS_PID`) is sampled once a second. Once an instance has served traffic for a
 //! while its memory must stop growing: between the end of the warm-up (the first quarter) and the
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use tests::deliver::send;
+use tests::deliver::{send, send_concurrently};
 use tests::history::{Event, History, Shape, Source};
 use tests::http::{activity_url, client, crm_url, dev_activity_secret, post, Answer};
 use tests::oracle::{self, Oracle};
@@ -218,6 +220,44 @@ async fn sample_memory(root: u32, warm: Instant, deadline: Instant) -> BTreeMap<
     samples
 }
 
+/// Longest wait for the function instances to start and read their secrets.
+const WARM_UP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Starts the instances the clients will use, before the clock starts: rounds of one valid
+/// delivery per client to a tenant of its own, until a whole round is answered 200. The first
+/// request of an instance waits 2.5 s at most for its first read of the secrets and is answered
+/// `503 secrets_unavailable` when the read takes longer (as the local Secrets Manager can on a
+/// loaded machine, when every instance starts at once); this suite is about the instances once
+/// they run.
+async fn warm_up(seed: u64) {
+    let mid = unique_mid("load-warm-up");
+    let shape = Shape {
+        entities: CLIENTS,
+        events: CLIENTS,
+        activity_share: 0.5,
+        activity_spread_seconds: 0,
+    };
+    let started = Instant::now();
+    loop {
+        let history = History::generate(seed, &mid, shape, now_unix(), dev_activity_secret());
+        let answers = send_concurrently(&mid, history.events, CLIENTS).await;
+        let unanswered: Vec<String> = answers
+            .iter()
+            .filter(|sent| sent.answer.status != 200)
+            .map(|sent| format!("{} {}", sent.answer.status, sent.answer.body))
+            .collect();
+        if unanswered.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < WARM_UP_PATIENCE,
+            "the instances did not start within {WARM_UP_PATIENCE:?}: {unanswered:?}"
+        );
+        purge_tenant(&stack::inspection_client(), &mid).await;
+    }
+    purge_tenant(&stack::inspection_client(), &mid).await;
+}
+
 /// How the tenant's tables differ from what the clients' oracles (whose entities and nonces
 /// are disjoint) say: every entity item attribute by attribute, `event_count` and `version`
 /// included, each CRM item's record of applied events, and each nonce record.
@@ -253,6 +293,7 @@ async fn thirty_two_clients_get_exactly_the_answers_they_deserve_and_memory_stay
         .parse()
         .expect("a PID");
     let seed = stack::seed("LOAD_SEED");
+    warm_up(seed).await;
     let mid = unique_mid("load");
     let tally = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
