@@ -7,14 +7,21 @@
 //! them exactly as they were. Cases under a fixed tenant (`900`, `901`: the tenants the stack
 //! configures with their own secrets) are CRM-only and compare only the items of the case's own
 //! `entity_id`, since other tests write to those tenants too.
+//!
+//! Every delivery a compared tenant acknowledges, setup requests included, also goes through that
+//! tenant's independent oracle ([`crate::oracle`], see [`Expected`]): its answer must be the
+//! oracle's, and after the case the tenant's items, CRM records of applied events and nonce
+//! records must be the oracle's, attribute by attribute.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::history::Source;
 use crate::http::{activity_url, client, crm_url, dev_activity_secret, dev_crm_secret, exchange, Answer};
+use crate::oracle::{self, Oracle};
 use crate::signing::{now_unix, sign_activity, sign_crm, unique_nonce};
 use crate::stack::{self, unique_mid};
-use crate::tables::Table;
+use crate::tables::{self, Table};
 use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::Method;
 use serde_json::Value;
@@ -635,24 +642,28 @@ pub async fn exercise(
     case: &Case,
     ctx: &Ctx,
 ) -> Result<(), String> {
+    let mut expected = Expected::new(ctx);
     for (index, setup) in case.setup.iter().enumerate() {
         let req = setup(ctx);
-        let endpoint = req.endpoint;
+        let sent = Sent::of(&req);
         let answer = send(http, req).await;
-        let (code, _) = code_of(endpoint, &answer)?;
+        let (code, _) = code_of(sent.endpoint, &answer)?;
         if answer.status != 200 {
             return Err(format!("setup request {index} answered {} {code}", answer.status));
         }
+        expected
+            .delivered(&sent, &code)
+            .map_err(|e| format!("setup request {index}: {e}"))?;
     }
     let before = Snapshot::take(db, ctx).await;
     let req = (case.request)(ctx);
-    let endpoint = req.endpoint;
+    let sent = Sent::of(&req);
     let started = Instant::now();
     let answer = send(http, req).await;
     let elapsed = started.elapsed();
     let after = Snapshot::take(db, ctx).await;
 
-    let (code, message) = code_of(endpoint, &answer)?;
+    let (code, message) = code_of(sent.endpoint, &answer)?;
     expect_eq(
         "(status, code)",
         (answer.status, code.as_str()),
@@ -675,7 +686,174 @@ pub async fn exercise(
         }
         Writes::Checked(check) => check(ctx, &before, &after)?,
     }
-    Ok(())
+    match (answer.status, code.as_str()) {
+        (200, _) => {
+            let predicted = expected.delivered(&sent, &code)?;
+            let want = match case.writes {
+                Writes::Nothing => oracle::Answer::Duplicate,
+                Writes::Checked(_) => oracle::Answer::Accepted,
+            };
+            expect_eq("the oracle's answer", predicted, want)?;
+        }
+        (401, "replayed_nonce") => expected.replay_refused(&sent)?,
+        _ => {}
+    }
+    expected.compare(ctx, &after)
+}
+
+/// What the runner keeps of a request to feed the oracle once it is answered.
+pub struct Sent {
+    pub endpoint: Endpoint,
+    pub url: String,
+    pub body: Vec<u8>,
+}
+
+impl Sent {
+    pub fn of(req: &Req) -> Self {
+        Self {
+            endpoint: req.endpoint,
+            url: req.url.clone(),
+            body: req.body.clone(),
+        }
+    }
+
+    fn text(&self) -> Result<&str, String> {
+        std::str::from_utf8(&self.body).map_err(|_| "an acknowledged body that is not UTF-8".to_owned())
+    }
+
+    /// The tenant the request is for: the CRM body's `mid`, or the activity URL's tenant
+    /// segment, else its `mid` query parameter (contract 2.2).
+    fn tenant(&self) -> Result<String, String> {
+        match self.endpoint {
+            Endpoint::Crm => Ok(oracle::crm_mid(self.text()?)),
+            Endpoint::Activity => {
+                let url = reqwest::Url::parse(&self.url).map_err(|e| format!("{}: {e}", self.url))?;
+                let segment = url
+                    .path()
+                    .split_once("/activity/")
+                    .map(|(_, tail)| tail.to_owned())
+                    .filter(|tail| !tail.is_empty());
+                let query = || {
+                    url.query_pairs()
+                        .find(|(name, _)| name == "mid")
+                        .map(|(_, v)| v.into_owned())
+                };
+                segment
+                    .or_else(query)
+                    .ok_or_else(|| format!("no tenant in {}", self.url))
+            }
+        }
+    }
+
+    fn source(&self) -> Source {
+        match self.endpoint {
+            Endpoint::Crm => Source::Crm,
+            Endpoint::Activity => Source::Activity,
+        }
+    }
+}
+
+/// The independent oracle ([`crate::oracle`]) of each tenant a case compares, fed every
+/// delivery the service acknowledged: what the tables must hold, attribute by attribute.
+pub struct Expected {
+    oracles: BTreeMap<String, Oracle>,
+    /// Only the case's entity is compared (a tenant other tests write to).
+    scoped: Option<String>,
+}
+
+impl Expected {
+    pub fn new(ctx: &Ctx) -> Self {
+        Self {
+            oracles: ctx
+                .tenants()
+                .into_iter()
+                .map(|mid| (mid.to_owned(), Oracle::new(mid)))
+                .collect(),
+            scoped: ctx.scoped().then(|| ctx.entity.clone()),
+        }
+    }
+
+    fn oracle(&mut self, sent: &Sent) -> Result<&mut Oracle, String> {
+        let tenant = sent.tenant()?;
+        self.oracles.get_mut(&tenant).ok_or_else(|| {
+            format!(
+                "a delivery to tenant {}, which the case does not compare",
+                short(&tenant)
+            )
+        })
+    }
+
+    /// Applies an acknowledged delivery; the service's answer (`code`: the CRM `status`, or the
+    /// activity's `success`, which is the same for a new and a repeated callback) must be the
+    /// oracle's. Returns the oracle's answer.
+    pub fn delivered(&mut self, sent: &Sent, code: &str) -> Result<oracle::Answer, String> {
+        let body = sent.text()?.to_owned();
+        let predicted = self.oracle(sent)?.deliver(sent.source(), &body);
+        let agrees = match (sent.endpoint, predicted) {
+            (_, oracle::Answer::ReplayedNonce) => false,
+            (Endpoint::Crm, oracle::Answer::Accepted) => code == "accepted",
+            (Endpoint::Crm, oracle::Answer::Duplicate) => code == "duplicate",
+            (Endpoint::Activity, _) => code == "success",
+        };
+        if agrees {
+            Ok(predicted)
+        } else {
+            Err(format!("answered {code}, the oracle says {predicted:?}"))
+        }
+    }
+
+    /// A callback refused as a replayed nonce: the oracle of its tenant refuses it too, or
+    /// another tenant the case compares recorded its nonce (a nonce is accepted at one tenant of
+    /// a secret list only, which one oracle, being one tenant, does not model).
+    pub fn replay_refused(&mut self, sent: &Sent) -> Result<(), String> {
+        let body = sent.text()?.to_owned();
+        let mut trial = self.oracle(sent)?.clone();
+        if trial.deliver(sent.source(), &body) == oracle::Answer::ReplayedNonce {
+            return Ok(());
+        }
+        let nonce = oracle::callback_nonce(&body);
+        if self.oracles.values().any(|oracle| oracle.knows_nonce(&nonce)) {
+            Ok(())
+        } else {
+            Err("refused as a replayed nonce, but no compared tenant recorded the nonce".into())
+        }
+    }
+
+    /// Every entity item and nonce record of the compared tenants in `snapshot` is the oracle's.
+    pub fn compare(&self, ctx: &Ctx, snapshot: &Snapshot) -> Result<(), String> {
+        let mut wrong = Vec::new();
+        for (mid, oracle) in &self.oracles {
+            let mut want = oracle.items();
+            if let Some(entity) = &self.scoped {
+                want.retain(|(_, id), _| id == entity);
+            }
+            let stored = tables::by_entity(
+                snapshot.items(mid, Table::CrmEntities),
+                snapshot.items(mid, Table::Activities),
+            );
+            wrong.extend(tables::mismatches(&want, &stored));
+            let nonces = snapshot.items(mid, Table::ActivityNonces);
+            wrong.extend(tables::nonce_mismatches(&oracle.nonce_records(), nonces));
+            let mut records = oracle.record_keys();
+            records.retain(|(source, _)| *source == Source::Crm);
+            let stored_records = tables::record_keys_of(snapshot.items(mid, Table::CrmEntities), &[]);
+            if stored_records != records {
+                wrong.push(format!(
+                    "{}: CRM records of applied events: stored {stored_records:?}, expected {records:?}",
+                    short(mid)
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the stored state is not the oracle's ({}):\n    {}",
+                short(&ctx.mid),
+                wrong.join("\n    ")
+            ))
+        }
+    }
 }
 
 /// Runs every case (one after the other: the local DynamoDB serialises requests anyway) and

@@ -15,7 +15,9 @@
 //!   changes, `event_count` and `version` grow);
 //! - activities: the whole content follows the newest add/edit, `last_action`, `operator`,
 //!   `operator_name` and `event_time` the newest event, a delete is a tombstone; a callback whose
-//!   nonce was recorded is a duplicate;
+//!   nonce was recorded with the same body (the same canonical JSON) is a duplicate, with another
+//!   body it is refused (`replayed_nonce`); neither changes anything. A nonce recorded at another
+//!   tenant is not modelled: one oracle is one tenant;
 //! - `version`: one per write, that is per event merged; `format`: 2.
 //!
 //! Deliveries are applied in the order given: past the bound of 128 events what is a duplicate
@@ -56,6 +58,9 @@ impl Stamp {
 pub enum Answer {
     Accepted,
     Duplicate,
+    /// 401 `replayed_nonce`: a callback whose nonce the tenant recorded with another body
+    /// (contract 2.2). Nothing changes.
+    ReplayedNonce,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -742,8 +747,11 @@ impl Oracle {
     fn deliver_callback(&mut self, body: &str) -> Answer {
         let callback = Callback::read(body);
         if let Some(digest) = self.nonces.get(&callback.nonce) {
-            assert_eq!(digest, &callback.digest, "the oracle does not model replayed nonces");
-            return Answer::Duplicate;
+            return if digest == &callback.digest {
+                Answer::Duplicate
+            } else {
+                Answer::ReplayedNonce
+            };
         }
         self.nonces.insert(callback.nonce.clone(), callback.digest);
         let Some(entity_id) = callback.activity() else {
@@ -801,6 +809,31 @@ impl Oracle {
         crm.chain(nonces).collect()
     }
 
+    /// Whether a callback with this nonce was recorded.
+    pub fn knows_nonce(&self, nonce: &str) -> bool {
+        self.nonces.contains_key(nonce)
+    }
+
+    /// Every nonce record of the tenant, by nonce: its key, the tenant and the SHA-256 of the
+    /// recorded callback's canonical JSON in lowercase hex (`body_digest`). Without `replay_scope`
+    /// (which names the secret list that verified the callback, not decided by its body) and
+    /// `expires_at` (a time of the clock).
+    pub fn nonce_records(&self) -> BTreeMap<String, SdkItem> {
+        self.nonces
+            .iter()
+            .map(|(nonce, digest)| {
+                let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+                let record = SdkItem::from([
+                    ("mid".to_owned(), s(&self.mid)),
+                    ("nonce".to_owned(), s(nonce)),
+                    ("tenant".to_owned(), s(&self.mid)),
+                    ("body_digest".to_owned(), s(&hex)),
+                ]);
+                (nonce.clone(), record)
+            })
+            .collect()
+    }
+
     /// The events one CRM item remembers, oldest first.
     pub fn crm_record(&self, entity_id: &str) -> Vec<Stamp> {
         self.leads
@@ -813,6 +846,11 @@ impl Oracle {
 /// The stamp of a CRM body: `(create_time, tie-break)`.
 pub fn crm_stamp(body: &str) -> Stamp {
     CrmEvent::read(body).stamp
+}
+
+/// The tenant a CRM body names (`mid`).
+pub fn crm_mid(body: &str) -> String {
+    CrmEvent::read(body).mid
 }
 
 /// The nonce of a callback body.
@@ -927,5 +965,28 @@ mod tests {
             item["privilege"],
             AttributeValue::M([("staff".to_owned(), AttributeValue::L(vec![s("7")]))].into())
         );
+    }
+
+    #[test]
+    fn a_nonce_again_with_another_body_is_refused_and_changes_nothing() {
+        let add = json!({"nonce": "n1", "timestamp": 10, "sign": "x", "action": "event/add",
+                         "attributes": {"event_id": "A1", "title": "first"}});
+        let mut oracle = Oracle::new("124");
+        assert_eq!(oracle.deliver(Source::Activity, &add.to_string()), Answer::Accepted);
+        let (items, records) = (oracle.items(), oracle.record_keys());
+        let pretty = serde_json::to_string_pretty(&add).unwrap();
+        assert_eq!(oracle.deliver(Source::Activity, &pretty), Answer::Duplicate);
+        let mut copy = add.clone();
+        copy["attributes"]["title"] = json!("replayed");
+        assert_eq!(
+            oracle.deliver(Source::Activity, &copy.to_string()),
+            Answer::ReplayedNonce
+        );
+        copy["action"] = json!("doc/add");
+        assert_eq!(
+            oracle.deliver(Source::Activity, &copy.to_string()),
+            Answer::ReplayedNonce
+        );
+        assert_eq!((oracle.items(), oracle.record_keys()), (items, records));
     }
 }

@@ -114,11 +114,18 @@ pub fn visible(mut item: SdkItem) -> SdkItem {
 
 /// The entity items of `mid`, by source and entity id.
 pub async fn entity_items(db: &Client, mid: &str) -> BTreeMap<(Source, String), SdkItem> {
+    let crm = Table::CrmEntities.query(db, mid).await;
+    let activities = Table::Activities.query(db, mid).await;
+    by_entity(&crm, &activities)
+}
+
+/// CRM and activity items, by source and entity id.
+pub fn by_entity(crm: &[SdkItem], activities: &[SdkItem]) -> BTreeMap<(Source, String), SdkItem> {
     let mut items = BTreeMap::new();
-    for (source, table) in [(Source::Crm, Table::CrmEntities), (Source::Activity, Table::Activities)] {
-        for item in table.query(db, mid).await {
+    for (source, table) in [(Source::Crm, crm), (Source::Activity, activities)] {
+        for item in table {
             let entity_id = item["entity_id"].as_s().expect("entity_id is a string").clone();
-            items.insert((source, entity_id), item);
+            items.insert((source, entity_id), item.clone());
         }
     }
     items
@@ -127,12 +134,19 @@ pub async fn entity_items(db: &Client, mid: &str) -> BTreeMap<(Source, String), 
 /// The keys of what the store records per event: for CRM the entries of each item's record of
 /// applied events ([`stamp_key`]), for activities the nonce records of `mid`.
 pub async fn record_keys(db: &Client, mid: &str) -> BTreeSet<(Source, String)> {
+    let crm = Table::CrmEntities.query(db, mid).await;
+    let nonces = Table::ActivityNonces.query(db, mid).await;
+    record_keys_of(&crm, &nonces)
+}
+
+/// The record keys (see [`record_keys`]) of CRM items and nonce records.
+pub fn record_keys_of(crm: &[SdkItem], nonces: &[SdkItem]) -> BTreeSet<(Source, String)> {
     let mut keys = BTreeSet::new();
-    for item in Table::CrmEntities.query(db, mid).await {
-        let stored = read_entity::<CrmState>(&item).expect("a readable CRM item");
+    for item in crm {
+        let stored = read_entity::<CrmState>(item).expect("a readable CRM item");
         keys.extend(stored.applied.stamps().iter().map(|s| (Source::Crm, stamp_key(s))));
     }
-    for item in Table::ActivityNonces.query(db, mid).await {
+    for item in nonces {
         let key = item["nonce"].as_s().expect("record keys are strings").clone();
         keys.insert((Source::Activity, key));
     }
@@ -155,12 +169,49 @@ pub fn mismatches(
     expected: &BTreeMap<(Source, String), SdkItem>,
     stored: &BTreeMap<(Source, String), SdkItem>,
 ) -> Vec<String> {
-    let keys: BTreeSet<&(Source, String)> = expected.keys().chain(stored.keys()).collect();
+    differences(expected, stored, visible)
+}
+
+/// A nonce record as the oracle predicts it ([`crate::oracle::Oracle::nonce_records`]): without
+/// `replay_scope` and `expires_at`.
+pub fn visible_nonce(mut record: SdkItem) -> SdkItem {
+    record.remove("replay_scope");
+    record.remove(shared::dynamo::EXPIRES_AT);
+    record
+}
+
+/// How the stored nonce records differ from the oracle's (see [`visible_nonce`]).
+pub fn nonce_mismatches(expected: &BTreeMap<String, SdkItem>, stored: &[SdkItem]) -> Vec<String> {
+    let stored = stored
+        .iter()
+        .map(|record| {
+            (
+                record["nonce"].as_s().expect("nonces are strings").clone(),
+                record.clone(),
+            )
+        })
+        .collect();
+    differences(expected, &stored, visible_nonce)
+}
+
+/// One line per item missing from `stored`, unexpected in it, or different once `shown`.
+fn differences<K: Ord + std::fmt::Debug>(
+    expected: &BTreeMap<K, SdkItem>,
+    stored: &BTreeMap<K, SdkItem>,
+    shown: fn(SdkItem) -> SdkItem,
+) -> Vec<String> {
+    let keys: BTreeSet<&K> = expected.keys().chain(stored.keys()).collect();
     keys.into_iter()
         .filter_map(|key| match (expected.get(key), stored.get(key)) {
             (Some(want), Some(got)) => {
-                let got = visible(got.clone());
-                (*want != got).then(|| format!("{key:?} differs:\n  expected {want:?}\n  stored   {got:?}"))
+                let got = shown(got.clone());
+                let names: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
+                let differing: Vec<String> = names
+                    .into_iter()
+                    .filter(|name| want.get(*name) != got.get(*name))
+                    .map(|name| format!("{name}: expected {:?}, stored {:?}", want.get(name), got.get(name)))
+                    .collect();
+                (!differing.is_empty()).then(|| format!("{key:?} differs: {}", differing.join("; ")))
             }
             (Some(_), None) => Some(format!("{key:?} is missing")),
             (None, _) => Some(format!("{key:?} is stored but no event names it")),

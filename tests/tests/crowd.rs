@@ -59,21 +59,6 @@ fn size() -> Size {
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("CROWD_SEED").map_or_else(|_| rand::random(), |seed| seed.parse().expect("CROWD_SEED is a number"))
-}
-
-/// Prints how to replay the run when the test fails.
-struct SeedOnFailure(u64);
-
-impl Drop for SeedOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("crowd: failed with seed {0}; replay with CROWD_SEED={0}", self.0);
-        }
-    }
-}
-
 /// One generated event and the values it carries.
 struct Generated {
     body: String,
@@ -183,8 +168,7 @@ fn string_map(item: &HashMap<String, AttributeValue>, name: &str) -> BTreeMap<St
 #[tokio::test]
 #[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_crowd_on_one_lead_with_late_events_past_the_bound_loses_no_count() {
-    let seed = seed();
-    let _replay = SeedOnFailure(seed);
+    let seed = stack::seed("CROWD_SEED");
     let size = size();
     let mut rng = StdRng::seed_from_u64(seed);
     let mid = unique_mid("crowd");

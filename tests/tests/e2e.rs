@@ -4,9 +4,12 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
+use tests::history::Source;
 use tests::http::{activity_url, client, dev_activity_secret, dev_crm_secret, post, post_crm, signed_activity};
+use tests::oracle::{self, Oracle};
 use tests::signing::{now_unix, unique_nonce};
 use tests::stack::{self, unique_mid};
+use tests::tables;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 const ACTIVITY_ID: &str = "b80bb752931811eeaeb42ef5b77e53xx";
@@ -38,9 +41,15 @@ fn crm_fixtures() -> Vec<(String, Value)> {
 async fn every_crm_fixture_is_accepted_and_stored() {
     let http = client();
     let mid = unique_mid("e2e");
+    let mut oracle = Oracle::new(&mid);
     let mut counts: HashMap<String, i64> = HashMap::new();
     for (name, mut payload) in crm_fixtures() {
         payload["mid"] = mid.clone().into();
+        assert_eq!(
+            oracle.deliver(Source::Crm, &payload.to_string()),
+            oracle::Answer::Accepted,
+            "{name}"
+        );
         let entity_id = payload["extra_data"]["entity_id"].as_str().unwrap().to_owned();
         let answer = post_crm(&http, &payload.to_string(), dev_crm_secret()).await;
         assert_eq!(answer.status, 200, "{name}: {}", answer.body);
@@ -70,6 +79,11 @@ async fn every_crm_fixture_is_accepted_and_stored() {
     assert_eq!(lead["lead_pool"].as_s().unwrap(), "sales");
     assert_eq!(lead["team_members"].as_ss().unwrap().len(), 1);
     assert_eq!(lead["created_at"].as_s().unwrap(), "2023-02-27T15:02:25+08:00");
+    // Every attribute of every item, and each item's record of applied events, as the oracle.
+    let db = stack::dynamodb_client();
+    let wrong = tables::mismatches(&oracle.items(), &tables::entity_items(&db, &mid).await);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(tables::record_keys(&db, &mid).await, oracle.record_keys());
 }
 
 #[tokio::test]

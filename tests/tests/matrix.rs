@@ -1,7 +1,8 @@
 //! Table-driven HTTP tests of contract 2.3 against both functions served by `cargo lambda watch`:
 //! The machinery (cases, builders, snapshots, runner) is the test kit's `tests::matrix`; this
 //! file holds the case tables.
-//! every case is a request, the exact status and error `code` it must get, and what it may write.
+//! every case is a request, the exact status and error `code` it must get, and what it may write;
+//! whatever a case's tenant acknowledges is compared with the independent oracle (`tests::oracle`).
 //!
 //! Each case runs under a tenant no other case (or run) uses, so the runner can compare the
 //! contents of all three tables for that tenant before and after the request: a refusal must leave

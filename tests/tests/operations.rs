@@ -25,6 +25,9 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 /// Longest wait for a change to be seen: many refresh intervals, so that only a change that is
 /// never picked up fails (no timing is asserted).
 const PATIENCE: Duration = Duration::from_secs(60);
+/// Concurrent requests per secret in a burst: as many as `make test` runs instances of a
+/// function (`FUNCTION_CONCURRENCY`, 16), each of which waits for its next invocation.
+const BURST: usize = 16;
 
 /// The tests that change or read the secret documents take turns: one of them puts a malformed
 /// document for a moment, and each put moves `AWSPREVIOUS`.
@@ -81,13 +84,6 @@ async fn set_crm_tenant(sm: &aws_sdk_secretsmanager::Client, mid: &str, secrets:
     write_document(sm, &id, &document).await;
 }
 
-/// Waits one refresh interval and a second: every function instance then reads the secret
-/// again on its next request.
-async fn every_instance_refreshed() {
-    let seconds: u64 = required("SECRETS_REFRESH_SECONDS").parse().expect("whole seconds");
-    tokio::time::sleep(Duration::from_secs(seconds + 1)).await;
-}
-
 fn crm_body(mid: &str) -> String {
     let mut payload: Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/crm/lead_object_update.json")).unwrap())
@@ -111,6 +107,36 @@ async fn until_answer(http: &reqwest::Client, mid: &str, secret: &str, want: (u1
             "tenant {mid}: still {} {} after {PATIENCE:?}; want {want:?}",
             answer.status,
             answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Sends bursts of concurrent fresh CRM events for `mid`, [`BURST`] per `(secret, answer)` of
+/// `wanted`, until one whole burst is answered as wanted; returns how long that took. Each
+/// instance keeps its own copy of the secrets and reads them again on a request once the
+/// refresh interval has passed (waiting for the read only a moment), so one answer shows one
+/// instance only: concurrent requests spread over the instances, and a burst answered as
+/// wanted throughout is the change seen wherever the requests went.
+async fn until_every_answer(http: &reqwest::Client, mid: &str, wanted: &[(&str, (u16, &str))]) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut burst = Vec::new();
+        for (secret, want) in wanted {
+            for answer in bursts(http, mid, secret, 1, BURST).await {
+                burst.push((*secret, answer, *want));
+            }
+        }
+        let wrong: Vec<_> = burst
+            .iter()
+            .filter(|(_, answer, want)| *answer != (want.0, want.1.to_owned()))
+            .collect();
+        if wrong.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "tenant {mid}: still {wrong:?} after {PATIENCE:?}; want {wanted:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -142,23 +168,13 @@ async fn a_new_tenant_and_a_rotation_take_effect_without_a_restart() {
     set_crm_tenant(&sm, &mid, Some(&[&old])).await;
     let onboarded = until_answer(&http, &mid, &old, (200, "accepted")).await;
 
-    // Rotation without downtime: the new secret first, next to the old one...
+    // Rotation without downtime: the new secret first, next to the old one, both accepted...
     set_crm_tenant(&sm, &mid, Some(&[&new, &old])).await;
-    let both = until_answer(&http, &mid, &new, (200, "accepted")).await;
-    // Each instance has its own cache: past one interval, every one has read the change.
-    every_instance_refreshed().await;
-    assert_eq!(
-        outcome(&post_crm(&http, &crm_body(&mid), &old).await),
-        (200, "accepted".into())
-    );
+    let accepted = (200, "accepted");
+    let both = until_every_answer(&http, &mid, &[(&new, accepted), (&old, accepted)]).await;
     // ...then the old one retired.
     set_crm_tenant(&sm, &mid, Some(&[&new])).await;
-    let retired = until_answer(&http, &mid, &old, (401, "invalid_signature")).await;
-    every_instance_refreshed().await;
-    assert_eq!(
-        outcome(&post_crm(&http, &crm_body(&mid), &new).await),
-        (200, "accepted".into())
-    );
+    let retired = until_every_answer(&http, &mid, &[(&old, (401, "invalid_signature")), (&new, accepted)]).await;
 
     set_crm_tenant(&sm, &mid, None).await;
     println!(
@@ -185,6 +201,24 @@ async fn bursts(http: &reqwest::Client, mid: &str, secret: &str, rounds: usize, 
     outcomes
 }
 
+/// Whether the CRM function logged, after byte `offset` of its log, reading the previous
+/// version of its secrets (`AWSPREVIOUS`) because the current one is not a document.
+fn crm_read_previous_version_since(log_path: &str, offset: u64) -> bool {
+    let log = std::fs::read(log_path).expect("the function log");
+    let start = usize::try_from(offset)
+        .expect("a log that fits in memory")
+        .min(log.len());
+    String::from_utf8_lossy(&log[start..])
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line.get(line.find('{')?..)?).ok())
+        .any(|line| {
+            let fields = &line["fields"];
+            fields["message"] == "tenant secrets read from AWS Secrets Manager"
+                && fields["source"] == "crm"
+                && fields["version"] == "AWSPREVIOUS"
+        })
+}
+
 #[tokio::test]
 #[ignore = "needs the local stack: `make test` runs it (cargo test -- --include-ignored)"]
 async fn a_malformed_document_resolves_to_the_previous_version_on_every_instance() {
@@ -195,12 +229,15 @@ async fn a_malformed_document_resolves_to_the_previous_version_on_every_instance
     let mid = unique_mid("malformed");
     let own = format!("own-{}", unique_nonce());
 
-    // The tenant is onboarded; one instance at least has read it.
+    // The tenant is onboarded, and every instance has read it: from here on, whether an
+    // instance keeps what it read or reads the previous version, it knows the tenant.
     set_crm_tenant(&sm, &mid, Some(&[&own])).await;
-    until_answer(&http, &mid, &own, (200, "accepted")).await;
+    until_every_answer(&http, &mid, &[(&own, (200, "accepted"))]).await;
     let good = read_document(&sm, &id).await;
 
     // A broken put: JSON cut short (it still names the tenant's secret).
+    let log_path = required("TEST_FUNCTIONS_LOG");
+    let log_before_put = std::fs::metadata(&log_path).expect("the function log").len();
     let broken = good.to_string();
     sm.put_secret_value()
         .secret_id(&id)
@@ -208,12 +245,19 @@ async fn a_malformed_document_resolves_to_the_previous_version_on_every_instance
         .send()
         .await
         .expect("the local Secrets Manager answers");
-    every_instance_refreshed().await;
-    // Each instance re-reads on its next request, waiting a moment only: wake them, then let
-    // their reads land.
-    let warm_up = bursts(&http, &unique_mid("malformed-default"), "dev-crm-secret", 2, 8).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = bursts(&http, &mid, &own, 3, 8).await;
+    // Each instance re-reads on its next request once the interval has passed: wake them until
+    // the log shows the previous version read in place of the broken one.
+    let mut warm_up = Vec::new();
+    let started = Instant::now();
+    while !crm_read_previous_version_since(&log_path, log_before_put) {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no instance read the previous version within {PATIENCE:?} ({log_path})"
+        );
+        warm_up.extend(bursts(&http, &unique_mid("malformed-default"), "dev-crm-secret", 1, BURST).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = bursts(&http, &mid, &own, 3, BURST).await;
 
     // An instance that starts now, with nothing read before: the previous version too.
     let env: shared::config::Env = [
@@ -268,12 +312,7 @@ async fn a_tenant_listed_with_an_empty_list_is_refused_whatever_the_default() {
         (200, "accepted".into())
     );
     set_crm_tenant(&sm, &mid, Some(&[])).await;
-    until_answer(&http, &mid, "dev-crm-secret", (401, "no_secret")).await;
-    every_instance_refreshed().await;
-    assert_eq!(
-        outcome(&post_crm(&http, &crm_body(&mid), "dev-crm-secret").await),
-        (401, "no_secret".into())
-    );
+    until_every_answer(&http, &mid, &[("dev-crm-secret", (401, "no_secret"))]).await;
     // Unlisted again: the default list again.
     set_crm_tenant(&sm, &mid, None).await;
     until_answer(&http, &mid, "dev-crm-secret", (200, "accepted")).await;
