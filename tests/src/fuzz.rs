@@ -12,10 +12,10 @@
 //! rely on: a non-empty tenant and entity and an item keyed by them, convertible to DynamoDB
 //! attributes. It is then merged, with two well-formed events of the same entity (one at the
 //! same time, so that the tie-break decides), in two of the six delivery orders (drawn from the
-//! seed), each followed by the redelivery of all three, through the store's own steps without a server: read the stored
-//! item back (it must always decode), recognise a duplicate from its record (a callback: from
-//! its nonce), merge, record, write the item with its bookkeeping. Each of these properties can
-//! fail, and each names what broke:
+//! seed), each followed by the redelivery of all three, through the store's own steps without a
+//! server: read the stored item back (it must always decode), recognise a duplicate from its
+//! record (a callback: from its nonce), merge, record, write the item with its bookkeeping. Each
+//! of these properties can fail, and each names what broke:
 //! - every answer (accepted or duplicate) is the independent oracle's (`tests::oracle`, which
 //!   reads the bodies with `serde_json` and never calls the model crate);
 //! - both orders leave exactly the oracle's item, `version` and `event_count` included, and the
