@@ -33,7 +33,7 @@ LAMBDA_TARGET := aarch64-unknown-linux-gnu
 export PATH := $(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv test validate run build targets invoke invoke-check bench soak fuzz clean
+.PHONY: help venv checkov-venv test validate run build targets invoke invoke-check bench soak fuzz clean
 
 help:
 	@sed -n '2,20p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
@@ -49,35 +49,34 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	"$(VENV)/bin/python" -m pip install --disable-pip-version-check -q -r "$(REQUIREMENTS)"
 	@touch "$@"
 
-test: venv
-	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	bash scripts/stack.sh test
-	python scripts/check_answers.py --ledger .local/test/answers
-	python scripts/check_docs_test.py
-	python scripts/check_docs.py
-	@$(MAKE) --no-print-directory validate
+# scripts/test.sh installs the Python tools (venv, checkov-venv) in the background while cargo
+# builds, then runs the stack suites and `make validate`.
+test:
+	bash scripts/test.sh
 
-validate: venv
+validate: venv checkov-venv
 	sam validate
 	sam validate --lint
 	cfn-lint template.yaml
 	python scripts/create_tables.py --check-template template.yaml
 	python scripts/check_template.py --self-test template.yaml
 	python scripts/check_template.py template.yaml
-	@# checkov pins packages older than .venv's, so it has a venv of its own (CHECKOV_VENV,
-	@# default .venv/checkov), installed again when scripts/requirements-checkov.txt changes.
 	@# Offline: no platform download or mapping, no update check.
-	@ckv="$${CHECKOV_VENV:-$(VENV)/checkov}"; \
-	if [ ! -f "$$ckv/.installed" ] || [ "$(ROOT)/scripts/requirements-checkov.txt" -nt "$$ckv/.installed" ]; then \
-	  echo "installing checkov into $$ckv"; \
-	  $(PYTHON) -m venv "$$ckv" && \
-	  "$$ckv/bin/python" -m pip install --disable-pip-version-check -q -r "$(ROOT)/scripts/requirements-checkov.txt" && \
-	  touch "$$ckv/.installed"; \
-	fi; \
-	echo "checkov -f template.yaml"; \
-	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true "$$ckv/bin/checkov" -f template.yaml \
+	@echo "checkov -f template.yaml"
+	@BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true "$(CHECKOV_VENV)/bin/checkov" -f template.yaml \
 	  --framework cloudformation --skip-download --compact --quiet
+
+# checkov pins packages older than .venv's, so it has a venv of its own (CHECKOV_VENV, default
+# .venv/checkov), installed again when scripts/requirements-checkov.txt changes.
+CHECKOV_VENV ?= $(VENV)/checkov
+CHECKOV_REQUIREMENTS := $(ROOT)/scripts/requirements-checkov.txt
+checkov-venv: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: $(CHECKOV_REQUIREMENTS)
+	@echo "installing checkov into $(CHECKOV_VENV)"
+	$(PYTHON) -m venv "$(CHECKOV_VENV)"
+	"$(CHECKOV_VENV)/bin/python" -m pip install --disable-pip-version-check -q -r "$(CHECKOV_REQUIREMENTS)"
+	@touch "$@"
 
 run: venv
 	bash scripts/stack.sh run

@@ -84,6 +84,13 @@ impl Env {
         })
     }
 
+    /// What verifying and reading a Lexiang callback needs, freshness enforced: secrets, windows,
+    /// offset (the function waives freshness only on the local stack: `ActivityConfig`).
+    pub fn activity_intake(&self) -> Result<ActivityIntake, ConfigError> {
+        let secrets = self.secrets("ACTIVITY_CALLBACK_SECRET");
+        Ok(ActivityIntake::new(secrets, self.activity_freshness()?, self.offset()?))
+    }
+
     /// The quarantine of refused deliveries (contract 2.4), shared by both functions.
     pub fn quarantine(&self) -> Result<QuarantineConfig, ConfigError> {
         let defaults = QuarantineConfig::default();
@@ -173,6 +180,41 @@ impl Env {
         TenantSecrets::from_vars(prefix, &self.0)
     }
 
+    /// What every function reads besides its source's own settings; `secrets_id_variable` names
+    /// the function's Secrets Manager secret.
+    pub fn function(&self, secrets_id_variable: &'static str) -> Result<FunctionConfig, ConfigError> {
+        Ok(FunctionConfig {
+            secret_location: self.secret_location(secrets_id_variable)?,
+            quarantine: self.quarantine()?,
+            aws: self.aws(),
+        })
+    }
+
+    /// Where the AWS clients connect, as the SDK's environment providers read it: the region
+    /// (`AWS_REGION`, then `AWS_DEFAULT_REGION`) and a local or otherwise non-default endpoint
+    /// per service (the service's variable first, then `AWS_ENDPOINT_URL`; contract 5).
+    pub fn aws(&self) -> AwsConfig {
+        let trimmed = |value: &str| value.trim().to_owned();
+        let endpoint = |service: &str| self.get(service).or_else(|| self.get("AWS_ENDPOINT_URL")).map(trimmed);
+        AwsConfig {
+            region: self
+                .get("AWS_REGION")
+                .or_else(|| self.get("AWS_DEFAULT_REGION"))
+                .map(trimmed),
+            dynamodb_endpoint: endpoint("AWS_ENDPOINT_URL_DYNAMODB"),
+            secrets_manager_endpoint: endpoint("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+        }
+    }
+
+    /// Logs and metrics: `RUST_LOG` (the log filter, default `info`) and `METRICS_NAMESPACE`.
+    /// Read apart from the rest, so that a function can log why the rest does not start it.
+    pub fn telemetry(&self) -> Telemetry {
+        Telemetry {
+            log_filter: self.get("RUST_LOG").map(str::to_owned),
+            metrics_namespace: self.get("METRICS_NAMESPACE").map(|name| name.trim().to_owned()),
+        }
+    }
+
     /// AWS Secrets Manager when `id_variable` names a secret, else the environment variables.
     fn secret_location(&self, id_variable: &'static str) -> Result<SecretLocation, ConfigError> {
         let Some(secret_id) = self.get(id_variable) else {
@@ -237,14 +279,31 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
     }
 }
 
+/// Where the AWS clients connect: [`Env::aws`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// `None`: the SDK finds none, and a call fails (Lambda always sets `AWS_REGION`).
+    pub region: Option<String>,
+    /// `None`: the service's endpoint in the region.
+    pub dynamodb_endpoint: Option<String>,
+    pub secrets_manager_endpoint: Option<String>,
+}
+
+/// What every function reads besides its source's own settings: [`Env::function`].
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// `CRM_SECRETS_MANAGER_ID` / `ACTIVITY_SECRETS_MANAGER_ID`: when set, the secrets come from
+    /// there and the intake's (environment) secrets are not used.
+    pub secret_location: SecretLocation,
+    pub quarantine: QuarantineConfig,
+    pub aws: AwsConfig,
+}
+
 #[derive(Debug, Clone)]
 pub struct CrmConfig {
     pub table_name: String,
     pub intake: CrmIntake,
-    /// `CRM_SECRETS_MANAGER_ID`: when set, the secrets come from there and the intake's
-    /// (environment) secrets are not used.
-    pub secret_location: SecretLocation,
-    pub quarantine: QuarantineConfig,
+    pub function: FunctionConfig,
 }
 
 impl CrmConfig {
@@ -252,8 +311,7 @@ impl CrmConfig {
         Ok(Self {
             table_name: env.required("CRM_TABLE_NAME")?,
             intake: env.crm_intake()?,
-            secret_location: env.secret_location("CRM_SECRETS_MANAGER_ID")?,
-            quarantine: env.quarantine()?,
+            function: env.function("CRM_SECRETS_MANAGER_ID")?,
         })
     }
 }
@@ -264,23 +322,19 @@ pub struct ActivityConfig {
     pub nonces_table_name: String,
     pub default_mid: Option<String>,
     pub intake: ActivityIntake,
-    /// `ACTIVITY_SECRETS_MANAGER_ID`, as for the CRM function.
-    pub secret_location: SecretLocation,
-    pub quarantine: QuarantineConfig,
+    pub function: FunctionConfig,
 }
 
 impl ActivityConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let freshness = env.activity_freshness()?;
-        let mut intake = ActivityIntake::new(env.secrets("ACTIVITY_CALLBACK_SECRET"), freshness, env.offset()?);
+        let mut intake = env.activity_intake()?;
         intake.freshness = env.activity_freshness_check()?;
         Ok(Self {
             table_name: env.required("ACTIVITY_TABLE_NAME")?,
             nonces_table_name: env.required("ACTIVITY_NONCES_TABLE_NAME")?,
             default_mid: env.get("ACTIVITY_DEFAULT_MID").map(|mid| mid.trim().to_owned()),
             intake,
-            secret_location: env.secret_location("ACTIVITY_SECRETS_MANAGER_ID")?,
-            quarantine: env.quarantine()?,
+            function: env.function("ACTIVITY_SECRETS_MANAGER_ID")?,
         })
     }
 
@@ -295,6 +349,15 @@ impl ActivityConfig {
     }
 }
 
+/// What the logs and metrics of a function read: [`Env::telemetry`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Telemetry {
+    /// A `tracing` filter directive (`RUST_LOG`); `None`: `info`.
+    pub log_filter: Option<String>,
+    /// The CloudWatch namespace of the metrics; `None`: the default.
+    pub metrics_namespace: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,14 +366,14 @@ mod tests {
     fn a_secrets_manager_id_selects_secrets_manager_with_its_refresh_interval() {
         let base = [("CRM_TABLE_NAME", "c"), ("CRM_WEBHOOK_SECRET", "env-secret")];
         let crm = CrmConfig::from_env(&base.into_iter().collect()).unwrap();
-        assert_eq!(crm.secret_location, SecretLocation::Environment);
+        assert_eq!(crm.function.secret_location, SecretLocation::Environment);
         let with_id = |extra: &[(&'static str, &'static str)]| {
             let env: Env = base.iter().chain(extra).copied().collect();
             CrmConfig::from_env(&env)
         };
         let crm = with_id(&[("CRM_SECRETS_MANAGER_ID", " webhook/crm ")]).unwrap();
         assert_eq!(
-            crm.secret_location,
+            crm.function.secret_location,
             SecretLocation::SecretsManager {
                 secret_id: "webhook/crm".into(),
                 refresh: DEFAULT_SECRETS_REFRESH,
@@ -318,7 +381,7 @@ mod tests {
         );
         let crm = with_id(&[("CRM_SECRETS_MANAGER_ID", "x"), ("SECRETS_REFRESH_SECONDS", "2")]).unwrap();
         assert!(
-            matches!(crm.secret_location, SecretLocation::SecretsManager { refresh, .. } if refresh == Duration::from_secs(2))
+            matches!(crm.function.secret_location, SecretLocation::SecretsManager { refresh, .. } if refresh == Duration::from_secs(2))
         );
         for bad in ["0", "5m", "-1"] {
             assert!(matches!(
@@ -576,5 +639,54 @@ mod tests {
                 "{name}={value}"
             );
         }
+    }
+
+    #[test]
+    fn the_aws_region_and_each_services_endpoint_variable_win_over_the_general_ones() {
+        let aws = |pairs: &[(&'static str, &'static str)]| pairs.iter().copied().collect::<Env>().aws();
+        let general = [
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ];
+        assert_eq!(
+            aws(&general),
+            AwsConfig {
+                region: Some("us-east-1".into()),
+                dynamodb_endpoint: Some("http://127.0.0.1:1".into()),
+                secrets_manager_endpoint: Some("http://127.0.0.1:1".into()),
+            }
+        );
+        let specific = aws(&[
+            general[0],
+            general[1],
+            ("AWS_REGION", " eu-west-1 "),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:2"),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:3"),
+        ]);
+        let found = [
+            specific.region,
+            specific.dynamodb_endpoint,
+            specific.secrets_manager_endpoint,
+        ];
+        assert_eq!(
+            found.map(Option::unwrap),
+            ["eu-west-1", "http://127.0.0.1:2", "http://127.0.0.1:3"]
+        );
+        assert_eq!(aws(&[("AWS_REGION", " ")]), AwsConfig::default(), "blank is unset");
+    }
+
+    #[test]
+    fn telemetry_is_read_with_the_rest_of_the_configuration() {
+        assert_eq!(Env::default().telemetry(), Telemetry::default());
+        let env: Env = [("RUST_LOG", "debug"), ("METRICS_NAMESPACE", " Webhooks/Staging ")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            env.telemetry(),
+            Telemetry {
+                log_filter: Some("debug".into()),
+                metrics_namespace: Some("Webhooks/Staging".into()),
+            }
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! A received body, parsed once: the JSON object (keys trimmed), its identity, and the raw text.
-//! It borrows from the body, which outlives it in every handler.
+//! It borrows from the body, which outlives it in the request pipeline.
 
 use crate::digest::EventDigest;
 use crate::error::ParseError;

@@ -1,43 +1,16 @@
-//! The HTTP edge both functions share: what is refused before a body is read, and how every
-//! answer is written.
+//! The HTTP edge both functions share: what is refused before a body is read, what a request's
+//! headers and URL say, and how every answer is written.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_http::http::{header, Method, StatusCode};
-use lambda_http::{service_fn, Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::envelope::MAX_BODY_BYTES;
 use crate::error::{ApiError, RequestError, SecretsError};
 use crate::secret::{SecretSource, TenantSecrets};
 use crate::store::REQUEST_DEADLINE;
-
-/// A function's request handling: every request gets its documented response, never an `Err`.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Request) -> impl Future<Output = Response<Body>> + Send;
-}
-
-/// Runs the Lambda loop with `handler`, built once before the first request. The metrics each
-/// request recorded are written once it is answered: one EMF flush per request.
-pub async fn serve(handler: impl Handler) -> Result<(), lambda_http::Error> {
-    crate::observe::init_metrics(
-        std::env::var("METRICS_NAMESPACE")
-            .ok()
-            .as_deref()
-            .filter(|n| !n.trim().is_empty()),
-    );
-    let handler = Arc::new(handler);
-    lambda_http::run(service_fn(move |request: Request| {
-        let handler = Arc::clone(&handler);
-        async move {
-            let response = handler.handle(request).await;
-            crate::observe::flush();
-            Ok::<_, lambda_http::Error>(response)
-        }
-    }))
-    .await
-}
 
 /// The one deadline of a request ([`REQUEST_DEADLINE`], from when it is taken up): the secrets
 /// are waited for within it, and the store gets what is left, so that the answer comes in time
@@ -94,8 +67,32 @@ pub fn header_text<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.headers().get(name).map(|value| value.to_str().unwrap_or(""))
 }
 
-/// The refusal of contract 2.3 as an HTTP answer. It is logged and counted by
-/// [`crate::observe::answer`], the one place every answer goes through.
+/// The tenant a request's URL names: the path parameter `mid`, else (function URLs and the local
+/// emulator carry no path parameters) the segment after `prefix` in the path, else the `mid`
+/// query parameter; trimmed, and never empty.
+pub fn tenant_in_url(request: &Request, prefix: &str) -> Option<String> {
+    let in_path = request
+        .uri()
+        .path()
+        .split_once(prefix)
+        .and_then(|(_, rest)| rest.split('/').next());
+    [
+        request
+            .path_parameters_ref()
+            .and_then(|parameters| parameters.first("mid")),
+        in_path,
+        request
+            .query_string_parameters_ref()
+            .and_then(|parameters| parameters.first("mid")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::trim)
+    .find(|mid| !mid.is_empty())
+    .map(str::to_owned)
+}
+
+/// The refusal of contract 2.3 as an HTTP answer.
 pub fn error_response(error: &ApiError) -> Response<Body> {
     let mut builder = Response::builder()
         .status(error.status())
@@ -122,17 +119,4 @@ pub fn text_response(text: &'static str) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from(text))
         .expect("status and headers are valid")
-}
-
-/// JSON logs to stdout (CloudWatch), filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
 }

@@ -38,7 +38,7 @@ fn fitting_key(value: String, max_bytes: usize, field: impl FnOnce() -> String) 
 
 /// A field the service reads but does not require, found in a shape it did not expect. The
 /// event is still accepted (contract 2.3, tolerant reading): the value stays in `last_raw`, and the
-/// handler logs and counts the drift.
+/// request pipeline logs and counts the drift.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
     /// Full path of the field (`extra_data.notes`, `attributes.privilege[1]`).
@@ -160,22 +160,22 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A string, borrowed from the body (for values that are only read, not kept).
-    pub fn opt_text(&self, key: &str) -> Result<Option<&'a str>, ParseError> {
+    /// A string, borrowed from the body (`&str`, for values that are only read, not kept).
+    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ParseError> {
         self.optional(key, text)
     }
 
-    pub fn req_text(&self, key: &str) -> Result<&'a str, ParseError> {
+    pub fn req_str(&self, key: &str) -> Result<&'a str, ParseError> {
         self.required(key, text)
     }
 
-    /// A string, as [`Fields::opt_text`], to keep.
-    pub fn opt_str(&self, key: &str) -> Result<Option<String>, ParseError> {
-        Ok(self.opt_text(key)?.map(str::to_owned))
+    /// A string, as [`Fields::opt_str`], owned (`String`) to keep.
+    pub fn opt_string(&self, key: &str) -> Result<Option<String>, ParseError> {
+        Ok(self.opt_str(key)?.map(str::to_owned))
     }
 
-    pub fn req_str(&self, key: &str) -> Result<String, ParseError> {
-        self.req_text(key).map(str::to_owned)
+    pub fn req_string(&self, key: &str) -> Result<String, ParseError> {
+        self.req_str(key).map(str::to_owned)
     }
 
     /// An identifier sent as a string or as an integer (`"941"` or `941`); blank is absent.

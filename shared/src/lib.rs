@@ -2,8 +2,9 @@
 //!
 //! The pure core (default features) has no AWS SDK and no async runtime: verification over raw
 //! bytes with an injectable clock, tolerant parsing, normalization into the items of the contract (docs/contract.md),
-//! and merge rules that converge whatever the delivery order. The `dynamodb` and `lambda`
-//! features add the adapters both functions share.
+//! and merge rules that converge whatever the delivery order. The `dynamodb` and `secretsmanager`
+//! features add the storage and secrets adapters; `lambda` adds the request pipeline both
+//! functions run (`pipeline`: one generic handler over each source's `Webhook`).
 
 pub mod activity;
 pub mod bookkeeping;
@@ -21,6 +22,7 @@ pub mod merge;
 pub mod node;
 pub mod quarantine;
 pub mod secret;
+pub mod source;
 pub mod store;
 pub mod timefmt;
 pub mod unmodelled;
@@ -35,6 +37,8 @@ pub mod http;
 pub mod lazy_https;
 #[cfg(feature = "lambda")]
 pub mod observe;
+#[cfg(feature = "lambda")]
+pub mod pipeline;
 #[cfg(feature = "secretsmanager")]
 pub mod secrets_manager;
 #[cfg(feature = "lambda")]

@@ -90,6 +90,16 @@ pub enum Delivery {
     Duplicate,
 }
 
+impl Delivery {
+    /// `accepted` or `duplicate`: the CRM answer's `status`, the metrics' `outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
 /// A state together with the digests of the events merged into it: the pure model of what the
 /// store does with its delivery records.
 #[derive(Debug, Clone, PartialEq)]

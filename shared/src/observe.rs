@@ -1,7 +1,7 @@
 //! What an operator sees of each request, written in one place for both functions:
 //!
 //! - metrics through the `metrics` facade, in CloudWatch Embedded Metric Format
-//!   (`metrics_cloudwatch_embedded`), flushed once per request by [`crate::http::serve`]:
+//!   (`metrics_cloudwatch_embedded`), flushed once per request by [`crate::pipeline`]:
 //!   `requests`, `handler_latency_ms` and `cold_start` with the dimensions `source` and
 //!   `outcome`, and the request id, `mid` and `entity_id` as properties (not dimensions: they
 //!   are unbounded). Metrics other modules record during the request (`store_conflicts`,
@@ -19,13 +19,13 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Request, RequestExt};
 use metrics::Unit;
 use metrics_cloudwatch_embedded::Collector;
 
 use crate::bounded::{bounded, bounded_opt};
+use crate::config::Telemetry;
 use crate::error::ApiError;
-use crate::http::error_response;
 use crate::merge::Delivery;
 
 /// The CloudWatch namespace of every metric, unless `METRICS_NAMESPACE` says otherwise.
@@ -39,14 +39,35 @@ static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
 static ANSWERED_BEFORE: AtomicBool = AtomicBool::new(false);
 
 /// Which webhook a request came to: the `source` dimension.
-pub use crate::quarantine::Source;
+pub use crate::source::Source;
 
-/// An event applied (or recognised as a duplicate), with its answer.
-pub struct Applied {
-    pub delivery: Delivery,
-    pub mid: String,
-    pub entity_id: Option<String>,
-    pub response: Response<Body>,
+/// How a request ended, as its metrics and its log line tell it.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    /// The event was applied, or recognised as a duplicate.
+    Acknowledged {
+        delivery: Delivery,
+        entity_id: Option<&'a str>,
+    },
+    Refused(&'a ApiError),
+}
+
+/// Starts what a function reports through: JSON logs to stdout (CloudWatch), filtered by
+/// `telemetry.log_filter` (`info` when unset or not a filter), and the metrics recorder.
+pub fn start(telemetry: &Telemetry) {
+    let filter = telemetry
+        .log_filter
+        .as_deref()
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+    init_metrics(telemetry.metrics_namespace.as_deref());
 }
 
 /// Installs the EMF recorder as the `metrics` facade's global recorder (once per process;
@@ -102,34 +123,25 @@ pub fn flush() {
     let _ = stdout.write_all(&document).and_then(|()| stdout.flush());
 }
 
-/// The answer to a request, its metrics and, for a refusal, its log line. `mid_of_refused`
-/// finds the tenant of a refused request when it can (only called for refusals).
-pub fn answer(
-    source: Source,
-    request: &Request,
-    started: Instant,
-    result: Result<Applied, ApiError>,
-    mid_of_refused: impl FnOnce() -> Option<String>,
-) -> Response<Body> {
+/// The metrics of a request and, for a refusal, its log line. `mid` is the tenant, when the
+/// request got as far as naming one.
+pub fn record(source: Source, request: &Request, started: Instant, mid: Option<&str>, outcome: Outcome<'_>) {
     let request_id = request_id(request);
-    let (outcome, mid, entity_id, response) = match result {
-        Ok(applied) => {
-            let outcome = match applied.delivery {
-                Delivery::Accepted => "accepted",
-                Delivery::Duplicate => "duplicate",
-            };
-            (outcome, Some(applied.mid), applied.entity_id, applied.response)
-        }
-        Err(error) => {
-            let mid = mid_of_refused();
-            log_refusal(source, request, request_id.as_deref(), mid.as_deref(), &error);
-            (error.code(), mid, None, error_response(&error))
+    let (outcome, entity_id) = match outcome {
+        Outcome::Acknowledged { delivery, entity_id } => (delivery.as_str(), entity_id),
+        Outcome::Refused(error) => {
+            log_refusal(source, request, request_id.as_deref(), mid, error);
+            (error.code(), None)
         }
     };
     if let Some(collector) = COLLECTOR.get() {
-        for (name, value) in [("request_id", request_id), ("mid", mid), ("entity_id", entity_id)] {
+        for (name, value) in [
+            ("request_id", request_id.as_deref()),
+            ("mid", mid),
+            ("entity_id", entity_id),
+        ] {
             if let Some(value) = value {
-                collector.set_property(name, bounded(&value).into_owned());
+                collector.set_property(name, bounded(value).into_owned());
             }
         }
     }
@@ -139,7 +151,6 @@ pub fn answer(
     if !ANSWERED_BEFORE.swap(true, Ordering::Relaxed) {
         metrics::counter!("cold_start", &labels).increment(1);
     }
-    response
 }
 
 /// The invocation's request id (Lambda's, as in the REPORT lines), else API Gateway's.
@@ -205,6 +216,8 @@ fn log_refusal(source: Source, request: &Request, request_id: Option<&str>, mid:
 
 #[cfg(test)]
 mod tests {
+    use lambda_http::Body;
+
     use super::*;
 
     #[test]

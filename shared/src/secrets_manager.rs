@@ -45,7 +45,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::config::{Env, SecretLocation};
+use crate::config::{AwsConfig, SecretLocation};
 use crate::error::SecretsError;
 use crate::secret::{FixedSecrets, SecretSource, TenantSecrets};
 
@@ -56,10 +56,9 @@ pub const REFRESH_WAIT: Duration = Duration::from_millis(100);
 /// After a failed read, how long the secrets already read are used before trying again.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
-/// A client for the region, credentials and endpoint of the environment
-/// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL`), with timeouts inside
-/// [`FIRST_READ_WAIT`].
-pub fn client_from_env(env: &Env) -> Client {
+/// A client for the region and endpoint of `aws` ([`crate::config::Env::aws`]) and the
+/// credentials of the environment, with timeouts inside [`FIRST_READ_WAIT`].
+pub fn client_for(aws: &AwsConfig) -> Client {
     let mut config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .credentials_provider(EnvironmentVariableCredentialsProvider::new())
@@ -72,19 +71,9 @@ pub fn client_from_env(env: &Env) -> Client {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(2));
-    config.set_region(
-        env.get("AWS_REGION")
-            .or_else(|| env.get("AWS_DEFAULT_REGION"))
-            .map(|region| Region::new(region.trim().to_owned())),
-    );
-    config.set_endpoint_url(endpoint_url(env));
+    config.set_region(aws.region.clone().map(Region::new));
+    config.set_endpoint_url(aws.secrets_manager_endpoint.clone());
     Client::from_conf(config.build())
-}
-
-fn endpoint_url(env: &Env) -> Option<String> {
-    env.get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-        .or_else(|| env.get("AWS_ENDPOINT_URL"))
-        .map(|url| url.trim().to_owned())
 }
 
 /// The secrets of one source, as configured: fixed (environment) or from Secrets Manager.
@@ -95,8 +84,8 @@ pub enum TenantSecretSource {
 
 impl TenantSecretSource {
     /// `source` (`crm`, `activity`) labels the metrics and logs; `env_secrets` are used when
-    /// `location` is the environment.
-    pub fn new(location: &SecretLocation, env_secrets: &TenantSecrets, env: &Env, source: &'static str) -> Self {
+    /// `location` is the environment, `aws` to reach Secrets Manager otherwise.
+    pub fn new(location: &SecretLocation, env_secrets: &TenantSecrets, aws: &AwsConfig, source: &'static str) -> Self {
         match location {
             SecretLocation::Environment => {
                 if env_secrets.is_empty() {
@@ -114,7 +103,7 @@ impl TenantSecretSource {
                         "secrets are read from AWS Secrets Manager; the secret environment variables are ignored"
                     );
                 }
-                Self::Managed(CachedSecret::new(client_from_env(env), secret_id, *refresh, source))
+                Self::Managed(CachedSecret::new(client_for(aws), secret_id, *refresh, source))
             }
         }
     }
@@ -356,27 +345,13 @@ async fn read_secret(client: Client, secret_id: Arc<str>) -> Result<Resolved, Re
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs.iter().copied().collect()
-    }
-
     #[test]
-    fn the_secrets_manager_endpoint_variable_wins_over_the_global_one() {
-        let both = env(&[
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
-            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:2"),
-        ]);
-        assert_eq!(endpoint_url(&both).as_deref(), Some("http://127.0.0.1:2"));
-        assert_eq!(
-            endpoint_url(&env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:1")])).as_deref(),
-            Some("http://127.0.0.1:1")
-        );
-        assert_eq!(endpoint_url(&Env::default()), None);
-        assert_eq!(
-            client_from_env(&both).config().region(),
-            Some(&Region::new("eu-west-1"))
-        );
+    fn the_client_gets_the_region_it_is_given() {
+        let aws = AwsConfig {
+            region: Some("eu-west-1".into()),
+            ..AwsConfig::default()
+        };
+        assert_eq!(client_for(&aws).config().region(), Some(&Region::new("eu-west-1")));
     }
 
     /// A secret whose versions are `current` and `previous` (`None`: Secrets Manager does not
@@ -472,12 +447,11 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_store_with_nothing_cached_is_unavailable_not_unauthenticated() {
         // Port 9 (discard) on the loopback: nothing listens, the connection is refused at once.
-        let client = client_from_env(&env(&[
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
-        ]));
+        let client = client_for(&AwsConfig {
+            region: Some("us-east-1".into()),
+            secrets_manager_endpoint: Some("http://127.0.0.1:9".into()),
+            ..AwsConfig::default()
+        });
         let cached = CachedSecret::new(client, "webhook/crm", Duration::from_secs(60), "crm");
         let error = cached.current().await.unwrap_err();
         assert!(matches!(error, SecretsError::Unavailable(_)), "{error:?}");

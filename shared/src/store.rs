@@ -28,6 +28,17 @@ pub enum NonceOutcome {
     Replayed(NonceReuse),
 }
 
+impl NonceOutcome {
+    /// The delivery it was, or the reuse that refuses it `replayed_nonce`.
+    pub fn delivery(self) -> Result<Delivery, NonceReuse> {
+        match self {
+            Self::Accepted => Ok(Delivery::Accepted),
+            Self::Duplicate => Ok(Delivery::Duplicate),
+            Self::Replayed(reuse) => Err(reuse),
+        }
+    }
+}
+
 /// What a nonce was recorded with: the tenant that accepted it (`None` for a record that names
 /// none, kept per tenant, hence this tenant's) and the body's digest.
 #[derive(Debug, Clone, PartialEq, Eq)]

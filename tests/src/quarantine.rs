@@ -8,7 +8,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use shared::dynamo::DynamoQuarantineStore;
-use shared::quarantine::{QuarantineConfig, RefusedDelivery, Source};
+use shared::quarantine::{QuarantineConfig, RefusedDelivery};
+use shared::source::Source;
 
 use crate::stack;
 

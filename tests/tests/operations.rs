@@ -227,7 +227,7 @@ async fn a_malformed_document_resolves_to_the_previous_version_on_every_instance
     ]
     .into_iter()
     .collect();
-    let fresh_client = shared::secrets_manager::client_from_env(&env);
+    let fresh_client = shared::secrets_manager::client_for(&env.aws());
     let resolved =
         shared::secrets_manager::resolve(|stage| shared::secrets_manager::fetch(&fresh_client, &id, stage)).await;
     let fresh = shared::secrets_manager::CachedSecret::new(fresh_client.clone(), &id, Duration::from_secs(60), "crm")

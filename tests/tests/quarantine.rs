@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shared::quarantine::{CapWindow, Source};
+use shared::quarantine::CapWindow;
+use shared::source::Source;
 use shared::timefmt::utc_rfc3339;
 use tests::http::{activity_url, client, crm_url, post, post_crm, signed_activity};
 use tests::local::dev_crm_secret;

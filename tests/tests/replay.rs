@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shared::dynamo::DynamoQuarantineStore;
-use shared::quarantine::Source;
+use shared::source::Source;
 use tests::http::{activity_url, client, post, signed_activity};
 use tests::local::dev_activity_secret;
 use tests::metrics_check::emf_counter;

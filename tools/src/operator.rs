@@ -20,7 +20,7 @@ pub fn patient_timeouts() -> TimeoutConfig {
 
 /// The functions' DynamoDB client, patient.
 pub fn dynamodb_client(env: &Env) -> aws_sdk_dynamodb::Client {
-    let functions_client = shared::dynamo::client_from_env(env);
+    let functions_client = shared::dynamo::client_for(&env.aws());
     let config = functions_client
         .config()
         .to_builder()
@@ -31,7 +31,7 @@ pub fn dynamodb_client(env: &Env) -> aws_sdk_dynamodb::Client {
 
 /// The functions' Secrets Manager client, patient.
 pub fn secrets_manager_client(env: &Env) -> aws_sdk_secretsmanager::Client {
-    let functions_client = shared::secrets_manager::client_from_env(env);
+    let functions_client = shared::secrets_manager::client_for(&env.aws());
     let config = functions_client
         .config()
         .to_builder()

@@ -13,10 +13,10 @@ use clap::Args;
 use shared::activity::verify::FreshnessCheck;
 use shared::clock::SystemClock;
 use shared::config::{ActivityConfig, Env};
-use shared::dynamo::{client_from_env, DynamoActivityStore, DynamoQuarantineStore, UnmodelledTable};
-use shared::quarantine::Source;
+use shared::dynamo::{client_for, DynamoActivityStore, DynamoQuarantineStore, UnmodelledTable};
 use shared::secret::SecretSource;
 use shared::secrets_manager::TenantSecretSource;
+use shared::source::Source;
 use shared::store::{ActivityStore, NonceOutcome};
 
 type Failure = Box<dyn std::error::Error>;
@@ -47,9 +47,14 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Failure> {
         .get(Source::Activity, &args.delivery_id)
         .await?
         .ok_or_else(|| format!("no refused activity delivery {} in {}", args.delivery_id, args.table))?;
-    let secrets = TenantSecretSource::new(&config.secret_location, &config.intake.secrets, &env, "activity")
-        .current()
-        .await?;
+    let secrets = TenantSecretSource::new(
+        &config.function.secret_location,
+        &config.intake.secrets,
+        &config.function.aws,
+        "activity",
+    )
+    .current()
+    .await?;
     let tenant = record.tenant.as_deref().or(config.default_mid.as_deref());
     let verified =
         config
@@ -59,9 +64,9 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Failure> {
         Err(refused) => refused.code(),
         Ok(event) => {
             // Remembered as long as the quarantine keeps records that could be applied again.
-            let retention_seconds = i64::from(config.quarantine.retention_days) * 24 * 3600;
+            let retention_seconds = i64::from(config.function.quarantine.retention_days) * 24 * 3600;
             let store = DynamoActivityStore::new(
-                client_from_env(&env),
+                client_for(&config.function.aws),
                 config.table_name.clone(),
                 config.nonces_table_name.clone(),
                 u64::try_from(retention_seconds)?.max(config.nonce_retention_seconds()),

@@ -7,8 +7,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
-use shared::quarantine::{CapWindow, QuarantineStore, RefusedDelivery, Slot, SlotRequest, Source, CAP_PARTITION};
+use shared::quarantine::{CapWindow, QuarantineStore, RefusedDelivery, Slot, SlotRequest, CAP_PARTITION};
 use shared::secret::Secret;
+use shared::source::Source;
 use shared::timefmt::utc_rfc3339;
 use tests::http::{activity_url, client, crm_url, post};
 use tests::local::{dev_activity_secret, dev_crm_secret};

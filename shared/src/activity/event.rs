@@ -125,6 +125,13 @@ pub struct ActivityEvent {
     pub replay_scope: ReplayScope,
 }
 
+/// Whether a body looks like a Lexiang callback at all, whatever else is wrong with it: it names
+/// an `action` or carries `attributes`. A probe such as `{}` does not. The body never names its
+/// tenant (contract 2.2: the request does).
+pub fn has_general_shape(object: &Object<'_>) -> bool {
+    ["action", "attributes"].iter().any(|key| object.contains_key(key))
+}
+
 impl ActivityEvent {
     /// Normalizes a verified envelope for tenant `mid`, with its verified `nonce` and `timestamp`.
     ///
@@ -137,12 +144,24 @@ impl ActivityEvent {
         timestamp: i64,
         offset: SourceOffset,
     ) -> Result<Self, ParseError> {
+        Self::from_parsed(&envelope, mid, nonce, timestamp, offset)
+    }
+
+    /// [`Self::from_envelope`] for an envelope the request path keeps (to quarantine the
+    /// delivery if it is refused).
+    pub(crate) fn from_parsed(
+        envelope: &Envelope<'_>,
+        mid: &str,
+        nonce: &str,
+        timestamp: i64,
+        offset: SourceOffset,
+    ) -> Result<Self, ParseError> {
         let drift = DriftLog::default();
         let top = Fields::tolerant(&envelope.object, "", &drift);
         // Both become key values: too long for DynamoDB is an invalid field, not a 503.
         let mid = key_value("mid", mid.to_owned(), MAX_PARTITION_KEY_BYTES)?;
         let nonce = key_value("nonce", nonce.to_owned(), MAX_SORT_KEY_BYTES)?;
-        let action = ActivityAction::from_wire(top.req_text("action")?);
+        let action = ActivityAction::from_wire(top.req_str("action")?);
         // `attributes` holds the required `event_id` of `event/*` actions.
         let attributes = if action.names_an_activity() {
             top.container("attributes")?
@@ -162,7 +181,7 @@ impl ActivityEvent {
         };
         let operator_info = top.opt_object("operator_info")?;
         let operator_name = operator_info
-            .map(|info| top.nested(info, "operator_info").opt_str("name"))
+            .map(|info| top.nested(info, "operator_info").opt_string("name"))
             .transpose()?
             .flatten();
         let operator = top.opt_id("operator")?;
@@ -174,7 +193,7 @@ impl ActivityEvent {
             content,
             operator,
             operator_name,
-            digest: envelope.digest,
+            digest: envelope.digest.clone(),
             drift: drift.into_vec(),
             raw: envelope.raw.into(),
             replay_scope: ReplayScope::of_tenant(&mid),
@@ -199,23 +218,23 @@ impl ActivityEvent {
 fn content(attrs: &Fields<'_>, offset: SourceOffset) -> Result<ActivityContent, ParseError> {
     let time = |key: &str| attrs.optional(key, |node| text(node).and_then(|text| offset.local_to_rfc3339(text)));
     Ok(ActivityContent {
-        title: attrs.opt_str("title")?,
-        summary: attrs.opt_str("summary")?,
-        content: attrs.opt_str("content")?,
-        location: attrs.opt_str("location")?,
+        title: attrs.opt_string("title")?,
+        summary: attrs.opt_string("summary")?,
+        content: attrs.opt_string("content")?,
+        location: attrs.opt_string("location")?,
         started_at: time("started_at")?,
         ended_at: time("ended_at")?,
         closed_at: time("closed_at")?,
         created_at: time("created_at")?,
         attend_start_at: time("attend_start_at")?,
         attend_end_at: time("attend_end_at")?,
-        attend_method: attrs.opt_str("attend_method")?,
-        app_source_type: attrs.opt_str("app_source_type")?,
+        attend_method: attrs.opt_string("attend_method")?,
+        app_source_type: attrs.opt_string("app_source_type")?,
         participant_count_limit: attrs.opt_int("participant_count_limit")?,
         enable_random_extract: flag(attrs, "enable_random_extract")?,
         privilege_type: privilege_type(attrs)?,
         privilege: privilege(attrs)?,
-        logo: attrs.opt_str("logo")?,
+        logo: attrs.opt_string("logo")?,
         team_id: attrs.opt_id("team_id")?,
         category_id: attrs.opt_id("category_id")?,
         roadmap_id: attrs.opt_int("roadmap_id")?.filter(|id| *id != 0),
@@ -258,7 +277,7 @@ fn privilege(attrs: &Fields<'_>) -> Result<BTreeMap<String, Vec<String>>, ParseE
         let read = match entry {
             Node::Object(entry) => {
                 let entry = Fields::new(entry, "");
-                match (entry.req_str("type"), entry.req_id("id")) {
+                match (entry.req_string("type"), entry.req_id("id")) {
                     (Ok(kind), Ok(id)) => Ok((kind, id)),
                     (Err(error), _) | (_, Err(error)) => Err(error.to_string()),
                 }
@@ -368,6 +387,16 @@ mod tests {
             let event = parse(json!({"action": "event/add", "attributes": attributes})).unwrap();
             let paths: Vec<&str> = event.drift.iter().map(|d| d.path.as_str()).collect();
             assert_eq!(paths, [field], "accepted, with the field named as drift");
+        }
+    }
+
+    #[test]
+    fn the_general_shape_is_an_action_or_attributes_in_keys_as_trimmed() {
+        let shaped = |body: &str| has_general_shape(&Envelope::parse(body.as_bytes()).unwrap().object);
+        assert!(shaped(r#"{"action":"doc/add"}"#));
+        assert!(shaped(r#"{" attributes ":{}}"#), "a padded key still names the field");
+        for probe in ["{}", r#"{"nonce":"n","sign":"s"}"#, r#"{"event_type":"object_create"}"#] {
+            assert!(!shaped(probe), "{probe}");
         }
     }
 

@@ -2,8 +2,8 @@
 //! is), that turns a callback body and the tenant its request names into a verified, normalized
 //! event, in the order of checks of contract 2.3 that follows method and size: a JSON object → tenant
 //! (`missing_mid`) → `nonce`/`timestamp`/`sign` present → sign → freshness → the other fields. The
-//! replay check needs the store and comes after, under the replay scope the sign gave. The handler, the benchmark, the fuzzer and the
-//! tests all go through it.
+//! replay check needs the store and comes after, under the replay scope the sign gave. The
+//! request pipeline, the benchmark, the fuzzer and the tests all go through it.
 
 use std::sync::Arc;
 
@@ -40,22 +40,24 @@ impl ActivityIntake {
 
     /// `mid` is the tenant the request names (path, query or default), if any.
     pub fn verified_event(&self, body: &[u8], mid: Option<&str>) -> Result<ActivityEvent, ApiError> {
-        self.verified_event_with(&self.secrets, body, mid)
+        self.verified_event_with(&self.secrets, &Envelope::parse(body)?, mid)
     }
 
-    /// As [`Self::verified_event`], with the tenant secrets of the moment (refreshed from AWS
+    /// As [`Self::verified_event`], for a body the request path parsed (and keeps, to quarantine
+    /// the delivery if it is refused), with the tenant secrets of the moment (refreshed from AWS
     /// Secrets Manager) instead of those read at start-up.
     pub fn verified_event_with(
         &self,
         secrets: &TenantSecrets,
-        body: &[u8],
+        envelope: &Envelope<'_>,
         mid: Option<&str>,
     ) -> Result<ActivityEvent, ApiError> {
-        self.verified_event_checking(secrets, body, mid, self.freshness)
+        let mid = mid.ok_or(RequestError::MissingMid)?;
+        self.verify_checking(secrets, mid, envelope, self.freshness)
     }
 
-    /// As [`Self::verified_event_with`], with freshness checked as `freshness` says: an
-    /// operator's replay of one quarantined record waives it for that record alone.
+    /// As [`Self::verified_event`] with the given secrets, and freshness checked as `freshness`
+    /// says: an operator's replay of one quarantined record waives it for that record alone.
     pub fn verified_event_checking(
         &self,
         secrets: &TenantSecrets,
@@ -65,12 +67,34 @@ impl ActivityIntake {
     ) -> Result<ActivityEvent, ApiError> {
         let envelope = Envelope::parse(body)?;
         let mid = mid.ok_or(RequestError::MissingMid)?;
+        self.verify_checking(secrets, mid, &envelope, freshness)
+    }
+
+    /// The checks after the tenant, on a body parsed once by the caller: `nonce`/`timestamp`/
+    /// `sign` present → sign → freshness → the other fields. `mid` is the tenant the request
+    /// names.
+    pub fn verify(
+        &self,
+        secrets: &TenantSecrets,
+        mid: &str,
+        envelope: &Envelope<'_>,
+    ) -> Result<ActivityEvent, ApiError> {
+        self.verify_checking(secrets, mid, envelope, self.freshness)
+    }
+
+    fn verify_checking(
+        &self,
+        secrets: &TenantSecrets,
+        mid: &str,
+        envelope: &Envelope<'_>,
+        freshness: FreshnessCheck,
+    ) -> Result<ActivityEvent, ApiError> {
         let signed = SignedFields::extract(&envelope.object)?;
         let secrets = secrets
             .for_tenant(mid)
             .ok_or_else(|| AuthError::NoSecret(mid.to_owned()))?;
         let scope = verify::verify(&signed, secrets, self.clock.as_ref(), freshness)?;
-        let mut event = ActivityEvent::from_envelope(envelope, mid, &signed.nonce, signed.timestamp, self.offset)?;
+        let mut event = ActivityEvent::from_parsed(envelope, mid, &signed.nonce, signed.timestamp, self.offset)?;
         event.replay_scope = scope;
         Ok(event)
     }

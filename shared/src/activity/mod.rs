@@ -5,6 +5,6 @@ pub mod intake;
 pub mod state;
 pub mod verify;
 
-pub use event::{ActivityAction, ActivityEvent};
+pub use event::{has_general_shape, ActivityAction, ActivityEvent};
 pub use intake::ActivityIntake;
 pub use state::ActivityState;

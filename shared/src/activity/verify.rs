@@ -35,7 +35,7 @@ impl SignedFields {
             return Err(AuthError::MissingSignature(format!("body lacks {}", missing.join(", "))).into());
         }
         let nonce = fields.req_id("nonce")?;
-        let sign = fields.req_str("sign")?;
+        let sign = fields.req_string("sign")?;
         let timestamp = fields.req_unix_seconds("timestamp")?;
         Ok(Self { nonce, timestamp, sign })
     }

@@ -160,6 +160,12 @@ pub fn tenant_of(object: &Object<'_>) -> Result<String, ParseError> {
     Fields::new(object, "").req_key("mid", MAX_PARTITION_KEY_BYTES)
 }
 
+/// Whether a body looks like a CRM delivery at all, whatever else is wrong with it: it names an
+/// `event_type` or carries `extra_data`. A probe such as `{}` or `{"mid": "124"}` does not.
+pub fn has_general_shape(object: &Object<'_>) -> bool {
+    ["event_type", "extra_data"].iter().any(|key| object.contains_key(key))
+}
+
 impl CrmEvent {
     /// Normalizes a verified envelope. `offset` reads the zone-less `created_timestamp`.
     ///
@@ -167,21 +173,21 @@ impl CrmEvent {
     /// refused; every other field is read tolerantly (see [`Fields::optional`]).
     pub fn from_envelope(envelope: Envelope<'_>, offset: SourceOffset) -> Result<Self, ParseError> {
         let mid = tenant_of(&envelope.object)?;
-        Self::from_tenant_envelope(mid, envelope, offset)
+        Self::from_tenant_envelope(mid, &envelope, offset)
     }
 
     /// [`Self::from_envelope`] for an envelope whose tenant was already read (by the intake, to
     /// pick the secret): `mid` must be `tenant_of(&envelope.object)`.
     pub(crate) fn from_tenant_envelope(
         mid: String,
-        envelope: Envelope<'_>,
+        envelope: &Envelope<'_>,
         offset: SourceOffset,
     ) -> Result<Self, ParseError> {
         let drift = DriftLog::default();
         let top = Fields::tolerant(&envelope.object, "", &drift);
-        let event_type = CrmEventType::from_wire(top.req_text("event_type")?);
+        let event_type = CrmEventType::from_wire(top.req_str("event_type")?);
         let action_keyword = top
-            .opt_str("action_keyword")?
+            .opt_string("action_keyword")?
             .unwrap_or_else(|| event_type.as_str().to_owned());
         let create_time = top.req_unix_seconds("create_time")?;
         let extra_map = top
@@ -199,7 +205,7 @@ impl CrmEvent {
             _ => Vec::new(),
         };
         let details = details(&extra)?;
-        let object_name = extra.opt_str("object_name")?;
+        let object_name = extra.opt_string("object_name")?;
         let object_id = extra.opt_id("object_id")?;
         Ok(Self {
             details,
@@ -210,7 +216,7 @@ impl CrmEvent {
             event_type,
             action_keyword,
             create_time,
-            digest: envelope.digest,
+            digest: envelope.digest.clone(),
             created_at,
             changes,
             well_known,
@@ -306,11 +312,11 @@ fn well_known(extra: &Fields<'_>, changes: &BTreeMap<String, FieldChange>) -> Re
     };
     Ok(WellKnown {
         owner: extra.opt_id("owner")?,
-        life_status: extra.opt_str("to_life_status")?.or(extra.opt_str("life_status")?),
-        lead_pool: extra.opt_str("to_lead_pool")?.or_else(|| changed_to("lead_pool")),
+        life_status: extra.opt_string("to_life_status")?.or(extra.opt_string("life_status")?),
+        lead_pool: extra.opt_string("to_lead_pool")?.or_else(|| changed_to("lead_pool")),
         leads_status: extra.opt_id("to_leads_status")?,
         business_type: extra.opt_id("business_type")?,
-        business_type_name: extra.opt_str("business_type_name")?,
+        business_type_name: extra.opt_string("business_type_name")?,
         lead_omni_user_uuid: extra.opt_id("lead_omni_user_uuid")?,
     })
 }
@@ -349,14 +355,14 @@ fn details(extra: &Fields<'_>) -> Result<Details, ParseError> {
     Ok(Details {
         scene_type: extra.opt_int("scene_type")?,
         former_owner: extra.opt_id("former_owner")?,
-        former_owner_name: extra.opt_str("former_owner_name")?,
-        notes: extra.opt_str("notes")?,
+        former_owner_name: extra.opt_string("former_owner_name")?,
+        notes: extra.opt_string("notes")?,
         from_leads_status: extra.opt_id("from_leads_status")?,
-        from_life_status: extra.opt_str("from_life_status")?,
-        from_lead_pool: extra.opt_str("from_lead_pool")?,
+        from_life_status: extra.opt_string("from_life_status")?,
+        from_lead_pool: extra.opt_string("from_lead_pool")?,
         target_object_id: extra.opt_id("target_object_id")?,
         target_entity_id: extra.opt_id("target_entity_id")?,
-        target_object_name: extra.opt_str("target_object_name")?,
+        target_object_name: extra.opt_string("target_object_name")?,
     })
 }
 
@@ -503,6 +509,16 @@ mod tests {
         let event = parse(value).unwrap();
         assert!(event.members.is_empty());
         assert_eq!(event.drift[0].path, "extra_data.members", "drift, not a refusal");
+    }
+
+    #[test]
+    fn the_general_shape_is_an_event_type_or_extra_data_in_keys_as_trimmed() {
+        let shaped = |body: &str| has_general_shape(&Envelope::parse(body.as_bytes()).unwrap().object);
+        assert!(shaped(r#"{"event_type":"object_create"}"#));
+        assert!(shaped(r#"{" extra_data ":{}}"#), "a padded key still names the field");
+        for probe in ["{}", r#"{"mid":"124"}"#, r#"{"action":"event/add","attributes":{}}"#] {
+            assert!(!shaped(probe), "{probe}");
+        }
     }
 
     #[test]

@@ -5,6 +5,6 @@ pub mod intake;
 pub mod state;
 pub mod verify;
 
-pub use event::{tenant_of, CrmEvent, CrmEventType};
+pub use event::{has_general_shape, tenant_of, CrmEvent, CrmEventType};
 pub use intake::CrmIntake;
 pub use state::CrmState;

@@ -342,6 +342,25 @@ fn cancelled_by(reasons: &[CancellationReason]) -> Result<Option<Found>, StoreEr
     }))
 }
 
+impl DynamoActivityStore {
+    /// The store the activity function's configuration names, on the machine's clock: unmodelled
+    /// actions are kept in the quarantine's table, as long as its records; only logged (with a
+    /// warning at start-up) when no such table is configured.
+    pub fn from_config(client: Client, config: &crate::config::ActivityConfig) -> Self {
+        let quarantine = &config.function.quarantine;
+        let unmodelled = quarantine.table_name.clone().map(|table| UnmodelledTable {
+            table,
+            retention_seconds: i64::from(quarantine.retention_days) * 24 * 3600,
+        });
+        if unmodelled.is_none() {
+            tracing::warn!("no REFUSED_DELIVERIES_TABLE_NAME configured: unmodelled actions are only logged");
+        }
+        let clock = Arc::new(crate::clock::SystemClock);
+        let (table, nonces_table) = (config.table_name.clone(), config.nonces_table_name.clone());
+        Self::new(client, table, nonces_table, config.nonce_retention_seconds(), clock).keeping_unmodelled(unmodelled)
+    }
+}
+
 impl ActivityStore for DynamoActivityStore {
     async fn apply_within(&self, event: &ActivityEvent, budget: Duration) -> Result<NonceOutcome, StoreError> {
         within_deadline(budget, self.apply_within_deadline(event, budget)).await

@@ -15,7 +15,7 @@ pub use crate::format1::MERGE_STATE;
 pub use activity::{DynamoActivityStore, UnmodelledTable, CLAIM_SORT_KEY};
 pub use attr::visible_item;
 pub use attr::{item_to_sdk, EXPIRES_AT, FORMAT, MERGE, VERSION};
-pub use client::{client_from_env, retry_config, timeout_config, DEADLINE};
+pub use client::{client_for, retry_config, timeout_config, DEADLINE};
 pub use crm::DynamoCrmStore;
 pub use entity::{read_entity, Tracked, MAX_CONFLICT_RETRIES};
 pub use quarantine::DynamoQuarantineStore;

@@ -19,8 +19,9 @@ use aws_sdk_dynamodb::Client;
 
 use crate::error::StoreError;
 use crate::quarantine::{
-    QuarantineConfig, QuarantineStore, RefusedDelivery, Slot, SlotRequest, Source, StoreFuture, CAP_PARTITION,
+    QuarantineConfig, QuarantineStore, RefusedDelivery, Slot, SlotRequest, StoreFuture, CAP_PARTITION,
 };
+use crate::source::Source;
 use crate::unmodelled::{UnmodelledAction, UNMODELLED_PARTITION};
 
 type SdkItem = HashMap<String, AttributeValue>;

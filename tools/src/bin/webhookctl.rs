@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::activity::verify as activity_verify;
-use shared::activity::ActivityIntake;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Env;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::dynamo::DynamoQuarantineStore;
-use shared::quarantine::{RefusedDelivery, Source, REPLAY_HEADER};
-use shared::secret::{Secret, TenantSecrets};
+use shared::quarantine::{RefusedDelivery, REPLAY_HEADER};
+use shared::secret::Secret;
+use shared::source::Source;
 use tools::probe::probe;
 
 type Failure = Box<dyn std::error::Error>;
@@ -612,13 +612,7 @@ async fn replay(
 fn verify_locally(records: &[RefusedDelivery]) -> Result<Vec<String>, Failure> {
     let env = Env::from_process();
     let crm = env.crm_intake()?;
-    let freshness = env.activity_freshness()?;
-    let vars: Vec<(String, String)> = std::env::vars().collect();
-    let activity = ActivityIntake::new(
-        TenantSecrets::from_vars("ACTIVITY_CALLBACK_SECRET", vars),
-        freshness,
-        shared::timefmt::SourceOffset::BEIJING,
-    );
+    let activity = env.activity_intake()?;
     let mut outcomes = Vec::new();
     for record in records {
         let body = record.body.as_bytes();
