@@ -110,7 +110,7 @@ soak: venv
 # Ten million mutated bodies through the pure ingest path (release build).
 FUZZ_EXECS ?= 10000000
 fuzz:
-	cargo run --release -p tools --bin fuzz-ingest -- --execs $(FUZZ_EXECS)
+	cargo run --release -p tests --bin fuzz-ingest -- --execs $(FUZZ_EXECS)
 
 clean:
 	rm -rf "$(ROOT)/.aws-sam" "$(ROOT)/.local"

@@ -5,12 +5,12 @@
 #   1. per-event cost: criterion, `cargo bench -p shared --bench ingest`
 #   2. arm64 bootstrap sizes: `cargo lambda build --release --arm64` of both functions
 #   3. cold start, first and warm invocation latency, peak RSS: the native release bootstraps
-#      run by the cold-start harness (tools' `cold-start`) against its own Runtime API
+#      run by the cold-start harness (the test kit's `cold-start`) against its own Runtime API
 #      stand-in and a local moto with the tables, both on 127.0.0.1
-#   4. the table: tools' `bench-report`
+#   4. the table: the test kit's `bench-report`
 #   5. the side-by-side table against the Python peer (tools/peer/crm_peer.py, run by the
 #      same harness), with calls and capacity units counted by the local DynamoDB wrapper, the
-#      hot-key and growth cases (tools' `storage-bench`): scripts/bench_compare.py
+#      hot-key and growth cases (the test kit's `storage-bench`): scripts/bench_compare.py
 #
 # Ports: BENCH_DYNAMODB_PORT (28000) and BENCH_RUNTIME_API_PORT (29001), apart from
 # `make test` (18000/19000) and `make run` (8000/9000). COLD_STARTS (20), WARM (5 events after
@@ -155,7 +155,7 @@ cargo lambda build --release --arm64 "${package_args[@]}"
 log "3/4 native release bootstraps and the harness"
 # Separate builds: the functions are built with exactly their own dependency features.
 cargo build --release "${package_args[@]}"
-cargo build --release -p tools --bin cold-start --bin bench-report --bin storage-bench
+cargo build --release -p tests --bin cold-start --bin bench-report --bin storage-bench
 start_dynamodb
 # The Python peer (tools/peer/crm_peer.py) runs as a Lambda process like the bootstraps.
 PEER_BOOTSTRAP="$STATE_DIR/peer/bootstrap"
@@ -183,7 +183,7 @@ for run in "${runs[@]}"; do
   curl -s "$DYNAMODB_ENDPOINT/_bench/calls" >"$STATE_DIR/calls-$name.json"
   [ "$name" = peer ] || reports+=(--coldstart "$STATE_DIR/coldstart-$name.json")
 done
-log "storage: hot key and growth, this project (tools storage-bench) and the peer"
+log "storage: hot key and growth, this project (storage-bench) and the peer"
 in_group "storage-bench" "$ROOT/target/release/storage-bench" --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
   --output "$STATE_DIR/storage-project.json" >/dev/null
 "$PYTHON" "$ROOT/tools/peer/crm_peer.py" --storage "$DYNAMODB_ENDPOINT" \

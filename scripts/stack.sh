@@ -47,7 +47,7 @@
 # are also exported to the watch process.
 #
 # After `cargo test`, test mode compares the answer ledger (.local/test/answers/) with the
-# EMF metrics in functions.log (tools' check-metrics): every request must show up with its
+# EMF metrics in functions.log (the test kit's check-metrics): every request must show up with its
 # outcome.
 #
 # The script stops exactly the processes it started (by recorded PID and their own
@@ -414,8 +414,8 @@ start_functions() {
 
 # ------------------------------------------------------------------ modes
 
-# signed_curl SOURCE URL BODY_FILE [extra args]: a ready-to-paste curl, signed with the
-# functions' current secret (scripts/sign_curl.py: Python's standard library, nothing to compile).
+# signed_curl SOURCE URL BODY_FILE [extra args]: a ready-to-paste curl, signed with the first of
+# the functions' current secrets by `webhookctl send --curl` (the model crate's signers).
 signed_curl() {
   local source="$1" url="$2" body="$3" secret
   shift 3
@@ -423,7 +423,8 @@ signed_curl() {
     crm) secret="$CRM_WEBHOOK_SECRET" ;;
     activity) secret="$ACTIVITY_CALLBACK_SECRET" ;;
   esac
-  python3 "$ROOT/scripts/sign_curl.py" "$source" "$url" "$body" --secret "$secret" "$@"
+  cargo run -q -p tools --bin webhookctl -- send "$source" --url "$url" --body-file "$body" \
+    --secret "${secret%%,*}" --curl "$@"
 }
 
 # check_signed_curls: run the two curls `make run` prints against this stack; each must be
@@ -531,7 +532,7 @@ case "$MODE" in
       # Every answer of the suites is in the ledger: each must be counted in the EMF metrics,
       # with its outcome (before the signed curls below, which the ledger does not hold).
       log "checking the EMF metrics against every answer in the ledger"
-      cargo run -q -p tools --bin check-metrics -- \
+      cargo run -q -p tests --bin check-metrics -- \
         --ledger "$TEST_ANSWER_LEDGER" --log "$TEST_FUNCTIONS_LOG" --offset "$TEST_FUNCTIONS_LOG_OFFSET" || rc=$?
     fi
     # After the suites, which expect the seed event's first delivery to be theirs.

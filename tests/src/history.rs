@@ -22,7 +22,7 @@ use shared::envelope::Envelope;
 use shared::timefmt::SourceOffset;
 
 use crate::oracle::{Answer, Oracle};
-use crate::signing::sign_activity;
+use crate::signing::sign_activity_into;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
@@ -405,9 +405,7 @@ impl ActivityHistory<'_> {
             attributes["summary"] = json!(format!("第 {} 期", rng.random_range(1..100)));
         }
         let nonce = format!("{:032x}", rng.random::<u128>());
-        body["nonce"] = json!(nonce);
-        body["timestamp"] = json!(timestamp);
-        body["sign"] = json!(sign_activity(&nonce, self.secret, timestamp));
+        sign_activity_into(&mut body, &nonce, timestamp, self.secret);
         Event {
             source: Source::Activity,
             entity_id: self.activity_id.clone(),

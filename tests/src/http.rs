@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 pub use crate::local::{dev_activity_secret, dev_crm_secret};
-use crate::signing::{sign_activity, sign_crm};
+use crate::signing::{sign_activity_into, sign_crm};
 use crate::{ledger, local, stack};
 
 pub fn crm_url() -> String {
@@ -105,8 +105,6 @@ pub async fn post_crm(client: &reqwest::Client, body: &str, secret: &str) -> Ans
 /// `body` (a JSON object) with `nonce`, `timestamp` and the matching sign under `secret`.
 pub fn signed_activity(body: &serde_json::Value, nonce: &str, timestamp: i64, secret: &str) -> String {
     let mut body = body.clone();
-    body["nonce"] = nonce.into();
-    body["timestamp"] = timestamp.into();
-    body["sign"] = sign_activity(nonce, secret, timestamp).into();
+    sign_activity_into(&mut body, nonce, timestamp, secret);
     body.to_string()
 }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use crate::history::Source;
 use crate::http::{activity_url, client, crm_url, dev_activity_secret, dev_crm_secret, exchange, Answer};
 use crate::oracle::{self, Oracle};
-use crate::signing::{now_unix, sign_activity, sign_crm, unique_nonce};
+pub use crate::signing::sign_activity_into as sign_into;
+use crate::signing::{now_unix, sign_crm, unique_nonce};
 use crate::stack::{self, unique_mid};
 use crate::tables::{self, Table};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -332,13 +333,6 @@ pub fn crm_method(method: Method) -> Build {
         |ctx| crm_base(ctx).to_string().into_bytes(),
         crm_signed_with(dev_crm_secret()),
     )
-}
-
-/// `body` with `nonce`, `timestamp` and the sign of both under `secret`.
-pub fn sign_into(body: &mut Value, nonce: &str, timestamp: i64, secret: &str) {
-    body["nonce"] = nonce.into();
-    body["timestamp"] = timestamp.into();
-    body["sign"] = sign_activity(nonce, secret, timestamp).into();
 }
 
 /// The activity body of a case: `event_add` for the case's entity, signed for its nonce and now.

@@ -1,7 +1,7 @@
 //! `make test`'s check that the functions' EMF metrics count every request: the answers the
 //! suites received (the answer ledger, [`crate::ledger`]) against the `requests` documents in the
-//! function log, per source and outcome (tools' `check-metrics` runs it after `cargo test`).
-//! Everything here is pure and unit-tested.
+//! function log, per source and outcome (the kit's `check-metrics` binary runs it after
+//! `cargo test`). Everything here is pure and unit-tested.
 
 use std::collections::BTreeMap;
 

@@ -156,7 +156,7 @@ def pure(body_file, seconds=3.0):
 
 
 def storage(endpoint, fixture, output, events=300, senders=32, fields=40):
-    """The peer's hot-key and growth figures, as tools' storage-bench measures this project:
+    """The peer's hot-key and growth figures, as the test kit's storage-bench measures this project:
     `events` distinct updates of one lead from `senders` threads (one PutItem each), then one
     lead growing to 1,000 events. Calls and units come from the local DynamoDB's accounting."""
     import threading

@@ -1,9 +1,9 @@
-//! Dev tools that are not tests: the cold-start harness of `make bench` and the mutation fuzzer
-//! of `make fuzz` (whose short run is `tools/tests/fuzz.rs`).
+//! The commands of `webhookctl` beyond signing and the quarantine, which its binary holds: the
+//! stored entities, the tenant-secret documents, the unmodelled actions, the CRM scheme probe
+//! and the operator's apply of one kept callback. It links no test code: the test kit (crate
+//! `tests`) drives it from the outside.
 
-pub mod coldstart;
 pub mod entity;
-pub mod fuzz;
 pub mod operator;
 pub mod probe;
 pub mod replay;

@@ -3,6 +3,7 @@
 //! under which the store remembers the nonce.
 
 use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
@@ -43,6 +44,32 @@ impl SignedFields {
 /// The sign the sender computes: lowercase hex of `sha1(nonce + secret + decimal(timestamp))`.
 pub fn sign(nonce: &str, secret: &Secret, timestamp: i64) -> String {
     hex::encode(digest(nonce, secret, timestamp))
+}
+
+/// Sets `nonce`, `timestamp` and the matching `sign` in a callback body, as the sender writes
+/// them (the other fields are left as they are).
+pub fn sign_body(body: &mut Map<String, Value>, secret: &Secret, nonce: &str, timestamp: i64) {
+    body.insert("nonce".into(), nonce.into());
+    body.insert("timestamp".into(), timestamp.into());
+    body.insert("sign".into(), sign(nonce, secret, timestamp).into());
+}
+
+/// A body that [`signed_body`] cannot sign.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsignableBody {
+    #[error("the body is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("the body is not a JSON object")]
+    NotAnObject,
+}
+
+/// The JSON object `body` signed by [`sign_body`], written compactly.
+pub fn signed_body(body: &[u8], secret: &Secret, nonce: &str, timestamp: i64) -> Result<String, UnsignableBody> {
+    let Value::Object(mut object) = serde_json::from_slice(body)? else {
+        return Err(UnsignableBody::NotAnObject);
+    };
+    sign_body(&mut object, secret, nonce, timestamp);
+    Ok(Value::Object(object).to_string())
 }
 
 fn digest(nonce: &str, secret: &Secret, timestamp: i64) -> [u8; 20] {
@@ -293,5 +320,31 @@ mod tests {
         let error = SignedFields::extract(Node::from(&object).as_object().unwrap()).unwrap_err();
         assert_eq!(error.code(), "invalid_field");
         assert!(error.to_string().contains("timestamp"));
+    }
+
+    #[test]
+    fn a_signed_body_keeps_its_fields_and_verifies_under_its_secret_only() {
+        let body = br#"{"action": "event/add", "sign": "old", "attributes": {"event_id": "e1"}}"#;
+        let text = signed_body(body, &Secret::new("a"), NONCE, TS).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["action"], "event/add");
+        assert_eq!(value["attributes"]["event_id"], "e1");
+        let fields = SignedFields::extract(Node::from(&value).as_object().unwrap()).unwrap();
+        assert_eq!((fields.nonce.as_str(), fields.timestamp), (NONCE, TS));
+        assert_eq!(check(&fields, "a", TS), Ok(()));
+        assert_eq!(check(&fields, "b", TS), Err(AuthError::InvalidSignature));
+    }
+
+    #[test]
+    fn only_a_json_object_can_be_signed() {
+        let secret = Secret::new("a");
+        assert!(matches!(
+            signed_body(b"[1]", &secret, NONCE, TS),
+            Err(UnsignableBody::NotAnObject)
+        ));
+        assert!(matches!(
+            signed_body(b"{", &secret, NONCE, TS),
+            Err(UnsignableBody::NotJson(_))
+        ));
     }
 }

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::activity::verify as activity_verify;
+use shared::clock::{Clock, SystemClock};
 use shared::config::Env;
 use shared::crm::verify::{Algorithm, Encoding, SignatureScheme};
 use shared::dynamo::DynamoQuarantineStore;
@@ -143,6 +145,10 @@ struct SendArgs {
     header: String,
     #[command(flatten)]
     scheme: CrmSchemeArgs,
+    /// Print a ready-to-paste curl command that makes this request, instead of sending it. The
+    /// body is written on one line: a CRM body is compacted first, and signed as compacted.
+    #[arg(long)]
+    curl: bool,
 }
 
 #[derive(Args)]
@@ -320,24 +326,27 @@ fn crm_signature(body: &[u8], secret: &str, scheme: &CrmSchemeArgs) -> String {
     }
 }
 
-/// An activity body with `nonce`, `timestamp` and the matching `sign` set.
+/// An activity body with `nonce`, `timestamp` (by default a fresh random nonce and now) and the
+/// matching `sign` set.
 fn signed_activity_body(
     body: &[u8],
     secret: &str,
     nonce: Option<&str>,
     timestamp: Option<i64>,
 ) -> Result<String, Failure> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    if !value.is_object() {
-        return Err("the body is not a JSON object".into());
-    }
-    let nonce = nonce.map_or_else(tests::signing::unique_nonce, str::to_owned);
-    let timestamp = timestamp.unwrap_or_else(tests::signing::now_unix);
-    value["nonce"] = nonce.clone().into();
-    value["timestamp"] = timestamp.into();
-    value["sign"] = shared::activity::verify::sign(&nonce, &Secret::new(secret), timestamp).into();
-    Ok(value.to_string())
+    let nonce = nonce.map_or_else(fresh_nonce, str::to_owned);
+    let timestamp = timestamp.unwrap_or_else(|| SystemClock.now_unix());
+    Ok(activity_verify::signed_body(
+        body,
+        &Secret::new(secret),
+        &nonce,
+        timestamp,
+    )?)
+}
+
+/// 128 random bits in hex: a nonce the sender has not used before.
+fn fresh_nonce() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 fn sign(args: &SignArgs) -> Result<ExitCode, Failure> {
@@ -376,7 +385,12 @@ async fn post(
 }
 
 async fn send(args: &SendArgs) -> Result<ExitCode, Failure> {
-    let body = read_body(args.source, &args.body)?;
+    let mut body = read_body(args.source, &args.body)?;
+    if args.curl && matches!(args.source, SourceArg::Crm) {
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        body = value.to_string().into_bytes();
+    }
     let (body, headers) = match args.source {
         SourceArg::Crm => {
             let signature = crm_signature(&body, &args.secret, &args.scheme);
@@ -387,6 +401,10 @@ async fn send(args: &SendArgs) -> Result<ExitCode, Failure> {
             Vec::new(),
         ),
     };
+    if args.curl {
+        println!("{}", curl_command(&args.url, &headers, &String::from_utf8(body)?));
+        return Ok(ExitCode::SUCCESS);
+    }
     let (status, answer) = post(&http_client(), &args.url, &headers, body).await?;
     println!("{status}");
     println!("{answer}");
@@ -395,6 +413,26 @@ async fn send(args: &SendArgs) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The curl command that POSTs `body` as JSON with `headers` to `url`, quoted for POSIX shells.
+fn curl_command(url: &str, headers: &[(String, String)], body: &str) -> String {
+    let mut words = vec!["curl".to_owned(), "-sS".to_owned(), "-X".to_owned(), "POST".to_owned()];
+    words.push(shell_quote(url));
+    for header in std::iter::once("Content-Type: application/json".to_owned())
+        .chain(headers.iter().map(|(name, value)| format!("{name}: {value}")))
+    {
+        words.push("-H".to_owned());
+        words.push(shell_quote(&header));
+    }
+    words.push("--data-binary".to_owned());
+    words.push(shell_quote(body));
+    words.join(" ")
+}
+
+/// `text` in single quotes, each quote inside written as `'\''`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,7 +595,7 @@ async fn replay(
             record.delivery_id,
             record.tenant.as_deref().unwrap_or("-")
         );
-        let now = shared::timefmt::utc_rfc3339(tests::signing::now_unix());
+        let now = shared::timefmt::utc_rfc3339(SystemClock.now_unix());
         if let Err(error) = store
             .record_replay(record.source, &record.delivery_id, &outcome, &now)
             .await
@@ -675,4 +713,18 @@ fn probe_command(args: &ProbeArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_curl_command_quotes_every_word_that_text_comes_from() {
+        let headers = [("X-Signature".to_owned(), "abc".to_owned())];
+        assert_eq!(
+            curl_command("http://h/crm/webhook", &headers, r#"{"name":"O'Brien"}"#),
+            r#"curl -sS -X POST 'http://h/crm/webhook' -H 'Content-Type: application/json' -H 'X-Signature: abc' --data-binary '{"name":"O'\''Brien"}'"#
+        );
+    }
 }

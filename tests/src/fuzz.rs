@@ -11,17 +11,27 @@
 //! Besides "no panic", every input that is accepted must satisfy what the handlers and the store
 //! rely on: a non-empty tenant and entity and an item keyed by them, convertible to DynamoDB
 //! attributes. It is then merged, with two well-formed events of the same entity (one at the
-//! same time, so that the tie-break decides), in two delivery orders with redeliveries, through
-//! the store's own steps without a server: read the stored item back (it must always decode),
-//! recognise a duplicate from its record, merge, record, write the item with its bookkeeping.
-//! Both orders must answer each delivery as the independent oracle (`tests::oracle`) does and
-//! leave exactly the oracle's item, `version` and `event_count` included, and the same
-//! `merge` bytes.
+//! same time, so that the tie-break decides), in two of the six delivery orders (drawn from the
+//! seed), each followed by the redelivery of all three, through the store's own steps without a
+//! server: read the stored item back (it must always decode), recognise a duplicate from its
+//! record (a callback: from its nonce), merge, record, write the item with its bookkeeping. Each
+//! of these properties can fail, and each names what broke:
+//! - every answer (accepted or duplicate) is the independent oracle's (`tests::oracle`, which
+//!   reads the bodies with `serde_json` and never calls the model crate);
+//! - both orders leave exactly the oracle's item, `version` and `event_count` included, and the
+//!   same `merge` bytes (order independence);
+//! - every written item decodes, and the last one, decoded and written again, is the same item;
+//! - merging any of the events once more changes no value (idempotence: a redelivery the
+//!   record no longer holds), `event_count` aside.
+//!
+//! The run is reproducible from its seed (`FUZZ_SEED` for the test, `--seed` for `fuzz-ingest`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::history::Source;
+use crate::oracle::{Answer, Oracle, SdkItem};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use rand::rngs::StdRng;
@@ -40,8 +50,6 @@ use shared::merge::{Mergeable, Stamp};
 use shared::secret::{Secret, TenantSecrets};
 use shared::timefmt::SourceOffset;
 use shared::ApiError;
-use tests::history::Source;
-use tests::oracle::{Answer, Oracle, SdkItem};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 const CRM_SECRET: &str = "fuzz-crm-secret";
@@ -178,7 +186,7 @@ impl Fuzzer {
             &event.mid,
             &event.entity_id,
             [(body.to_owned(), event.clone()), first, second],
-            |event| event.stamp(),
+            two_orders(&mut self.rng),
             |state: &CrmState| state.to_item(UPDATED_AT),
         )?;
         self.stats.crm_items += 1;
@@ -209,7 +217,7 @@ impl Fuzzer {
             ACTIVITY_MID,
             &activity_id,
             [(body.to_owned(), event.clone()), first, second],
-            |event| event.stamp(),
+            two_orders(&mut self.rng),
             |state: &ActivityState| state.to_item(UPDATED_AT),
         )?;
         self.stats.activity_items += 1;
@@ -305,28 +313,57 @@ fn activity_companions(event: &ActivityEvent, activity_id: &str) -> Result<[(Str
     ])
 }
 
+/// What the store's steps read of an event besides merging it: its place in the order and, for
+/// a callback, the nonce whose record makes a second delivery a duplicate.
+trait Delivered: Clone {
+    fn stamp(&self) -> Stamp;
+    /// `None`: a second delivery is recognised by the item's record of applied events instead.
+    fn nonce(&self) -> Option<&str>;
+}
+
+impl Delivered for CrmEvent {
+    fn stamp(&self) -> Stamp {
+        CrmEvent::stamp(self)
+    }
+    fn nonce(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Delivered for ActivityEvent {
+    fn stamp(&self) -> Stamp {
+        ActivityEvent::stamp(self)
+    }
+    fn nonce(&self) -> Option<&str> {
+        Some(&self.nonce)
+    }
+}
+
 /// One entity's deliveries through the store's steps without a server, as the adapter takes
 /// them: the stored item is read back (it must decode), a delivery whose stamp the record holds
 /// (or, for a callback, whose nonce was recorded) is a duplicate, otherwise the event is merged
-/// and recorded and the whole item written with its version and bookkeeping.
-fn store_deliveries<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
-    source: Source,
-    deliveries: &[(String, E)],
-    stamp: impl Fn(&E) -> Stamp,
+/// and recorded and the whole item written with its version and bookkeeping. The answers, the
+/// last item written and the state it decodes to.
+fn store_deliveries<S>(
+    deliveries: &[(String, S::Event)],
     to_item: impl Fn(&S) -> Item,
-) -> Result<(Vec<Answer>, SdkItem), String> {
+) -> Result<(Vec<Answer>, SdkItem, S), String>
+where
+    S: Mergeable + Registers + Format1 + Clone,
+    S::Event: Delivered,
+{
     let mut stored: Option<SdkItem> = None;
     let mut nonces = std::collections::BTreeSet::new();
     let mut answers = Vec::new();
-    for (body, event) in deliveries {
+    for (_, event) in deliveries {
         let current = match &stored {
             Some(item) => Some(read_entity::<S>(item).map_err(|e| format!("a written item does not decode: {e}"))?),
             None => None,
         };
-        let stamp = stamp(event);
-        let seen = match source {
-            Source::Crm => current.as_ref().is_some_and(|t| t.applied.contains(&stamp)),
-            Source::Activity => !nonces.insert(tests::oracle::callback_nonce(body)),
+        let stamp = event.stamp();
+        let seen = match event.nonce() {
+            Some(nonce) => !nonces.insert(nonce.to_owned()),
+            None => current.as_ref().is_some_and(|t| t.applied.contains(&stamp)),
         };
         if seen {
             answers.push(Answer::Duplicate);
@@ -338,45 +375,83 @@ fn store_deliveries<E, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
         };
         let state = S::merge(state, event);
         applied.record(stamp, &state);
-        let merge = bookkeeping::encode(&applied, &state).map_err(|e| format!("bookkeeping: {e}"))?;
-        let mut item = item_to_sdk(to_item(&state));
-        item.insert(VERSION.to_owned(), AttributeValue::N((version + 1).to_string()));
-        item.insert(
-            FORMAT.to_owned(),
-            AttributeValue::N(bookkeeping::FORMAT_VERSION.to_string()),
-        );
-        item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(merge)));
-        stored = Some(item);
+        stored = Some(written_item(version + 1, &applied, &state, &to_item)?);
         answers.push(Answer::Accepted);
     }
-    Ok((answers, stored.ok_or("no delivery was stored")?))
+    let item = stored.ok_or("no delivery was stored")?;
+    let last = read_entity::<S>(&item).map_err(|e| format!("the last written item does not decode: {e}"))?;
+    let again = written_item(last.version, &last.applied, &last.state, &to_item)?;
+    if again != item {
+        return Err(format!(
+            "the last item, decoded and written again, differs:\n  written {item:?}\n  again   {again:?}"
+        ));
+    }
+    Ok((answers, item, last.state))
 }
 
-/// Two delivery orders of one entity's events, through [`store_deliveries`]: each answer is the
-/// oracle's, each final item (`merge` and `updated_at` aside) is the oracle's, and the two orders
-/// leave the same `merge` bytes.
-fn check_orders<E: Clone, S: Mergeable<Event = E> + Registers + Format1 + Clone>(
+/// The whole item the adapter writes: the state's attributes, `version`, `format` and `merge`.
+fn written_item<S: Registers>(
+    version: u64,
+    applied: &AppliedEvents,
+    state: &S,
+    to_item: impl Fn(&S) -> Item,
+) -> Result<SdkItem, String> {
+    let merge = bookkeeping::encode(applied, state).map_err(|e| format!("bookkeeping: {e}"))?;
+    let mut item = item_to_sdk(to_item(state));
+    item.insert(VERSION.to_owned(), AttributeValue::N(version.to_string()));
+    item.insert(
+        FORMAT.to_owned(),
+        AttributeValue::N(bookkeeping::FORMAT_VERSION.to_string()),
+    );
+    item.insert(MERGE.to_owned(), AttributeValue::B(Blob::new(merge)));
+    Ok(item)
+}
+
+/// Every order of three events.
+const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+
+/// Two different orders of [`ORDERS`]: over many inputs, every pair is drawn.
+fn two_orders(rng: &mut StdRng) -> [[usize; 3]; 2] {
+    let first = rng.random_range(0..ORDERS.len());
+    let second = (first + rng.random_range(1..ORDERS.len())) % ORDERS.len();
+    [ORDERS[first], ORDERS[second]]
+}
+
+/// One entity's three events in each of `orders`, each order followed by the redelivery of all
+/// three in reverse, through [`store_deliveries`]: each answer is the independent oracle's, each
+/// final item (`merge` and `updated_at` aside) is the oracle's, both orders leave the same
+/// `merge` bytes, and merging any of the events once more (a redelivery the record no longer
+/// holds) changes no value.
+fn check_orders<S>(
     source: Source,
     mid: &str,
     entity_id: &str,
-    events: [(String, E); 3],
-    stamp: impl Fn(&E) -> Stamp + Copy,
+    events: [(String, S::Event); 3],
+    orders: [[usize; 3]; 2],
     to_item: impl Fn(&S) -> Item + Copy,
-) -> Result<(), String> {
-    // Two delivery orders of the accepted event and its two companions, each with redeliveries.
-    let in_order = |order: [usize; 5]| -> Vec<(String, E)> { order.iter().map(|&i| events[i].clone()).collect() };
-    let first = in_order([0, 1, 2, 0, 1]);
-    let second = in_order([2, 0, 1, 1, 0]);
+) -> Result<(), String>
+where
+    S: Mergeable + Registers + Format1 + Clone,
+    S::Event: Delivered,
+{
     let mut merges = Vec::new();
-    for (name, deliveries) in [("first", &first), ("second", &second)] {
-        let (answers, mut item) = store_deliveries::<E, S>(source, deliveries, stamp, to_item)?;
+    let mut last_state = None;
+    for order in orders {
+        let deliveries: Vec<(String, S::Event)> = order
+            .iter()
+            .chain(order.iter().rev())
+            .map(|&i| events[i].clone())
+            .collect();
+        let (answers, mut item, state) = store_deliveries::<S>(&deliveries, to_item)?;
         let mut oracle = Oracle::new(mid);
         let want: Vec<Answer> = deliveries
             .iter()
             .map(|(body, _)| oracle.deliver(source, body))
             .collect();
         if answers != want {
-            return Err(format!("{name} order: answered {answers:?}, the oracle says {want:?}"));
+            return Err(format!(
+                "order {order:?}: answered {answers:?}, the oracle says {want:?}"
+            ));
         }
         merges.push(item.remove(MERGE));
         item.remove("updated_at");
@@ -386,12 +461,43 @@ fn check_orders<E: Clone, S: Mergeable<Event = E> + Registers + Format1 + Clone>
         let expected = oracle.items().remove(&(source, entity_id.to_owned()));
         if expected.as_ref() != Some(&item) {
             return Err(format!(
-                "{name} order: the item differs from the oracle's:\n  oracle {expected:?}\n  stored {item:?}"
+                "order {order:?}: the item differs from the oracle's:\n  oracle {expected:?}\n  stored {item:?}"
             ));
         }
+        last_state = Some(state);
     }
-    if merges[0] != merges[1] {
+    if merges.iter().any(|merge| *merge != merges[0]) {
         return Err("two orders of the same events left different `merge` bytes".into());
+    }
+    let state = last_state.ok_or("no order was run")?;
+    check_merged_again(&state, &events, to_item)
+}
+
+/// Merging an event the state already holds changes no value; only `event_count`, where the
+/// item has one, counts it once more.
+fn check_merged_again<S: Mergeable + Clone>(
+    state: &S,
+    events: &[(String, S::Event)],
+    to_item: impl Fn(&S) -> Item,
+) -> Result<(), String> {
+    let before = item_to_sdk(to_item(state));
+    for (i, (_, event)) in events.iter().enumerate() {
+        let mut after = item_to_sdk(to_item(&S::merge(Some(state.clone()), event)));
+        if let Some(AttributeValue::N(count)) = before.get("event_count") {
+            let counted = count.parse::<u64>().map_err(|e| format!("event_count {count}: {e}"))? + 1;
+            if after.get("event_count") != Some(&AttributeValue::N(counted.to_string())) {
+                return Err(format!(
+                    "merging event {i} again: event_count {:?}, not {counted}",
+                    after.get("event_count")
+                ));
+            }
+            after.insert("event_count".to_owned(), AttributeValue::N(count.clone()));
+        }
+        if after != before {
+            return Err(format!(
+                "merging event {i} again changed the item:\n  before {before:?}\n  after  {after:?}"
+            ));
+        }
     }
     Ok(())
 }
@@ -428,8 +534,7 @@ fn resign_activity(rng: &mut StdRng, input: &mut Vec<u8>) -> i64 {
     ) else {
         return rng.random_range(0..2_000_000_000);
     };
-    let sign = activity_verify::sign(&nonce, &Secret::new(ACTIVITY_SECRET), timestamp);
-    object.insert("sign".into(), json!(sign));
+    activity_verify::sign_body(&mut object, &Secret::new(ACTIVITY_SECRET), &nonce, timestamp);
     *input = serde_json::to_vec(&Value::Object(object)).expect("a JSON object serializes");
     // The receiver's clock at either edge of either window, or just past it.
     let (age, future) = (FRESHNESS.max_age_seconds as i64, FRESHNESS.max_future_seconds as i64);

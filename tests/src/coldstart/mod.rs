@@ -21,7 +21,7 @@ use self::environment::Function;
 use self::events::EventSource;
 use self::process::FunctionProcess;
 use self::runtime_api::{Call, Invocation, RuntimeApi};
-use tests::signing::unique_nonce;
+use crate::signing::unique_nonce;
 
 /// How long a function may take to get ready, or to answer one event (its configured timeout).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

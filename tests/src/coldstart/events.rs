@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::environment::Function;
-use tests::http::{dev_activity_secret, dev_crm_secret};
-use tests::signing::{fresh_activity_body, sign_crm, unique_nonce};
+use crate::local::{dev_activity_secret, dev_crm_secret};
+use crate::signing::{now_unix, sign_activity_into, sign_crm, unique_nonce};
 
 pub struct EventSource {
     function: Function,
@@ -51,7 +51,8 @@ impl EventSource {
                 event["pathParameters"]["mid"] = self.mid.clone().into();
                 event["rawPath"] = path.clone().into();
                 event["requestContext"]["http"]["path"] = path.into();
-                fresh_activity_body(&payload.to_string(), dev_activity_secret())?
+                sign_activity_into(&mut payload, &unique_nonce(), now_unix(), dev_activity_secret());
+                payload.to_string()
             }
         };
         event["headers"]["content-length"] = body.len().to_string().into();

@@ -1,4 +1,4 @@
-//! Measures a function's release `bootstrap` as Lambda would run it (see `tools::coldstart`):
+//! Measures a function's release `bootstrap` as Lambda would run it (see `tests::coldstart`):
 //! `--cold-starts` processes, each given `--warm + 1` events, then one process given
 //! `--sequential` events for the peak RSS. Prints a summary and writes every sample as JSON.
 
@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
+use tests::coldstart::cleanup::TenantCleaner;
+use tests::coldstart::environment::{lambda_environment, Function};
+use tests::coldstart::events::EventSource;
+use tests::coldstart::process::truncate_log;
+use tests::coldstart::runtime_api::RuntimeApi;
+use tests::coldstart::{run_process, Launch};
 use tests::stack::client_for;
 use tests::stats::summarize;
-use tools::coldstart::cleanup::TenantCleaner;
-use tools::coldstart::environment::{lambda_environment, Function};
-use tools::coldstart::events::EventSource;
-use tools::coldstart::process::truncate_log;
-use tools::coldstart::runtime_api::RuntimeApi;
-use tools::coldstart::{run_process, Launch};
 
 #[derive(Parser)]
 #[command(about = "Cold start, invocation latency and peak RSS of a function bootstrap")]

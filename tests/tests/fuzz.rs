@@ -1,9 +1,10 @@
 //! The short fuzzing run of `make test` (the long one is `make fuzz`, 10 million inputs): mutated
 //! webhook bodies of both sources through verification, parsing, normalization, merging and item
-//! building. A new seed each run widens the search; the seed is printed to replay a failure with
-//! `cargo run --release -p tools --bin fuzz-ingest -- --seed N --execs M`.
+//! building, checked against the independent oracle (`tests::fuzz`). A new seed each run widens
+//! the search; the seed is printed, and `FUZZ_SEED=N` replays it here, as
+//! `cargo run --release -p tests --bin fuzz-ingest -- --seed N --execs M` does at length.
 
-use tools::fuzz::Fuzzer;
+use tests::fuzz::Fuzzer;
 
 const EXECS: u64 = 20_000;
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
-use tests::http::{dev_activity_secret, dev_crm_secret};
+use crate::local::{dev_activity_secret, dev_crm_secret};
 
 /// The functions of this project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -55,7 +55,7 @@ impl FunctionProcess {
 
     /// Peak resident set size so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> io::Result<u64> {
-        tests::procs::memory(self.id())
+        crate::procs::memory(self.id())
             .map(|memory| memory.peak_kib)
             .ok_or_else(|| io::Error::other("no VmHWM line in /proc/<pid>/status"))
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use tools::fuzz::Fuzzer;
+use tests::fuzz::Fuzzer;
 
 #[derive(Parser)]
 #[command(about = "Fuzz verification, parsing, normalization and item building of both sources")]
