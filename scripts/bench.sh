@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: every performance figure in one table, printed and written to
-# .local/bench/results.md (docs/performance.md shows the latest one).
+# `make bench`: every performance figure in two tables, printed and written to
+# .local/bench/results.md and compare.md (docs/performance.md shows the latest ones).
 #
 #   1. per-event cost: criterion, `cargo bench -p shared --bench ingest`
 #   2. arm64 bootstrap sizes: `cargo lambda build --release --arm64` of both functions

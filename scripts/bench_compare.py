@@ -129,7 +129,7 @@ def main():
     row("peak RSS (VmHWM)", lambda s: f"{(cold[s]['peak_rss_kib'] or 0) / 1024:.1f} MiB")
     row("pure path (verify + parse + normalize + merge + item), median", lambda s: f"{pure[s]:.1f} µs")
     for i, step in enumerate(storage["project"]["growth"]):
-        row(f"growth: item bytes / write units after {step['events']:,} events",
+        row(f"growth: item bytes / write units after {step['events']:,} event{'s' if step['events'] != 1 else ''}",
             lambda s, i=i: f"{storage[s]['growth'][i]['item_bytes']:,.0f} B / {storage[s]['growth'][i]['write_units']:g}")
 
     header = ("figure (seed CRM event unless said)", "this project", "Python peer", "target", "met?")
