@@ -11,8 +11,10 @@
 #   make invoke-check  every fixtures/events/ event through sam local invoke, answers and
 #                  items checked (own DynamoDB on 17000; installs/starts Docker as root if needed)
 #   make venv      the Python tools in .venv (moto, cargo-lambda, SAM CLI, cfn-lint)
-#   make bench     every performance figure in one table (criterion, arm64 bootstrap sizes,
-#                  cold start, invocation latency, peak RSS; moto on 28000, Runtime API on 29001)
+#   make bench     every performance figure (criterion, arm64 bootstrap sizes, cold start,
+#                  invocation latency, peak RSS), then side by side with the Python peer with
+#                  each target: calls and capacity units per event, hot key (moto on 28000,
+#                  Runtime API on 29001)
 #   make soak      full-size convergence, outage, load and quarantine-flood suites, then
 #                  `make fuzz` (~30 min)
 #   make fuzz      10 million mutated bodies through the pure ingest path
@@ -36,7 +38,7 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: help venv checkov-venv test validate run build targets invoke invoke-check bench soak fuzz clean
 
 help:
-	@sed -n '2,20p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+	@sed -n '2,22p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
 
 venv: $(VENV_STAMP)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: every performance figure in one table, printed and written to
-# .local/bench/results.md (docs/performance.md shows the latest one).
+# `make bench`: every performance figure in two tables, printed and written to
+# .local/bench/results.md and compare.md (docs/performance.md shows the latest ones).
 #
 #   1. per-event cost: criterion, `cargo bench -p shared --bench ingest`
 #   2. arm64 bootstrap sizes: `cargo lambda build --release --arm64` of both functions
@@ -9,8 +9,11 @@
 #      stand-in and a local moto with the tables, both on 127.0.0.1
 #   4. the table: the test kit's `bench-report`
 #   5. the side-by-side table against the Python peer (tools/peer/crm_peer.py, run by the
-#      same harness), with calls and capacity units counted by the local DynamoDB wrapper, the
-#      hot-key and growth cases (the test kit's `storage-bench`): scripts/bench_compare.py
+#      same harness), each figure next to its target: warm invocations and init from the runs
+#      above; calls and capacity units per event (new entity, cached and uncached update,
+#      duplicates: the harness's scenarios, SCENARIO_ROUNDS rounds, default 3) counted by the
+#      local DynamoDB (scripts/dynamodb_local.py --accounting); the hot key and growth (the test kit's
+#      `storage-bench` and the peer's --storage): scripts/bench_compare.py
 #
 # Ports: BENCH_DYNAMODB_PORT (28000) and BENCH_RUNTIME_API_PORT (29001), apart from
 # `make test` (18000/19000) and `make run` (8000/9000). COLD_STARTS (20), WARM (5 events after
@@ -37,86 +40,22 @@ SEQUENTIAL="${SEQUENTIAL:-1000}"
 CRITERION_ARGS="${CRITERION_ARGS:-}"
 FUNCTIONS=(crm-webhook activity-callback)
 
+SCENARIO_ROUNDS="${SCENARIO_ROUNDS:-3}"
+
 STATE_DIR="$ROOT/.local/bench"
 DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT"
-STARTED_PIDS=()
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+LOG_TAG=bench
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+on_exit stop_started
 
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# stop_group PID: TERM the process group PID leads, then KILL what is left after 10 s.
-stop_group() {
-  local pid="$1" i
-  alive "$pid" || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-}
-
-# forget PID: a process that has ended and needs no stopping.
-forget() {
-  local kept=() i
-  for i in "${STARTED_PIDS[@]}"; do [ "$i" = "$1" ] || kept+=("$i"); done
-  STARTED_PIDS=("${kept[@]}")
-}
-
-cleanup() {
-  local i
-  for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
-    stop_group "${STARTED_PIDS[$i]}"
-  done
-  STARTED_PIDS=()
-}
-
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
-
-# in_group NAME COMMAND...: run COMMAND in a new session (so that its children can be stopped
-# with it) and wait for it; its exit status is returned. Output goes to the terminal.
-in_group() {
-  local name="$1" pid rc=0
-  shift
-  setsid "$@" &
-  pid=$!
-  STARTED_PIDS+=("$pid")
-  wait "$pid" || rc=$?
-  forget "$pid"
-  [ $rc -eq 0 ] || log "$name failed ($rc)"
-  return $rc
-}
-
-port_free() {
-  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    die "port $1 is already in use; set $2 to another port"
-  fi
-}
-
-start_dynamodb() {
-  local pid deadline
-  port_free "$DYNAMODB_PORT" BENCH_DYNAMODB_PORT
-  setsid "$PYTHON" "$ROOT/scripts/dynamodb_local.py" --accounting -H 127.0.0.1 -p "$DYNAMODB_PORT" \
-    >"$STATE_DIR/moto.log" 2>&1 </dev/null &
-  pid=$!
-  STARTED_PIDS+=("$pid")
-  deadline=$((SECONDS + 60))
-  until curl -s -o /dev/null --max-time 2 "$DYNAMODB_ENDPOINT/"; do
-    alive "$pid" || die "moto exited (see ${STATE_DIR#"$ROOT/"}/moto.log)"
-    [ $SECONDS -lt $deadline ] || die "moto did not answer on $DYNAMODB_ENDPOINT within 60 s"
-    sleep 0.2
-  done
-  log "moto answers on $DYNAMODB_ENDPOINT (pid $pid)"
-  "$PYTHON" "$ROOT/scripts/bench_tables.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
-  # The tenant secrets in moto's Secrets Manager, read as deployed (template.yaml): the first
-  # invocation carries the GetSecretValue round trip.
+# The local DynamoDB that counts calls and capacity units, its tables (without streams) and the
+# tenant secrets in its Secrets Manager, read as deployed (template.yaml): the first invocation
+# carries the GetSecretValue round trip.
+start_counting_dynamodb() {
+  start_dynamodb BENCH_DYNAMODB_PORT --accounting
+  "$PYTHON" "$ROOT/scripts/create_tables.py" --without-streams --endpoint "$DYNAMODB_ENDPOINT" >&2
   CRM_WEBHOOK_SECRET=dev-crm-secret ACTIVITY_CALLBACK_SECRET=dev-activity-secret \
     "$PYTHON" "$ROOT/scripts/create_secrets.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
 }
@@ -156,7 +95,7 @@ log "3/4 native release bootstraps and the harness"
 # Separate builds: the functions are built with exactly their own dependency features.
 cargo build --release "${package_args[@]}"
 cargo build --release -p tests --bin cold-start --bin bench-report --bin storage-bench
-start_dynamodb
+start_counting_dynamodb
 # The Python peer (tools/peer/crm_peer.py) runs as a Lambda process like the bootstraps.
 PEER_BOOTSTRAP="$STATE_DIR/peer/bootstrap"
 mkdir -p "$(dirname "$PEER_BOOTSTRAP")"
@@ -170,33 +109,38 @@ runs=("crm-webhook crm-webhook $ROOT/target/release/crm-webhook"
 for run in "${runs[@]}"; do
   read -r name function bootstrap <<<"$run"
   log "cold-start harness: $name ($COLD_STARTS cold starts, $SEQUENTIAL sequential invocations)"
-  curl -s -X POST "$DYNAMODB_ENDPOINT/_bench/reset" >/dev/null
-  in_group "cold-start $name" "$ROOT/target/release/cold-start" \
+  scenario_args=()
+  if [ "$function" = crm-webhook ]; then
+    log "… then $SCENARIO_ROUNDS rounds of the per-event scenarios (calls and capacity units)"
+    scenario_args=(--scenario-rounds "$SCENARIO_ROUNDS" --scenarios-output "$STATE_DIR/scenarios-$name.json")
+  fi
+  # shellcheck disable=SC2046 # secrets_args prints whole words
+  run_in_group "cold-start $name" "$ROOT/target/release/cold-start" \
     --function "$function" \
     --bootstrap "$bootstrap" \
     --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
     --runtime-api "127.0.0.1:$RUNTIME_API_PORT" \
     --cold-starts "$COLD_STARTS" --warm "$WARM" --sequential "$SEQUENTIAL" \
+    "${scenario_args[@]}" \
     --log "$STATE_DIR/$name.log" \
     --output "$STATE_DIR/coldstart-$name.json" \
     $(secrets_args "$function")
-  curl -s "$DYNAMODB_ENDPOINT/_bench/calls" >"$STATE_DIR/calls-$name.json"
   [ "$name" = peer ] || reports+=(--coldstart "$STATE_DIR/coldstart-$name.json")
 done
-log "storage: hot key and growth, this project (storage-bench) and the peer"
-in_group "storage-bench" "$ROOT/target/release/storage-bench" --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
+log "storage: hot key and growth, this project (the test kit's storage-bench) and the peer"
+run_in_group "storage-bench" "$ROOT/target/release/storage-bench" --dynamodb-endpoint "$DYNAMODB_ENDPOINT" \
   --output "$STATE_DIR/storage-project.json" >/dev/null
 "$PYTHON" "$ROOT/tools/peer/crm_peer.py" --storage "$DYNAMODB_ENDPOINT" \
   "$ROOT/fixtures/crm/lead_object_update.json" "$STATE_DIR/storage-peer.json" >/dev/null
 "$PYTHON" "$ROOT/tools/peer/crm_peer.py" --pure "$ROOT/fixtures/crm/seed_124_object_create.json" \
   >"$STATE_DIR/peer-pure.json"
-cleanup
+stop_started
 
-log "4/4 the table (also in ${STATE_DIR#"$ROOT/"}/results.md)"
+log "4/4 the tables (also in ${STATE_DIR#"$ROOT/"}/results.md and compare.md)"
 echo
 "$ROOT/target/release/bench-report" --criterion target/criterion --lambda-dir target/lambda \
   "${reports[@]}" --output "$STATE_DIR/results.md"
 echo
-log "this project against the Python peer, same run (also in ${STATE_DIR#"$ROOT/"}/compare.md)"
+log "this project against the Python peer, same run, same local DynamoDB"
 "$PYTHON" "$ROOT/scripts/bench_compare.py" --dir "$STATE_DIR" --criterion target/criterion \
   --output "$STATE_DIR/compare.md"

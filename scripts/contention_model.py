@@ -32,40 +32,26 @@ def exponential(lost, last_call, age):
     return min(0.010 * 2 ** min(lost, 7), 1.0)
 
 
-def crowd_unreserved(lost, last_call, age):
-    """The backoff before the reserve: exponential for four lost races, then scaled by the
-    failed write's time and shrinking with age to nothing at 2.25 s (modelled at 7.8 ms a
-    call: 15 % answered 503 with 3 s, 7 % with 2.25 s)."""
-    if lost < 5:
-        return 0.010 * 2**lost
-    growth = min(2 ** min(lost + 1, 9), 300)
-    youth = 1.0 - min(age / 2.25, 1.0)
-    return min(last_call * growth * youth, 3.0)
-
-
 def crowd(lost, last_call, age):
-    """The backoff used now (shared/src/dynamo/entity.rs, `backoff_window`): the rule above,
-    but a window always ends three writes (at the last one's pace), and at least 1 s, before the
-    deadline. The model overstates what the floor costs: here it tips the hot key into collapse
-    at 7.5 ms a call and more, while `storage-bench` measured no change (docs/performance.md).
-    It also understates make test's convergence suite (its latencies are steadier than a
-    loaded machine's): use it to rank, measure to decide."""
-    window = crowd_unreserved(lost, last_call, age)
+    """The backoff used now (shared/src/dynamo/entity.rs, `backoff_window`): exponential for four
+    lost races, then scaled by the failed write's time and shrinking with age to nothing at
+    2.25 s; a window always ends three writes (at the last one's pace), and at least 1 s, before
+    the deadline. The model overstates what the floor costs: here it tips the hot key into
+    collapse at 7.5 ms a call and more, while `storage-bench` measured no change
+    (docs/performance.md). It also understates make test's convergence suite (its latencies are
+    steadier than a loaded machine's): use it to rank, measure to decide."""
+    if lost < 5:
+        window = 0.010 * 2**lost
+    else:
+        growth = min(2 ** min(lost + 1, 9), 300)
+        youth = 1.0 - min(age / 2.25, 1.0)
+        window = min(last_call * growth * youth, 3.0)
     return max(0.0, min(window, DEADLINE - age - max(3 * last_call, 1.0)))
-
-
-def latency_and_age(lost, last_call, age):
-    """The crowd rule from the first lost race (measured, not kept: it broke the soak)."""
-    growth = min(2 ** min(lost + 2, 9), 300)
-    youth = 1.0 - min(age / 3.0, 1.0)
-    return min(last_call * growth * youth, 3.0)
 
 
 POLICIES = {
     "exponential": exponential,
-    "latency-and-age": latency_and_age,
-    "crowd, unreserved": crowd_unreserved,
-    "crowd (kept)": crowd,
+    "crowd": crowd,
 }
 
 

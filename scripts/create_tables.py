@@ -342,6 +342,13 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ACTIVE")
     parser.add_argument(
+        "--without-streams",
+        action="store_true",
+        help="no DynamoDB Streams (make bench): moto keeps every stream record for good and copies"
+        " the whole table, records included, on each TransactWriteItems, so its latency and memory"
+        " would grow with every write; the functions only write, so a stream changes nothing they do",
+    )
+    parser.add_argument(
         "--check-template",
         metavar="TEMPLATE",
         help="check TEMPLATE's tables against this script's instead of creating tables",
@@ -350,6 +357,9 @@ def main() -> None:
     if args.check_template:
         check_template(args.check_template)
     else:
+        if args.without_streams:
+            for spec in TABLES:
+                spec["stream"] = None
         create_tables(args.endpoint, args.region, args.timeout)
 
 

@@ -110,7 +110,7 @@ def serialised(app):
 #   at least one, also when its condition fails; a transaction doubles each of its writes;
 # - a strongly consistent read consumes ceil(size / 4 KB) units, at least one (half for an
 #   eventually consistent one).
-# GET /_bench/calls answers the totals since the last POST /_bench/reset.
+# GET /_bench/calls answers the totals of DynamoDB's calls since the last POST /_bench/reset.
 
 WRITES = ("PutItem", "UpdateItem", "DeleteItem")
 
@@ -236,8 +236,9 @@ def accounted(app, accounting):
             body = json.dumps(accounting.report()).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
-        if not operation:
+        # DynamoDB's own calls only: the same server answers Secrets Manager.
+        service, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")
+        if not service.startswith("DynamoDB_"):
             return app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         request = environ["wsgi.input"].read(length)

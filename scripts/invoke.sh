@@ -38,11 +38,9 @@ set +a
 VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
 export PATH="$VENV_BIN:$PATH" SAM_CLI_TELEMETRY=0
 
-log() { printf '[invoke] %s\n' "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+LOG_TAG=invoke
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 [ $# -eq 2 ] || {
   sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -80,14 +78,7 @@ if [ ! -f ".aws-sam/build/${FUNCTION:-CrmWebhookFunction}/bootstrap" ] || [ ! -f
   sam build >&2
 fi
 
-FORWARDER_PID=""
-cleanup() {
-  if [ -n "$FORWARDER_PID" ]; then
-    kill "$FORWARDER_PID" 2>/dev/null || true
-    wait "$FORWARDER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
+on_exit stop_started
 
 sam_args=(--env-vars "$STATE_DIR/env-vars.json")
 if [ "$(uname -s)" = Linux ]; then
@@ -99,12 +90,10 @@ if [ "$(uname -s)" = Linux ]; then
     gateway="$(ip -4 -o addr show dev "${bridge:-docker0}" 2>/dev/null | awk '{ split($4, a, "/"); print a[1]; exit }')"
   fi
   [ -n "$gateway" ] || die "cannot find the Docker bridge's gateway address"
-  python3 "$ROOT/scripts/tcp_forward.py" "$gateway" "$DYNAMODB_PORT" 127.0.0.1 "$DYNAMODB_PORT" \
-    >"$STATE_DIR/forwarder.log" 2>&1 &
-  FORWARDER_PID=$!
+  start_bg forwarder python3 "$ROOT/scripts/tcp_forward.py" "$gateway" "$DYNAMODB_PORT" 127.0.0.1 "$DYNAMODB_PORT"
   for _ in $(seq 1 50); do
     grep -q listening "$STATE_DIR/forwarder.log" 2>/dev/null && break
-    kill -0 "$FORWARDER_PID" 2>/dev/null || die "the forwarder did not start: $(cat "$STATE_DIR/forwarder.log")"
+    alive "$LAST_PID" || die "the forwarder did not start: $(cat "$STATE_DIR/forwarder.log")"
     sleep 0.1
   done
   sam_args+=(--add-host "host.docker.internal:$gateway")
@@ -171,13 +160,12 @@ done
 # warm container is started first and invoked only once its emulator had time to listen.
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log "falling back to sam local start-lambda (warm container) on 127.0.0.1:$port"
-setsid sam local start-lambda --host 127.0.0.1 --port "$port" --warm-containers EAGER \
-  "${sam_args[@]}" --parameter-overrides "$parameters" >"$STATE_DIR/start-lambda.log" 2>&1 </dev/null &
-LAMBDA_PID=$!
+start_bg start-lambda sam local start-lambda --host 127.0.0.1 --port "$port" --warm-containers EAGER \
+  "${sam_args[@]}" --parameter-overrides "$parameters"
+lambda_pid="$LAST_PID"
 rc=0
 python3 "$ROOT/scripts/invoke_all.py" --endpoint "http://127.0.0.1:$port" --event "$EVENT" --function "$FUNCTION" || rc=$?
 # SAM removes its warm containers on Ctrl-C (INT).
-kill -INT -- "-$LAMBDA_PID" 2>/dev/null || true
-for _ in $(seq 1 150); do kill -0 "$LAMBDA_PID" 2>/dev/null || break; sleep 0.1; done
-kill -TERM -- "-$LAMBDA_PID" 2>/dev/null || true
+stop_pid "$lambda_pid" INT
+forget "$lambda_pid"
 [ $rc -eq 0 ] || { tail -n 30 "$STATE_DIR/start-lambda.log" >&2; die "no answer through start-lambda either"; }

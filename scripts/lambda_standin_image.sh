@@ -22,7 +22,9 @@ WORK="$ROOT/.local/standin-image"
 PACKAGES=(libc6:arm64 libgcc-s1:arm64 dash:arm64 coreutils:arm64 ca-certificates
   libacl1:arm64 libattr1:arm64 libselinux1:arm64 libpcre2-8-0:arm64 libgmp10:arm64)
 
-log() { printf '[standin-image] %s\n' "$*" >&2; }
+LOG_TAG=standin-image
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 if [ "${1:-}" != --force ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
   log "$IMAGE exists (--force rebuilds it)"

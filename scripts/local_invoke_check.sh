@@ -35,36 +35,18 @@ export DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_INVOKE_DYNAMODB_PORT}"
 STATE_DIR="$ROOT/.local/invoke-check"
 BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-arm64
 
-log() { printf '[invoke-check] %s\n' "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+LOG_TAG=invoke-check
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
-DOCKERD_PID=""
-STACK_PID=""
 LAMBDA_PID=""
-cleanup() {
-  if [ -n "$LAMBDA_PID" ]; then
-    # SAM stops its warm containers on Ctrl-C (INT); TERM and KILL only if it does not exit.
-    kill -INT -- "-$LAMBDA_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$LAMBDA_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -TERM -- "-$LAMBDA_PID" 2>/dev/null || true
-  fi
-  if [ -n "$STACK_PID" ]; then
-    kill -TERM "$STACK_PID" 2>/dev/null || true
-    wait "$STACK_PID" 2>/dev/null || true
-  fi
-  if [ -n "$DOCKERD_PID" ]; then
-    log "stopping the dockerd this run started (pid $DOCKERD_PID)"
-    kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
-  fi
-  return 0
+# SAM stops its warm containers on Ctrl-C (INT); then the local DynamoDB and the dockerd this
+# run started, if it did.
+stop_everything() {
+  if [ -n "$LAMBDA_PID" ]; then stop_pid "$LAMBDA_PID" INT; fi
+  stop_started
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit stop_everything
 
 rm -rf "$STATE_DIR"
 mkdir -p "$STATE_DIR"
@@ -90,8 +72,7 @@ fi
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd (log: ${STATE_DIR#"$ROOT/"}/dockerd.log)"
   as_root true
-  setsid dockerd --iptables=false --storage-driver=vfs >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
-  DOCKERD_PID=$!
+  start_bg dockerd dockerd --iptables=false --storage-driver=vfs
   for _ in $(seq 1 300); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
   docker info >/dev/null 2>&1 || die "dockerd did not start (see ${STATE_DIR#"$ROOT/"}/dockerd.log)"
 fi
@@ -102,11 +83,10 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! docker pull -q "$BA
 fi
 
 # 5. A local DynamoDB of this run's own, with the tables.
-setsid bash "$ROOT/scripts/stack.sh" dynamodb >"$STATE_DIR/stack.log" 2>&1 </dev/null &
-STACK_PID=$!
+start_bg stack bash "$ROOT/scripts/stack.sh" dynamodb
 for _ in $(seq 1 600); do
   grep -q 'DynamoDB endpoint' "$STATE_DIR/stack.log" && break
-  kill -0 "$STACK_PID" 2>/dev/null || die "the local DynamoDB did not start: $(tail -n 5 "$STATE_DIR/stack.log")"
+  alive "$LAST_PID" || die "the local DynamoDB did not start: $(tail -n 5 "$STATE_DIR/stack.log")"
   sleep 0.1
 done
 grep -q 'DynamoDB endpoint' "$STATE_DIR/stack.log" || die "the local DynamoDB did not start in 60 s"
@@ -124,8 +104,8 @@ log "make invoke answered: $(head -c 300 "$STATE_DIR/make-invoke.json")"
 
 # 7. Every event through start-lambda's warm containers (the seed's is then a redelivery).
 LAMBDA_PORT="${LAMBDA_PORT:-$((DYNAMODB_PORT + 1))}"
-setsid bash "$ROOT/scripts/invoke.sh" --start-lambda "$LAMBDA_PORT" >"$STATE_DIR/start-lambda.log" 2>&1 </dev/null &
-LAMBDA_PID=$!
+start_bg start-lambda bash "$ROOT/scripts/invoke.sh" --start-lambda "$LAMBDA_PORT"
+LAMBDA_PID="$LAST_PID"
 python3 "$ROOT/scripts/invoke_all.py" --endpoint "http://127.0.0.1:$LAMBDA_PORT" \
   --answers "$STATE_DIR/answers" \
   || { tail -n 40 "$STATE_DIR/start-lambda.log" >&2; die "invoking the events failed (see ${STATE_DIR#"$ROOT/"}/start-lambda.log)"; }

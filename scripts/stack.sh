@@ -98,165 +98,36 @@ FUNCTIONS_URL="http://127.0.0.1:$FUNCTIONS_PORT"
 CRM_LOCAL_URL="$FUNCTIONS_URL/lambda-url/crm-webhook/crm/webhook"
 ACTIVITY_LOCAL_URL="$FUNCTIONS_URL/lambda-url/activity-callback/activity"
 
-STARTED_PIDS=() # session leaders we started (PID == process group id)
 DYNAMODB_PID="" # the local DynamoDB server (exported to the tests in test mode)
-LAST_PID=""
 FUNCTIONS_PID=""
 TAIL_PID=""
-STOPPED=0
 
-log() { printf '[stack] %s\n' "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-# ------------------------------------------------------------------ processes
-
-# descendants PID...: every live descendant of the given PIDs (recursively).
-descendants() {
-  local table queue=("$@") out=() pid child
-  table="$(ps -eo pid=,ppid= 2>/dev/null || true)"
-  while [ ${#queue[@]} -gt 0 ]; do
-    pid="${queue[0]}"
-    queue=("${queue[@]:1}")
-    # shellcheck disable=SC2013 # one PID per word
-    for child in $(awk -v p="$pid" '$2 == p { print $1 }' <<<"$table"); do
-      out+=("$child")
-      queue+=("$child")
-    done
-  done
-  echo "${out[@]:-}"
-}
-
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# start_bg NAME COMMAND...: run COMMAND in a new session (its own process group),
-# output to $STATE_DIR/NAME.log, and record its PID in STARTED_PIDS and LAST_PID
-# (written by the process itself, so it is right whether or not setsid had to fork).
-# Not to be called in a subshell.
-start_bg() {
-  local name="$1" pidfile="$STATE_DIR/$1.pid" pid="" i
-  shift
-  rm -f "$pidfile"
-  # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" \
-    >"$STATE_DIR/$name.log" 2>&1 </dev/null &
-  for i in $(seq 1 100); do
-    if [ -s "$pidfile" ]; then
-      pid="$(cat "$pidfile")"
-      break
-    fi
-    sleep 0.05
-  done
-  [ -n "$pid" ] || die "$name did not start (see $STATE_DIR/$name.log)"
-  STARTED_PIDS+=("$pid")
-  LAST_PID="$pid"
-  log "$name started (pid $pid, log ${STATE_DIR#"$ROOT/"}/$name.log)"
-}
-
-# stop_pid PID: TERM its process group (cargo lambda shuts its function instances down
-# on TERM), wait up to 15 s, then KILL whatever is left of it and its descendants.
-stop_pid() {
-  local pid="$1" others i
-  alive "$pid" || return 0
-  others="$(descendants "$pid")"
-  # The outage test pauses DynamoDB with SIGSTOP; a paused process would not see TERM.
-  kill -CONT "$pid" 2>/dev/null || true
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 150); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  # Function instances run in sessions of their own: catch any left behind.
-  others="$others $(descendants "$pid")"
-  if alive "$pid"; then
-    log "pid $pid did not stop on TERM; killing it"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  for i in $others; do
-    if alive "$i"; then kill -KILL "$i" 2>/dev/null || true; fi
-  done
-  return 0
-}
+LOG_TAG=stack
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 cleanup() {
-  [ "$STOPPED" = 1 ] && return 0
-  STOPPED=1
   if [ -n "$TAIL_PID" ]; then
     kill "$TAIL_PID" 2>/dev/null || true
     wait "$TAIL_PID" 2>/dev/null || true
+    TAIL_PID=""
   fi
-  local i
-  # Reverse order: the functions before the database.
-  for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
-    stop_pid "${STARTED_PIDS[$i]}"
-  done
-  [ ${#STARTED_PIDS[@]} -gt 0 ] && log "stopped everything this run started"
-  return 0
+  stop_started
 }
-
-on_signal() {
-  trap - INT TERM
-  log "$1 received, stopping"
-  cleanup
-  [ "$1" = INT ] && exit 130
-  exit 143
-}
-
-trap cleanup EXIT
-trap 'on_signal INT' INT
-trap 'on_signal TERM' TERM
-
-# port_free PORT: fail if something already listens on 127.0.0.1:PORT.
-port_free() {
-  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    die "port $1 is already in use (another 'make run'/'make test'?); set $2 to another port"
-  fi
-}
-
-# http_status METHOD URL MAX_TIME [DATA]: the HTTP status, or 000 when nothing answered.
-http_status() {
-  local code
-  code="$(curl -s -o /dev/null -w '%{http_code}' -X "$1" --max-time "$3" \
-    -H 'content-type: application/json' ${4:+--data "$4"} "$2" 2>/dev/null)" || true
-  echo "${code:-000}"
-}
+on_exit cleanup
 
 # ------------------------------------------------------------------ dynamodb
 
-start_dynamodb() {
-  local pid deadline code
-  local server=(moto_server)
-  # scripts/dynamodb_local.py serves moto one request at a time (moto's threaded server
-  # can lose a write that lands while a cancelled transaction restores its snapshot);
-  # plain moto_server is the fallback.
-  [ -f "$ROOT/scripts/dynamodb_local.py" ] && server=("$PYTHON" "$ROOT/scripts/dynamodb_local.py")
-  # `make run` with REUSE_DYNAMODB=1 keeps using a DynamoDB that already answers on the port
-  # (`scripts/stack.sh dynamodb` in another terminal), so that its data (the quarantine, for a
-  # replay after a configuration change) outlives a restart of the functions.
+# The tables, in a DynamoDB of this run's own. `make run` with REUSE_DYNAMODB=1 keeps using a
+# DynamoDB that already answers on the port (`scripts/stack.sh dynamodb` in another terminal),
+# so that its data (the quarantine, for a replay after a configuration change) outlives a
+# restart of the functions.
+start_tables() {
   if [ "$MODE" = run ] && [ "${REUSE_DYNAMODB:-0}" = 1 ] && [ "$(http_status GET "$DYNAMODB_ENDPOINT/" 2)" != 000 ]; then
     log "reusing the DynamoDB that answers on $DYNAMODB_ENDPOINT (REUSE_DYNAMODB=1)"
-    "$PYTHON" "$ROOT/scripts/create_tables.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
-    return 0
+  else
+    start_dynamodb DYNAMODB_PORT
   fi
-  command -v moto_server >/dev/null || die "moto_server not found in $VENV_BIN (run 'make venv')"
-  port_free "$DYNAMODB_PORT" DYNAMODB_PORT
-  start_bg moto "${server[@]}" -H 127.0.0.1 -p "$DYNAMODB_PORT"
-  pid="$LAST_PID"
-  DYNAMODB_PID="$pid"
-  deadline=$((SECONDS + MOTO_READY_TIMEOUT))
-  while :; do
-    alive "$pid" || {
-      tail -n 20 "$STATE_DIR/moto.log" >&2 || true
-      die "moto exited"
-    }
-    code="$(http_status GET "$DYNAMODB_ENDPOINT/" 2)"
-    [ "$code" != 000 ] && break
-    [ $SECONDS -lt $deadline ] || die "moto did not answer on $DYNAMODB_ENDPOINT within ${MOTO_READY_TIMEOUT}s"
-    sleep 0.2
-  done
-  log "moto answers on $DYNAMODB_ENDPOINT"
   "$PYTHON" "$ROOT/scripts/create_tables.py" --endpoint "$DYNAMODB_ENDPOINT" >&2
 }
 
@@ -462,13 +333,13 @@ command -v curl >/dev/null || die "curl is required"
 
 case "$MODE" in
   dynamodb)
-    start_dynamodb
+    start_tables
     log "DynamoDB endpoint: $DYNAMODB_ENDPOINT (Ctrl-C stops it)"
     wait_forever
     ;;
 
   run)
-    start_dynamodb
+    start_tables
     setup_function_env
     create_secrets
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"
@@ -498,7 +369,7 @@ case "$MODE" in
     ;;
 
   test | soak)
-    start_dynamodb
+    start_tables
     setup_function_env
     create_secrets
     command -v cargo-lambda >/dev/null || die "cargo-lambda not found in $VENV_BIN (run 'make venv')"

@@ -219,7 +219,9 @@ def storage(endpoint, fixture, output, events=300, senders=32, fields=40):
         "conflicts_per_event": counted["condition_failures"] / events,
         "write_units_per_event": total(counted, "write_units") / events,
         "read_units_per_event": total(counted, "read_units") / events,
-        "fields_not_newest": lost, "seconds": seconds, "counted": counted,
+        "fields_not_newest": lost, "event_count": int(stored["event_count"]["N"]),
+        "event_count_exact": int(stored["event_count"]["N"]) == events,
+        "seconds": seconds, "counted": counted,
     }
     mid, db, growth = f"peer-growth-{time.time_ns()}", client(), []
     for i in range(1000):

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
+use tests::coldstart::accounting::Accounting;
 use tests::coldstart::cleanup::TenantCleaner;
 use tests::coldstart::environment::{lambda_environment, Function};
 use tests::coldstart::events::EventSource;
 use tests::coldstart::process::truncate_log;
 use tests::coldstart::runtime_api::RuntimeApi;
+use tests::coldstart::scenarios::run_scenarios;
 use tests::coldstart::{run_process, Launch};
 use tests::stack::client_for;
 use tests::stats::summarize;
@@ -41,6 +43,13 @@ struct Cli {
     /// Events given to the one process whose peak RSS is reported (0: no such run).
     #[arg(long, default_value_t = 1000)]
     sequential: usize,
+    /// Rounds of the per-event scenarios (`tests::coldstart::scenarios`, CRM only; 0: none),
+    /// which need the local DynamoDB of `scripts/dynamodb_local.py --accounting`.
+    #[arg(long, default_value_t = 0)]
+    scenario_rounds: usize,
+    /// Where the scenarios' counts go, as JSON.
+    #[arg(long)]
+    scenarios_output: Option<PathBuf>,
     /// Extra NAME=VALUE variables for the function (e.g. SSL_CERT_FILE for a TLS endpoint).
     #[arg(long = "env", value_parser = parse_variable)]
     extra_environment: Vec<(String, String)>,
@@ -152,5 +161,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "peak_rss_kib": sequential.map(|run| run.peak_rss_kib),
     });
     std::fs::write(&cli.output, serde_json::to_vec_pretty(&report)?)?;
+
+    if cli.scenario_rounds > 0 {
+        let output = cli.scenarios_output.as_ref().ok_or("--scenarios-output is required")?;
+        if cli.function != Function::CrmWebhook {
+            return Err("the scenarios are CRM events: --function crm-webhook".into());
+        }
+        let accounting = Accounting::new(&cli.dynamodb_endpoint);
+        let (table, _) = cli.function.tables()[0];
+        let mut scenarios =
+            run_scenarios(&mut api, &launch, &mut events, &accounting, table, cli.scenario_rounds).await?;
+        cleaner.clear().await?;
+        scenarios["function"] = cli.function.name().into();
+        println!("per-event scenarios: {scenarios}");
+        std::fs::write(output, serde_json::to_vec_pretty(&scenarios)?)?;
+    }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! The storage figures of `make bench` for this project: the hot-key case and growth, driven
 //! through the DynamoDB adapter (the code the functions run) against the bench's local DynamoDB,
-//! whose wrapper (`scripts/dynamodb_local.py`) counts the calls and the capacity units DynamoDB
-//! would charge. Writes one JSON report.
+//! which counts the calls and the capacity units DynamoDB would charge
+//! (`tests::coldstart::accounting`). Writes one JSON report.
 //!
 //! - hot key: `--events` distinct updates (over 40 fields) of one lead from `--senders` concurrent senders, each
 //!   with its own store (one Lambda instance each). A sender retries a 503
-//!   as the CRM does, until the event is accepted.
+//!   as the CRM does, until the event is accepted. Then every field must hold its newest value,
+//!   and `event_count` must be `--events` exactly.
 //! - growth: one instance applies 1,000 distinct updates (the same 40 fields) to one lead; after 1, 10, 100 and 1,000
 //!   events the item's bytes and the write units of the last write are recorded.
 
@@ -21,9 +22,9 @@ use shared::crm::CrmEvent;
 use shared::dynamo::DynamoCrmStore;
 use shared::merge::Delivery;
 use shared::store::CrmStore;
+use tests::coldstart::accounting::Accounting;
 use tests::history::parse_crm;
 use tests::stack::{client_for, unique_mid};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The hot-key and growth events update these many distinct fields of the lead, in turn.
 const FIELDS: usize = 40;
@@ -43,25 +44,6 @@ struct Cli {
     senders: usize,
     #[arg(long)]
     output: PathBuf,
-}
-
-/// `GET` or `POST` one path of the local DynamoDB wrapper; the JSON answer.
-async fn wrapper(endpoint: &str, method: &str, path: &str) -> Result<Value, Box<dyn std::error::Error>> {
-    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    let text = String::from_utf8_lossy(&answer);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    Ok(serde_json::from_str(body)?)
-}
-
-fn total(report: &Value, key: &str) -> f64 {
-    report[key]
-        .as_object()
-        .map_or(0.0, |per| per.values().filter_map(Value::as_f64).sum())
 }
 
 /// Update `i` of one lead: its own time and field, so that every event wins something.
@@ -115,7 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let queue = Arc::new(Mutex::new(events.into_iter()));
     let unavailable = Arc::new(AtomicUsize::new(0));
-    wrapper(&cli.dynamodb_endpoint, "POST", "/_bench/reset").await?;
+    let accounting = Accounting::new(&cli.dynamodb_endpoint);
+    accounting.reset().await?;
     let started = std::time::Instant::now();
     let mut senders = Vec::new();
     for _ in 0..cli.senders {
@@ -148,7 +131,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sender.await?;
     }
     let elapsed = started.elapsed();
-    let counted = wrapper(&cli.dynamodb_endpoint, "GET", "/_bench/calls").await?;
+    let counted = accounting.counted().await?;
     let item = stored_item(&cli, &mid, entity_id).await?;
     // Every field must hold the value of the newest event that set it.
     let fields = item.get("fields").and_then(|f| f.as_m().ok());
@@ -163,20 +146,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .count();
     let refused = unavailable.load(Ordering::Relaxed);
     let deliveries = cli.events + refused;
-    let calls = total(&counted, "calls");
+    // Every distinct event counted once: a lost update shows here even when the fields are right.
+    let event_count = item
+        .get("event_count")
+        .and_then(|n| n.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok());
     let hot_key = json!({
         "events": cli.events,
         "senders": cli.senders,
         "deliveries": deliveries,
         "answered_503": refused,
         "share_503": refused as f64 / deliveries as f64,
-        "calls_per_event": calls / cli.events as f64,
-        "conflicts_per_event": counted["condition_failures"].as_f64().unwrap_or(0.0) / cli.events as f64,
-        "write_units_per_event": total(&counted, "write_units") / cli.events as f64,
-        "read_units_per_event": total(&counted, "read_units") / cli.events as f64,
+        "calls_per_event": counted.calls() / cli.events as f64,
+        "conflicts_per_event": counted.condition_failures() / cli.events as f64,
+        "write_units_per_event": counted.write_units() / cli.events as f64,
+        "read_units_per_event": counted.read_units() / cli.events as f64,
         "fields_not_newest": lost,
+        "event_count": event_count,
+        "event_count_exact": event_count == Some(cli.events as u64),
         "seconds": elapsed.as_secs_f64(),
-        "counted": counted,
+        "counted": counted.0,
     });
     println!("hot key: {hot_key}");
 
@@ -188,18 +177,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let event = update(&base, &mid, entity_id, i, FIELDS);
         let last = matches!(i + 1, 1 | 10 | 100 | 1000);
         if last {
-            wrapper(&cli.dynamodb_endpoint, "POST", "/_bench/reset").await?;
+            accounting.reset().await?;
         }
         assert_eq!(instance.apply(&event).await?, Delivery::Accepted);
         if last {
-            let counted = wrapper(&cli.dynamodb_endpoint, "GET", "/_bench/calls").await?;
-            let bytes = counted["last_put_bytes"][&cli.table].as_f64().unwrap_or(0.0);
+            let counted = accounting.counted().await?;
             growth.push(json!({
                 "events": i + 1,
-                "item_bytes": bytes,
-                "calls": total(&counted, "calls"),
-                "write_units": total(&counted, "write_units"),
-                "read_units": total(&counted, "read_units"),
+                "item_bytes": counted.last_put_bytes(&cli.table).unwrap_or(0.0),
+                "calls": counted.calls(),
+                "write_units": counted.write_units(),
+                "read_units": counted.read_units(),
             }));
         }
     }

@@ -1,6 +1,7 @@
-//! A fresh, correctly signed API Gateway event for every invocation, made from a fixture event:
-//! each one is a new entity for a new tenant of this run, so every invocation writes to DynamoDB
-//! (never a duplicate or a replayed nonce, which would end before the write).
+//! Fresh, correctly signed API Gateway events, made from a fixture event, for a new tenant of
+//! this run: a new entity for every invocation of the cold-start runs (so that each one writes to
+//! DynamoDB: never a duplicate or a replayed nonce, which would end before the write), and the
+//! CRM updates and duplicates of the per-event scenarios.
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -34,19 +35,50 @@ impl EventSource {
         &self.mid
     }
 
+    /// A new entity of the tenant.
     pub fn next_event(&mut self) -> Result<Bytes, serde_json::Error> {
-        let mut event = self.template.clone();
         let mut payload = self.payload.clone();
+        match self.function {
+            Function::CrmWebhook => payload["extra_data"]["entity_id"] = unique_nonce().into(),
+            Function::ActivityCallback => payload["attributes"]["event_id"] = unique_nonce().into(),
+        }
+        self.signed_event(payload)
+    }
+
+    /// A new CRM entity of the tenant: its `entity_id` and the event that creates it.
+    pub fn crm_new_entity(&mut self) -> Result<(String, Bytes), serde_json::Error> {
+        let entity_id = unique_nonce();
+        let mut payload = self.payload.clone();
+        payload["extra_data"]["entity_id"] = entity_id.clone().into();
+        Ok((entity_id, self.signed_event(payload)?))
+    }
+
+    /// Update `n` (1, 2, …) of a CRM entity: `n` seconds after the creating event, a new `name`.
+    /// The same `n` gives the same body, i.e. a duplicate delivery.
+    pub fn crm_update(&mut self, entity_id: &str, n: i64) -> Result<Bytes, serde_json::Error> {
+        let mut payload = self.payload.clone();
+        let created = payload["create_time"].as_i64().unwrap_or(1_677_481_345);
+        payload["event_type"] = "object_update".into();
+        payload["action_keyword"] = "object_update".into();
+        payload["create_time"] = (created + n).into();
+        let extra = &mut payload["extra_data"];
+        extra["entity_id"] = entity_id.into();
+        extra["mapping_data"] = serde_json::json!({ "name": [format!("name {}", n - 1), format!("name {n}")] });
+        extra["mapping_data_text"] = serde_json::json!({ "name": format!("name {n}") });
+        self.signed_event(payload)
+    }
+
+    /// `payload` for this source's tenant, signed, in the fixture's API Gateway event.
+    fn signed_event(&self, mut payload: Value) -> Result<Bytes, serde_json::Error> {
+        let mut event = self.template.clone();
         let body = match self.function {
             Function::CrmWebhook => {
                 payload["mid"] = self.mid.clone().into();
-                payload["extra_data"]["entity_id"] = unique_nonce().into();
                 let body = payload.to_string();
                 event["headers"]["x-signature"] = sign_crm(body.as_bytes(), dev_crm_secret()).into();
                 body
             }
             Function::ActivityCallback => {
-                payload["attributes"]["event_id"] = unique_nonce().into();
                 let path = format!("/activity/{}", self.mid);
                 event["pathParameters"]["mid"] = self.mid.clone().into();
                 event["rawPath"] = path.clone().into();
@@ -60,6 +92,16 @@ impl EventSource {
         Ok(Bytes::from(serde_json::to_vec(&event)?))
     }
 
+    /// The CRM answer's `status` (`accepted`, `duplicate`) when the function answered 200.
+    pub fn crm_status(posted: &[u8]) -> Option<String> {
+        let answer = serde_json::from_slice::<Value>(posted).ok()?;
+        if answer["statusCode"] != 200 {
+            return None;
+        }
+        let body: Value = serde_json::from_str(answer["body"].as_str()?).ok()?;
+        body["status"].as_str().map(str::to_owned)
+    }
+
     /// Whether the function's answer (the API Gateway response it posted) is the success this
     /// event must get: a write that was not done would make the measurement meaningless.
     pub fn is_success(&self, posted: &[u8]) -> bool {
@@ -69,9 +111,7 @@ impl EventSource {
         let body = answer["body"].as_str().unwrap_or("");
         answer["statusCode"] == 200
             && match self.function {
-                Function::CrmWebhook => {
-                    serde_json::from_str::<Value>(body).is_ok_and(|body| body["status"] == "accepted")
-                }
+                Function::CrmWebhook => Self::crm_status(posted).is_some_and(|status| status == "accepted"),
                 Function::ActivityCallback => body == "success",
             }
     }

@@ -3,16 +3,19 @@
 //! Lambda environment against a local stand-in for the Runtime API, and every figure is taken
 //! from the instants at which that server read the function's calls.
 
+pub mod accounting;
 pub mod cleanup;
 pub mod environment;
 pub mod events;
 pub mod process;
 pub mod runtime_api;
+pub mod scenarios;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -77,6 +80,75 @@ pub struct ProcessRun {
     pub peak_rss_kib: u64,
 }
 
+/// One running function process, waiting for its next event.
+pub struct Instance {
+    process: FunctionProcess,
+    reply: oneshot::Sender<Invocation>,
+    function: Function,
+    /// From just before exec to the first `GET .../invocation/next`.
+    pub init: Duration,
+    /// CPU time the process used until then.
+    pub init_cpu: Duration,
+}
+
+/// One event handed to an [`Instance`] and answered.
+pub struct Answered {
+    /// From handing the event out to the response being posted.
+    pub latency: Duration,
+    /// CPU time the whole process used for it (until it asked for the next event).
+    pub cpu: Duration,
+    /// The API Gateway response the function posted.
+    pub posted: Vec<u8>,
+}
+
+impl Instance {
+    /// Starts the process and waits until it asks for its first event.
+    pub async fn start(api: &mut RuntimeApi, launch: &Launch) -> Result<Self, HarnessError> {
+        let (mut process, started) = FunctionProcess::spawn(&launch.bootstrap, &launch.environment, &launch.log)?;
+        let (ready_at, reply) = wait_next(api, &mut process).await?;
+        let init_cpu = process.cpu_time()?;
+        Ok(Self {
+            process,
+            reply,
+            function: launch.function,
+            init: ready_at - started,
+            init_cpu,
+        })
+    }
+
+    /// Hands out `event` and waits for its response, then for the next `GET .../next`.
+    pub async fn invoke(&mut self, api: &mut RuntimeApi, event: Bytes) -> Result<Answered, HarnessError> {
+        let cpu_before = self.process.cpu_time()?;
+        let request_id = unique_nonce();
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            deadline_ms: epoch_ms() + CALL_TIMEOUT.as_millis() as u64,
+            function_arn: format!(
+                "arn:aws:lambda:us-east-1:123456789012:function:{}",
+                self.function.name()
+            ),
+            event,
+        };
+        let handed_out = Instant::now();
+        let (reply, _) = oneshot::channel();
+        std::mem::replace(&mut self.reply, reply)
+            .send(invocation)
+            .map_err(|_| HarnessError::Protocol("the runtime dropped its GET .../next".to_owned()))?;
+        let (answered_at, posted) = wait_response(api, &mut self.process, &request_id).await?;
+        (_, self.reply) = wait_next(api, &mut self.process).await?;
+        Ok(Answered {
+            latency: answered_at - handed_out,
+            cpu: self.process.cpu_time()?.saturating_sub(cpu_before),
+            posted,
+        })
+    }
+
+    /// `VmHWM` so far, in KiB.
+    pub fn peak_rss_kib(&self) -> std::io::Result<u64> {
+        self.process.peak_rss_kib()
+    }
+}
+
 /// Starts one process, gives it `invocations` events (at least one) one after the other, and
 /// stops it once it asks for the next. The tenant's items are deleted after each event.
 pub async fn run_process(
@@ -86,57 +158,27 @@ pub async fn run_process(
     cleaner: &TenantCleaner,
     invocations: usize,
 ) -> Result<ProcessRun, HarnessError> {
-    let (mut process, started) = FunctionProcess::spawn(&launch.bootstrap, &launch.environment, &launch.log)?;
-    let (ready_at, mut reply) = wait_next(api, &mut process).await?;
-    let init = ready_at - started;
-    let init_cpu = process.cpu_time()?;
-    let mut first_cpu = Duration::ZERO;
-    let mut warm_cpu = Vec::with_capacity(invocations);
-    let mut cpu_before = init_cpu;
-    let mut latencies = Vec::with_capacity(invocations);
+    let mut instance = Instance::start(api, launch).await?;
+    let mut answers = Vec::with_capacity(invocations);
     for _ in 0..invocations.max(1) {
-        let request_id = unique_nonce();
-        let invocation = Invocation {
-            request_id: request_id.clone(),
-            deadline_ms: epoch_ms() + CALL_TIMEOUT.as_millis() as u64,
-            function_arn: format!(
-                "arn:aws:lambda:us-east-1:123456789012:function:{}",
-                launch.function.name()
-            ),
-            event: events.next_event()?,
-        };
-        let handed_out = Instant::now();
-        reply
-            .send(invocation)
-            .map_err(|_| HarnessError::Protocol("the runtime dropped its GET .../next".to_owned()))?;
-        let (answered_at, posted) = wait_response(api, &mut process, &request_id).await?;
-        latencies.push(answered_at - handed_out);
-        if !events.is_success(&posted) {
+        let answered = instance.invoke(api, events.next_event()?).await?;
+        if !events.is_success(&answered.posted) {
             return Err(HarnessError::Unsuccessful(
-                String::from_utf8_lossy(&posted).into_owned(),
+                String::from_utf8_lossy(&answered.posted).into_owned(),
             ));
         }
-        (_, reply) = wait_next(api, &mut process).await?;
-        let cpu_now = process.cpu_time()?;
-        if latencies.len() == 1 {
-            first_cpu = cpu_now - init_cpu;
-        } else {
-            warm_cpu.push(cpu_now.saturating_sub(cpu_before));
-        }
-        cpu_before = cpu_now;
+        answers.push(answered);
         cleaner.clear().await?;
     }
     // Read while the process waits for its next event, i.e. after all the work it was given.
-    let peak_rss_kib = process.peak_rss_kib()?;
-    drop(process);
-    drop(reply);
+    let peak_rss_kib = instance.peak_rss_kib()?;
     Ok(ProcessRun {
-        init,
-        init_cpu,
-        first: latencies[0],
-        first_cpu,
-        warm: latencies[1..].to_vec(),
-        warm_cpu,
+        init: instance.init,
+        init_cpu: instance.init_cpu,
+        first: answers[0].latency,
+        first_cpu: answers[0].cpu,
+        warm: answers[1..].iter().map(|a| a.latency).collect(),
+        warm_cpu: answers[1..].iter().map(|a| a.cpu).collect(),
         peak_rss_kib,
     })
 }
