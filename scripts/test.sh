@@ -23,10 +23,13 @@ trap 'kill "$INSTALL_PID" 2>/dev/null || true' EXIT
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# Everything `cargo test --workspace` and `cargo lambda watch` will need, built now while pip
-# runs: the stack then starts on a warm target directory.
+# Everything `cargo test --workspace`, `cargo lambda watch` and the stack's curls will need,
+# built now while pip runs: the stack then starts on a warm target directory.
 cargo test --workspace --no-run
 cargo build -p crm-webhook -p activity-callback
+# The stack prints and checks its signed curls with webhookctl (its own feature set: a build of
+# its own).
+cargo build -p tools --bin webhookctl
 
 if ! wait "$INSTALL_PID"; then
   log "installing the Python tools failed:"
