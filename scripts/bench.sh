@@ -27,10 +27,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-
-VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
-export PATH="$VENV_BIN:$PATH"
-PYTHON="$VENV_BIN/python"
+LOG_TAG=bench
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+use_venv
 
 DYNAMODB_PORT="${BENCH_DYNAMODB_PORT:-28000}"
 RUNTIME_API_PORT="${BENCH_RUNTIME_API_PORT:-29001}"
@@ -45,9 +45,6 @@ SCENARIO_ROUNDS="${SCENARIO_ROUNDS:-3}"
 STATE_DIR="$ROOT/.local/bench"
 DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT"
 
-LOG_TAG=bench
-# shellcheck source=scripts/lib.sh
-source "$ROOT/scripts/lib.sh"
 on_exit stop_started
 
 # The local DynamoDB that counts calls and capacity units, its tables (without streams) and the

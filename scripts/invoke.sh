@@ -31,16 +31,12 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-# shellcheck source=scripts/local.env
-set -a
-source "$ROOT/scripts/local.env"
-set +a
-VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
-export PATH="$VENV_BIN:$PATH" SAM_CLI_TELEMETRY=0
-
 LOG_TAG=invoke
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+export_local_env
+use_venv
+export SAM_CLI_TELEMETRY=0
 
 [ $# -eq 2 ] || {
   sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2

@@ -14,6 +14,22 @@ die() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# use_venv: the venv's tools first on PATH (VENV_BIN, default .venv/bin); PYTHON is its python.
+use_venv() {
+  VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
+  PYTHON="$VENV_BIN/python"
+  export PATH="$VENV_BIN:$PATH"
+}
+
+# export_local_env: every default of scripts/local.env exported, for scripts whose children
+# read them (the stack reads them without exporting, to keep the secrets from its children).
+export_local_env() {
+  set -a
+  # shellcheck source=scripts/local.env
+  source "$ROOT/scripts/local.env"
+  set +a
+}
+
 # ------------------------------------------------------------------ processes
 
 STARTED_PIDS=() # session leaders this script started (PID == process group id), oldest first

@@ -25,19 +25,14 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-set -a
-# shellcheck source=scripts/local.env
-source "$ROOT/scripts/local.env"
-set +a
-VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
-export PATH="$VENV_BIN:$PATH"
-export DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_INVOKE_DYNAMODB_PORT}"
-STATE_DIR="$ROOT/.local/invoke-check"
-BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-arm64
-
 LOG_TAG=invoke-check
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+export_local_env
+use_venv
+export DYNAMODB_PORT="${DYNAMODB_PORT:-$LOCAL_INVOKE_DYNAMODB_PORT}"
+STATE_DIR="$ROOT/.local/invoke-check"
+BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-arm64
 
 LAMBDA_PID=""
 # SAM stops its warm containers on Ctrl-C (INT); then the local DynamoDB and the dockerd this

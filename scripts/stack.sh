@@ -61,9 +61,6 @@ cd "$ROOT"
 # shellcheck source=scripts/local.env
 source "$ROOT/scripts/local.env"
 
-VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
-export PATH="$VENV_BIN:$PATH"
-PYTHON="$VENV_BIN/python"
 
 MODE="${1:-}"
 [ $# -gt 0 ] && shift
@@ -105,6 +102,7 @@ TAIL_PID=""
 LOG_TAG=stack
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+use_venv
 
 cleanup() {
   if [ -n "$TAIL_PID" ]; then
