@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
+use super::attr::string;
 use crate::error::StoreError;
 use crate::quarantine::{
     QuarantineConfig, QuarantineStore, RefusedDelivery, Slot, SlotRequest, StoreFuture, CAP_PARTITION,
@@ -33,10 +34,6 @@ pub struct DynamoQuarantineStore {
 
 fn unavailable(error: impl std::error::Error) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(error).to_string())
-}
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
 }
 
 impl DynamoQuarantineStore {
@@ -69,7 +66,7 @@ impl DynamoQuarantineStore {
                 .table_name(&self.table)
                 .key_condition_expression("#source = :source")
                 .expression_attribute_names("#source", "source")
-                .expression_attribute_values(":source", s(key))
+                .expression_attribute_values(":source", string(key))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -102,8 +99,8 @@ impl DynamoQuarantineStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("source", s(source.as_str()))
-            .key("delivery_id", s(delivery_id))
+            .key("source", string(source.as_str()))
+            .key("delivery_id", string(delivery_id))
             .consistent_read(true)
             .send()
             .await
@@ -122,12 +119,12 @@ impl DynamoQuarantineStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("source", s(source.as_str()))
-            .key("delivery_id", s(delivery_id))
+            .key("source", string(source.as_str()))
+            .key("delivery_id", string(delivery_id))
             .update_expression("SET last_replay = :outcome, last_replay_at = :at")
             .condition_expression("attribute_exists(delivery_id)")
-            .expression_attribute_values(":outcome", s(outcome))
-            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":outcome", string(outcome))
+            .expression_attribute_values(":at", string(at))
             .send()
             .await
             .map_err(unavailable)?;
@@ -180,8 +177,8 @@ impl QuarantineStore for DynamoQuarantineStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("source", s(CAP_PARTITION))
-                .key("delivery_id", s(&slot.window.key()))
+                .key("source", string(CAP_PARTITION))
+                .key("delivery_id", string(&slot.window.key()))
                 .update_expression("ADD kept :one SET expires_at = :expires_at")
                 .condition_expression("attribute_not_exists(kept) OR kept < :max")
                 .expression_attribute_values(":one", AttributeValue::N("1".into()))
@@ -206,15 +203,15 @@ impl QuarantineStore for DynamoQuarantineStore {
 
 pub fn to_item(delivery: &RefusedDelivery) -> SdkItem {
     let mut item = SdkItem::from([
-        ("source".to_owned(), s(delivery.source.as_str())),
-        ("delivery_id".to_owned(), s(&delivery.delivery_id)),
-        ("received_at".to_owned(), s(&delivery.received_at)),
+        ("source".to_owned(), string(delivery.source.as_str())),
+        ("delivery_id".to_owned(), string(&delivery.delivery_id)),
+        ("received_at".to_owned(), string(&delivery.received_at)),
         ("status".to_owned(), AttributeValue::N(delivery.status.to_string())),
-        ("code".to_owned(), s(&delivery.code)),
-        ("body".to_owned(), s(&delivery.body)),
+        ("code".to_owned(), string(&delivery.code)),
+        ("body".to_owned(), string(&delivery.body)),
         (
             "header_names".to_owned(),
-            AttributeValue::L(delivery.header_names.iter().map(|name| s(name)).collect()),
+            AttributeValue::L(delivery.header_names.iter().map(|name| string(name)).collect()),
         ),
         (
             "signature_headers".to_owned(),
@@ -222,7 +219,7 @@ pub fn to_item(delivery: &RefusedDelivery) -> SdkItem {
                 delivery
                     .signature_headers
                     .iter()
-                    .map(|(name, value)| (name.clone(), s(value)))
+                    .map(|(name, value)| (name.clone(), string(value)))
                     .collect(),
             ),
         ),
@@ -232,7 +229,7 @@ pub fn to_item(delivery: &RefusedDelivery) -> SdkItem {
         ),
     ]);
     if let Some(tenant) = &delivery.tenant {
-        item.insert("tenant".to_owned(), s(tenant));
+        item.insert("tenant".to_owned(), string(tenant));
     }
     item
 }
@@ -276,13 +273,13 @@ pub fn from_item(item: &SdkItem) -> Result<RefusedDelivery, StoreError> {
 
 pub fn unmodelled_to_item(record: &UnmodelledAction) -> SdkItem {
     SdkItem::from([
-        ("source".to_owned(), s(UNMODELLED_PARTITION)),
-        ("delivery_id".to_owned(), s(&record.delivery_id)),
-        ("received_at".to_owned(), s(&record.received_at)),
-        ("tenant".to_owned(), s(&record.tenant)),
-        ("action".to_owned(), s(&record.action)),
-        ("nonce".to_owned(), s(&record.nonce)),
-        ("body".to_owned(), s(&record.body)),
+        ("source".to_owned(), string(UNMODELLED_PARTITION)),
+        ("delivery_id".to_owned(), string(&record.delivery_id)),
+        ("received_at".to_owned(), string(&record.received_at)),
+        ("tenant".to_owned(), string(&record.tenant)),
+        ("action".to_owned(), string(&record.action)),
+        ("nonce".to_owned(), string(&record.nonce)),
+        ("body".to_owned(), string(&record.body)),
         (
             "expires_at".to_owned(),
             AttributeValue::N(record.expires_at.to_string()),
