@@ -178,7 +178,7 @@ impl QuarantineStore for DynamoQuarantineStore {
                 .update_item()
                 .table_name(&self.table)
                 .key("source", string(CAP_PARTITION))
-                .key("delivery_id", string(&slot.window.key()))
+                .key("delivery_id", string(slot.window.key()))
                 .update_expression("ADD kept :one SET expires_at = :expires_at")
                 .condition_expression("attribute_not_exists(kept) OR kept < :max")
                 .expression_attribute_values(":one", AttributeValue::N("1".into()))
