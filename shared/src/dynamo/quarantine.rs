@@ -211,7 +211,7 @@ pub fn to_item(delivery: &RefusedDelivery) -> SdkItem {
         ("body".to_owned(), string(&delivery.body)),
         (
             "header_names".to_owned(),
-            AttributeValue::L(delivery.header_names.iter().map(|name| string(name)).collect()),
+            AttributeValue::L(delivery.header_names.iter().map(string).collect()),
         ),
         (
             "signature_headers".to_owned(),
