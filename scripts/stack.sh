@@ -292,7 +292,7 @@ signed_curl() {
     crm) secret="$CRM_WEBHOOK_SECRET" ;;
     activity) secret="$ACTIVITY_CALLBACK_SECRET" ;;
   esac
-  cargo run -q -p tools --bin webhookctl -- send "$source" --url "$url" --body-file "$body" \
+  cargo run -q --bin webhookctl -- send "$source" --url "$url" --body-file "$body" \
     --secret "${secret%%,*}" --curl "$@"
 }
 

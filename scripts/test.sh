@@ -24,12 +24,12 @@ trap 'kill "$INSTALL_PID" 2>/dev/null || true' EXIT
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Everything `cargo test --workspace`, `cargo lambda watch` and the stack's curls will need,
-# built now while pip runs: the stack then starts on a warm target directory.
+# built now while pip runs, so that the stack starts on a warm target directory. The watch runs
+# `cargo run --bin <function>` and the stack `cargo run --bin webhookctl`, both without `-p`: every
+# member is selected, so dependencies are built with the same features as by `--workspace
+# --bins` here (a `-p` build selects fewer members and would build the SDK once more).
 cargo test --workspace --no-run
-cargo build -p crm-webhook -p activity-callback
-# The stack prints and checks its signed curls with webhookctl (its own feature set: a build of
-# its own).
-cargo build -p tools --bin webhookctl
+cargo build --workspace --bins
 
 if ! wait "$INSTALL_PID"; then
   log "installing the Python tools failed:"
