@@ -80,10 +80,9 @@ TABLES = [
     },
 ]
 
-# The only DynamoDB actions the functions need (TransactWriteItems is authorized
-# per item action, TransactGetItems likewise; the activity function reads its nonce
-# record and item in one BatchGetItem).
-ALLOWED_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"}
+# The only DynamoDB actions the functions need (TransactWriteItems is authorized per item
+# action: the activity function's one transaction needs PutItem; GetItem confirms a duplicate).
+ALLOWED_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"}
 
 # The one UpdateItem the functions make: the quarantine's global cap counters, which live in
 # the refused-deliveries table under their own partition key; the grant is limited to it.
