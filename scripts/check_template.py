@@ -80,7 +80,8 @@ class Emitted:
         self.metrics = set(re.findall(r'(?:counter|histogram|gauge)!\(\s*"([a-z_]+)"', source))
         self.sources = set(re.findall(r'Self::(?:Crm|Activity) => "([a-z_]+)"', source))
         codes = set(re.findall(r'=>\s*\{?\s*"([a-z_]+)"', _section(source, "pub fn code(&self)")))
-        self.outcomes = codes | set(re.findall(r'Delivery::[A-Za-z]+ => "([a-z_]+)"', source))
+        successes = _section(source, "impl Delivery {")
+        self.outcomes = codes | set(re.findall(r'Self::[A-Za-z]+ => "([a-z_]+)"', successes))
         skips = set(re.findall(r'Self::[A-Za-z]+ => "([a-z_]+)"', _section(source, "impl Skip")))
         written = set(re.findall(r'"quarantine_dropped"[^;]*?"reason" => "([a-z_]+)"', source, re.S))
         self.drop_reasons = (skips - {"not_eligible"}) | written
