@@ -78,6 +78,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("storage timed out after {0} ms")]
     Timeout(u64),
+    /// Too little of the deadline is left for another write to finish ([`crate::dynamo`]'s
+    /// write guard): the write is not sent, so the event is not applied.
+    #[error("no time for another write: {left_ms} ms left, the last write took {last_write_ms} ms")]
+    NoTimeToWrite { left_ms: u64, last_write_ms: u64 },
     #[error("gave up after {0} conflicting concurrent writes")]
     TooManyConflicts(u32),
     #[error("stored item is unreadable: {0}")]

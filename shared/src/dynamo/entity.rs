@@ -87,7 +87,10 @@ impl Race {
         write: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         if !self.may_send() {
-            return Err(StoreError::Timeout(whole_millis(self.budget)));
+            return Err(StoreError::NoTimeToWrite {
+                left_ms: whole_millis(self.ends.saturating_duration_since(Instant::now())),
+                last_write_ms: whole_millis(self.last_call),
+            });
         }
         let sent = Instant::now();
         let answer = write.await;
@@ -95,14 +98,19 @@ impl Race {
         answer
     }
 
-    /// Whether a write may still be sent: at least twice the last write's time, and at least
-    /// [`MIN_TIME_TO_WRITE`], is left before the deadline. A write the deadline cuts off in flight
-    /// may still commit after the delivery was answered 503: harmless for an event the item's
-    /// record keeps (its redelivery is a duplicate), but an event older than the record's bound
-    /// would be counted again. Not sending it keeps such a 503 a plain "not applied".
+    /// Whether a write may still be sent: the last write's time, and at least
+    /// [`MIN_TIME_TO_WRITE`], is left before the deadline, so that it is expected to finish. A
+    /// write the deadline cuts off in flight may still commit after the delivery was answered
+    /// 503: harmless for an event the item's record keeps (its redelivery is a duplicate), but an
+    /// event older than the record's bound would be counted again. Not sending it keeps such a
+    /// 503 a plain "not applied".
+    ///
+    /// Why not a margin over the last write's time: one slow call (a latency spike of the
+    /// table) would then refuse the next write with most of the deadline left, and a delivery
+    /// that would have been applied in time answers 503 instead.
     pub fn may_send(&self) -> bool {
         let left = self.ends.saturating_duration_since(Instant::now());
-        left >= (self.last_call * 2).max(MIN_TIME_TO_WRITE)
+        left >= self.last_call.max(MIN_TIME_TO_WRITE)
     }
 }
 
@@ -828,15 +836,20 @@ mod tests {
         assert_eq!(backoff_window(8, 50 * MS, Duration::ZERO), MAX_PAUSE);
     }
 
-    #[test]
-    fn a_write_is_sent_only_with_time_left_to_finish_it() {
+    #[tokio::test]
+    async fn a_write_is_sent_only_with_time_left_to_finish_it() {
         assert!(Race::start(crate::dynamo::DEADLINE).may_send());
         assert!(!Race::start(MIN_TIME_TO_WRITE / 2).may_send());
         let mut race = Race::start(Duration::from_millis(900));
-        race.last_call = 100 * MS;
-        assert!(race.may_send(), "two writes of 100 ms fit in 900 ms");
-        race.last_call = 500 * MS;
-        assert!(!race.may_send(), "two of 500 ms do not");
+        race.last_call = 800 * MS;
+        assert!(race.may_send(), "a write of 800 ms fits in 900 ms");
+        race.last_call = 1_000 * MS;
+        assert!(!race.may_send(), "one of 1 s does not");
+        let refused = race.timed(async { Ok(()) }).await;
+        assert!(
+            matches!(refused, Err(StoreError::NoTimeToWrite { last_write_ms: 1_000, left_ms }) if left_ms <= 900),
+            "{refused:?}"
+        );
     }
 
     #[test]
