@@ -51,9 +51,8 @@ pub const MAX_CONFLICT_RETRIES: u32 = 32;
 /// One delivery's contest for its entity, what the pause after a lost race is computed from.
 pub struct Race {
     started: Instant,
-    /// The request's deadline, and the budget the store had when the contest started.
+    /// The request's deadline.
     ends: Instant,
-    budget: Duration,
     lost: u32,
     /// How long the last write took. Under contention that is mostly the time it waited behind
     /// the other writers' calls, so it measures the crowd without counting it.
@@ -73,7 +72,6 @@ impl Race {
         Self {
             started: now.checked_sub(used).unwrap_or(now),
             ends: now + budget,
-            budget,
             lost: 0,
             last_call: Duration::ZERO,
             guessing: true,
