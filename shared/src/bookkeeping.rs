@@ -25,7 +25,8 @@ use crate::merge::Stamp;
 /// JSON `merge_state` and delivery records in a table of their own.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// How many applied events an item remembers at least (more while registers refer to them).
+/// How many of its newest applied events an item remembers (older ones too while registers
+/// refer to them).
 pub const MAX_APPLIED_EVENTS: usize = 128;
 
 /// Why stored bookkeeping could not be read.
@@ -60,26 +61,26 @@ impl AppliedEvents {
         &self.0
     }
 
-    /// Records `stamp` as applied, then forgets the oldest events no register of the state
-    /// refers to while more than [`MAX_APPLIED_EVENTS`] are held.
+    /// Records `stamp` as applied, then forgets the events older than the newest
+    /// [`MAX_APPLIED_EVENTS`] that no register of the state refers to. An old event a register
+    /// refers to is kept besides the newest ones, never instead of one of them: a redelivery of
+    /// any of the newest is always recognised.
     pub fn record<S: Registers>(&mut self, stamp: Stamp, state: &S) {
         if let Err(at) = self.0.binary_search(&stamp) {
             self.0.insert(at, stamp);
         }
-        if self.0.len() <= MAX_APPLIED_EVENTS {
+        let older = self.0.len().saturating_sub(MAX_APPLIED_EVENTS);
+        if older == 0 {
             return;
         }
         let mut referenced = Vec::new();
         state.visit_stamps(&mut |s| referenced.push(*s));
         referenced.sort_unstable();
-        let mut excess = self.0.len() - MAX_APPLIED_EVENTS;
+        let mut position = 0;
         self.0.retain(|held| {
-            if excess > 0 && referenced.binary_search(held).is_err() {
-                excess -= 1;
-                false
-            } else {
-                true
-            }
+            let keep = position >= older || referenced.binary_search(held).is_ok();
+            position += 1;
+            keep
         });
     }
 }
@@ -372,13 +373,14 @@ mod tests {
         for i in 1..=(MAX_APPLIED_EVENTS as i64 + 10) {
             applied.record(stamp(i, i as u64), &state);
         }
-        assert_eq!(applied.len(), MAX_APPLIED_EVENTS);
+        // The newest 128 (11 to 138), and besides them the one a register refers to.
+        assert_eq!(applied.len(), MAX_APPLIED_EVENTS + 1);
         assert!(applied.contains(&pinned), "a register still refers to it");
         assert!(
-            !applied.contains(&stamp(11, 11)),
+            !applied.contains(&stamp(10, 10)),
             "the oldest unreferenced are forgotten"
         );
-        assert!(applied.contains(&stamp(12, 12)));
+        assert!((11..=MAX_APPLIED_EVENTS as i64 + 10).all(|i| applied.contains(&stamp(i, i as u64))));
         let bytes = encode(&applied, &state).unwrap();
         assert_eq!(decode::<Two>(&bytes, &Item::new()).unwrap().1, state);
     }

@@ -448,22 +448,16 @@ impl Lead {
         Answer::Accepted
     }
 
-    /// Records `stamp`, then forgets the oldest events no value comes from while more than
-    /// [`RECORD_BOUND`] are remembered.
+    /// Records `stamp`, then forgets the events older than the newest [`RECORD_BOUND`] that no
+    /// value comes from.
     fn remember(&mut self, stamp: Stamp) {
         self.record.insert(stamp);
-        let Some(mut excess) = self.record.len().checked_sub(RECORD_BOUND) else {
+        let Some(&oldest_kept) = self.record.iter().rev().nth(RECORD_BOUND - 1) else {
             return;
         };
         let referenced = self.referenced();
-        self.record.retain(|held| {
-            if excess > 0 && !referenced.contains(held) {
-                excess -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        self.record
+            .retain(|held| *held >= oldest_kept || referenced.contains(held));
     }
 
     /// The events some value of the item comes from (cleared fields and removed members too).
@@ -940,6 +934,10 @@ mod tests {
         }
         assert!(oracle.crm_record("E1").contains(&crm_stamp(&first)));
         assert_eq!(oracle.deliver(Source::Crm, &first), Answer::Duplicate);
+        // Kept besides the 128 newest, not instead of the oldest of them.
+        assert_eq!(oracle.crm_record("E1").len(), RECORD_BOUND + 1);
+        let oldest_of_the_newest = body(11, json!({"mapping_data": {"name": ["11"]}}));
+        assert_eq!(oracle.deliver(Source::Crm, &oldest_of_the_newest), Answer::Duplicate);
     }
 
     #[test]
