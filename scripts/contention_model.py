@@ -6,7 +6,7 @@ model takes a second and isolates the one thing the backoff changes: how many wr
 flight on one item. It models:
 
 - one server that answers one call at a time, first come first served, `--service-ms` each
-  (the local DynamoDB serialises every call: about 10 ms each in the bench with accounting);
+  (the local DynamoDB serialises every call: 7.5 ms each on average in the latest bench);
 - `--senders` senders, each delivering its share of `--events` distinct events to one item,
   and resending a delivery answered 503 at once, as storage-bench does;
 - a delivery: one read, then conditional writes until one wins (a lost write returns the
