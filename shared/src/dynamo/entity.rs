@@ -102,8 +102,8 @@ impl Race {
     /// record keeps (its redelivery is a duplicate), but an event older than the record's bound
     /// would be counted again. Not sending it keeps such a 503 a plain "not applied".
     ///
-    /// Why twice: with only the last write's time left, a write as slow as the last one is cut
-    /// off about half the time, and the soak's crowd then counted events past the bound twice.
+    /// Why twice: with only the last write's time left, a write as slow as the last one would be
+    /// cut off in flight about half the time.
     pub fn may_send(&self) -> bool {
         let left = self.ends.saturating_duration_since(Instant::now());
         left >= (self.last_call * 2).max(MIN_TIME_TO_WRITE)
