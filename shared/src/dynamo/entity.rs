@@ -86,7 +86,7 @@ impl Race {
     ) -> Result<T, StoreError> {
         if !self.may_send() {
             return Err(StoreError::NoTimeToWrite {
-                left_ms: whole_millis(self.ends.saturating_duration_since(Instant::now())),
+                left_ms: whole_millis(self.time_left()),
                 last_write_ms: whole_millis(self.last_call),
             });
         }
@@ -105,8 +105,12 @@ impl Race {
     /// Why twice: with only the last write's time left, a write as slow as the last one would be
     /// cut off in flight about half the time.
     pub fn may_send(&self) -> bool {
-        let left = self.ends.saturating_duration_since(Instant::now());
-        left >= (self.last_call * 2).max(MIN_TIME_TO_WRITE)
+        self.time_left() >= (self.last_call * 2).max(MIN_TIME_TO_WRITE)
+    }
+
+    /// What is left of the request's deadline.
+    fn time_left(&self) -> Duration {
+        self.ends.saturating_duration_since(Instant::now())
     }
 }
 
